@@ -1,0 +1,188 @@
+//! Element types: what the logits may be stored as, and what the loss accumulates in.
+
+use half::{bf16, f16};
+
+use crate::rowops;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+}
+
+/// Per-row results of the normaliser pass: `log sum_k exp(z_k) = max + ln(sum)`, where
+/// `sum = sum_k exp(z_k - max)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowNorm {
+    pub max: f64,
+    pub sum: f64,
+}
+
+impl RowNorm {
+    #[inline]
+    pub fn log_norm(self) -> f64 {
+        self.max + self.sum.ln()
+    }
+}
+
+/// A logit element type: f32, f64, f16 or bf16. Half-precision logits are computed in f32;
+/// f64 logits are computed in f64 throughout (useful for gradient checks).
+pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// The type gradients are produced in: f32, or f64 for f64 logits.
+    type Acc: Acc;
+
+    /// The value as f64.
+    fn to_f64(self) -> f64;
+
+    /// The normaliser of one row. When `out` is given (the row's slot of the gradient
+    /// buffer) it receives `exp(z_k - max)`; `scratch` is a reusable conversion buffer.
+    #[doc(hidden)]
+    fn normalise(row: &[Self], out: Option<&mut [Self::Acc]>, scratch: &mut Vec<f32>)
+    -> RowNormPub;
+}
+
+/// Opaque row statistics (an implementation detail of [`Logit`]).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct RowNormPub(pub(crate) RowNorm);
+
+/// A gradient element type: f32 or f64.
+pub trait Acc: Copy + Send + Sync + Default + 'static + sealed::Sealed {
+    #[doc(hidden)]
+    fn scale_row(row: &mut [Self], s: f64);
+    #[doc(hidden)]
+    fn sub(&mut self, v: f64);
+    #[doc(hidden)]
+    fn clamp_row(row: &mut [Self], c: f32);
+    #[doc(hidden)]
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Acc for f32 {
+    #[inline]
+    fn scale_row(row: &mut [f32], s: f64) {
+        rowops::scale(row, s as f32);
+    }
+    #[inline]
+    fn sub(&mut self, v: f64) {
+        *self -= v as f32;
+    }
+    #[inline]
+    fn clamp_row(row: &mut [f32], c: f32) {
+        for v in row {
+            *v = v.clamp(-c, c);
+        }
+    }
+    #[inline]
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl Acc for f64 {
+    #[inline]
+    fn scale_row(row: &mut [f64], s: f64) {
+        for v in row {
+            *v *= s;
+        }
+    }
+    #[inline]
+    fn sub(&mut self, v: f64) {
+        *self -= v;
+    }
+    #[inline]
+    fn clamp_row(row: &mut [f64], c: f32) {
+        let c = c as f64;
+        for v in row {
+            *v = v.clamp(-c, c);
+        }
+    }
+    #[inline]
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
+#[inline]
+fn normalise_f32_in_place(row: &mut [f32]) -> RowNorm {
+    let max = rowops::max(row);
+    let sum = rowops::exp_inplace_sum(row, max);
+    RowNorm {
+        max: max as f64,
+        sum: sum as f64,
+    }
+}
+
+impl Logit for f32 {
+    type Acc = f32;
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn normalise(row: &[f32], out: Option<&mut [f32]>, _scratch: &mut Vec<f32>) -> RowNormPub {
+        let max = rowops::max(row);
+        let sum = match out {
+            Some(out) => rowops::exp_store_sum(row, max, out),
+            None => rowops::exp_sum(row, max),
+        };
+        RowNormPub(RowNorm {
+            max: max as f64,
+            sum: sum as f64,
+        })
+    }
+}
+
+macro_rules! half_logit {
+    ($t:ty) => {
+        impl Logit for $t {
+            type Acc = f32;
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self.to_f64()
+            }
+            #[inline]
+            fn normalise(
+                row: &[$t],
+                out: Option<&mut [f32]>,
+                scratch: &mut Vec<f32>,
+            ) -> RowNormPub {
+                use half::slice::HalfFloatSliceExt;
+                let dst = match out {
+                    Some(out) => out,
+                    None => {
+                        scratch.resize(row.len(), 0.0);
+                        &mut scratch[..]
+                    }
+                };
+                row.convert_to_f32_slice(dst);
+                RowNormPub(normalise_f32_in_place(dst))
+            }
+        }
+    };
+}
+half_logit!(f16);
+half_logit!(bf16);
+
+impl Logit for f64 {
+    type Acc = f64;
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn normalise(row: &[f64], out: Option<&mut [f64]>, _scratch: &mut Vec<f32>) -> RowNormPub {
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        let sum = match out {
+            Some(out) => out.iter_mut().zip(row).fold(0.0, |s, (o, &v)| {
+                *o = (v - max).exp();
+                s + *o
+            }),
+            None => row.iter().map(|&v| (v - max).exp()).sum(),
+        };
+        RowNormPub(RowNorm { max, sum })
+    }
+}

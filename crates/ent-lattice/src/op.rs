@@ -1,0 +1,360 @@
+//! The candle entry points: argument checks on tensors, and custom ops whose backward pass is
+//! the hand-written gradient (no per-node autograd graph is built).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use half::{bf16, f16};
+
+use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
+use crate::elem::{Acc, Logit};
+use crate::error::LatticeError;
+use crate::pool::{self, PoolForward, PoolProblem};
+use crate::problem::LatticeDims;
+use crate::rnnt::{self, Forward, RnntProblem};
+
+const LOGIT_DTYPES: &str = "f32, f16, bf16, f64";
+const INDEX_DTYPES: &str = "u8, u32, i64";
+
+fn dims4(arg: &'static str, t: &Tensor, what: &str) -> Result<LatticeDims, LatticeError> {
+    match *t.dims() {
+        [batch, frames, positions, classes] if positions > 0 => Ok(LatticeDims {
+            batch,
+            frames,
+            targets: positions - 1,
+            classes,
+        }),
+        _ => Err(LatticeError::Shape {
+            arg,
+            got: t.dims().to_vec(),
+            expected: format!("[B, T, U+1, {what}] with U+1 >= 1"),
+        }),
+    }
+}
+
+fn check_logit_dtype(arg: &'static str, t: &Tensor) -> Result<(), LatticeError> {
+    match t.dtype() {
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 => Ok(()),
+        d => Err(LatticeError::DType {
+            arg,
+            dtype: format!("{d:?}"),
+            expected: LOGIT_DTYPES,
+        }),
+    }
+}
+
+/// Copies an integer tensor of the expected shape to the host as i64.
+fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Result<Vec<i64>> {
+    if t.dims() != shape {
+        Err(LatticeError::Shape {
+            arg,
+            got: t.dims().to_vec(),
+            expected: format!("{shape:?}"),
+        })?;
+    }
+    match t.dtype() {
+        DType::U8 | DType::U32 | DType::I64 => {}
+        d => Err(LatticeError::DType {
+            arg,
+            dtype: format!("{d:?}"),
+            expected: INDEX_DTYPES,
+        })?,
+    }
+    t.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()
+}
+
+fn reduce(costs: Tensor, reduction: Reduction, batch: usize) -> candle_core::Result<Tensor> {
+    match reduction {
+        Reduction::None => Ok(costs),
+        Reduction::Sum => costs.sum_all(),
+        Reduction::Mean => costs.sum_all()?.affine(1.0 / batch as f64, 0.0),
+    }
+}
+
+/// The RNN-T loss (ENT-SPEC §3), differentiable through candle's `backward()`.
+///
+/// - `logits`: `[B, T, U+1, V]`, the raw joint-network outputs; f32, f16, bf16 (computed in
+///   f32) or f64 (computed in f64). The log-softmax over `V` is fused inside.
+/// - `targets`: `[B, U]`, u32, i64 or u8; entries past `target_lens[b]` are ignored.
+/// - `logit_lens`: `[B]`, `1 <= logit_lens[b] <= T`; `target_lens`: `[B]`, `<= U`.
+///
+/// Returns `[B]` costs `-log P(y_b | x_b)` for [`Reduction::None`], else a scalar; in the dtype
+/// of `logits`. The gradient with respect to `logits` is computed in the forward pass when
+/// `logits` is part of an autograd graph, and kept by the op until `backward()` asks for it;
+/// otherwise the forward pass skips it. Cells outside an utterance's lengths are never read
+/// and receive zero gradient. NaN or `+inf` in an utterance's valid cells makes its cost and
+/// gradient NaN; `-inf` is a valid logit, and a target that `-inf` logits make unreachable
+/// costs `+inf` (0 with `zero_infinity`) with zero gradient.
+///
+/// Errors (naming the argument and value) on shape or batch mismatches, lengths beyond their
+/// dimension, zero-length utterances, labels `>= V` or equal to blank, unsupported dtypes and
+/// invalid configurations.
+pub fn rnnt_loss(
+    logits: &Tensor,
+    targets: &Tensor,
+    logit_lens: &Tensor,
+    target_lens: &Tensor,
+    cfg: &RnntLossConfig,
+) -> candle_core::Result<Tensor> {
+    let dims = dims4("logits", logits, "V")?;
+    if dims.batch == 0 {
+        Err(LatticeError::EmptyBatch { arg: "logits" })?;
+    }
+    check_logit_dtype("logits", logits)?;
+    let b = dims.batch;
+    let targets = host_index("targets", targets, &[b, dims.targets])?;
+    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
+    let target_lens = host_index("target_lens", target_lens, &[b])?;
+    let problem = rnnt::validate(dims, &targets, &logit_lens, &target_lens, cfg)?;
+    dims.numel()?;
+    let op = RnntOp {
+        problem: Arc::new(problem),
+        cfg: cfg.clone(),
+        keep_gradient: logits.track_op(),
+        saved: Mutex::new(None),
+    };
+    let costs = logits.contiguous()?.apply_op1(op)?;
+    reduce(costs, cfg.reduction, b)
+}
+
+/// What the RNN-T forward pass keeps for the backward pass.
+enum Saved {
+    F32(Vec<f32>, Forward),
+    F64(Vec<f64>, Forward),
+}
+
+struct RnntOp {
+    problem: Arc<RnntProblem>,
+    cfg: RnntLossConfig,
+    keep_gradient: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+impl RnntOp {
+    /// The forward pass; with `keep`, also the gradient buffer and coefficients, wrapped by
+    /// `wrap` into the saved state.
+    fn run<E: Logit>(
+        &self,
+        logits: &[E],
+        keep: bool,
+        wrap: fn(Vec<E::Acc>, Forward) -> Saved,
+    ) -> candle_core::Result<(Vec<f64>, Option<Saved>)> {
+        if keep {
+            let mut buf = vec![E::Acc::default(); logits.len()];
+            let fwd = rnnt::forward(logits, &self.problem, &self.cfg, Some(&mut buf))?;
+            Ok((fwd.costs.clone(), Some(wrap(buf, fwd))))
+        } else {
+            let fwd = rnnt::forward(logits, &self.problem, &self.cfg, None)?;
+            Ok((fwd.costs, None))
+        }
+    }
+
+    /// Runs the forward pass on a CPU storage; returns the costs and, when `keep`, the state.
+    fn forward_storage(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        keep: bool,
+    ) -> candle_core::Result<(Vec<f64>, Option<Saved>)> {
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::msg("rnnt_loss: logits must be contiguous"))?;
+        let r = start..end;
+        Ok(match s {
+            CpuStorage::F32(v) => self.run(&v[r], keep, Saved::F32)?,
+            CpuStorage::F16(v) => self.run(&v[r], keep, Saved::F32)?,
+            CpuStorage::BF16(v) => self.run(&v[r], keep, Saved::F32)?,
+            CpuStorage::F64(v) => self.run(&v[r], keep, Saved::F64)?,
+            other => Err(LatticeError::DType {
+                arg: "logits",
+                dtype: format!("{:?}", other.dtype()),
+                expected: LOGIT_DTYPES,
+            })?,
+        })
+    }
+}
+
+/// Builds a CPU storage of `dtype` from f64 values.
+fn costs_storage(costs: &[f64], dtype: DType) -> CpuStorage {
+    match dtype {
+        DType::F16 => CpuStorage::F16(costs.iter().map(|&c| f16::from_f64(c)).collect()),
+        DType::BF16 => CpuStorage::BF16(costs.iter().map(|&c| bf16::from_f64(c)).collect()),
+        DType::F64 => CpuStorage::F64(costs.to_vec()),
+        _ => CpuStorage::F32(costs.iter().map(|&c| c as f32).collect()),
+    }
+}
+
+/// A gradient buffer as a tensor of the logits' dtype and shape.
+fn grad_tensor<A: Acc + candle_core::WithDType>(
+    buf: Vec<A>,
+    like: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let t = Tensor::from_vec(buf, like.shape(), like.device())?;
+    if t.dtype() == like.dtype() {
+        Ok(t)
+    } else {
+        t.to_dtype(like.dtype())
+    }
+}
+
+fn grad_costs(grad_res: &Tensor) -> candle_core::Result<Vec<f64>> {
+    grad_res.to_dtype(DType::F64)?.to_vec1::<f64>()
+}
+
+impl CustomOp1 for RnntOp {
+    fn name(&self) -> &'static str {
+        "rnnt-loss"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (costs, saved) = self.forward_storage(s, l, self.keep_gradient)?;
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::msg("rnnt_loss: poisoned state"))? = saved;
+        Ok((costs_storage(&costs, s.dtype()), Shape::from(costs.len())))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad_costs(grad_res)?;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::msg("rnnt_loss: poisoned state"))?
+            .take();
+        let saved = match saved {
+            Some(s) => s,
+            // A second backward pass over the same graph: recompute.
+            None => {
+                let (storage, layout) = arg.storage_and_layout();
+                match &*storage {
+                    Storage::Cpu(s) => self.forward_storage(s, layout, true)?.1,
+                    _ => None,
+                }
+                .ok_or_else(|| candle_core::Error::msg("rnnt_loss: backward on a non-CPU tensor"))?
+            }
+        };
+        let p = &self.problem;
+        let clamp = self.cfg.clamp;
+        Ok(Some(match saved {
+            Saved::F32(mut buf, fwd) => {
+                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
+                grad_tensor(buf, arg)?
+            }
+            Saved::F64(mut buf, fwd) => {
+                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
+                grad_tensor(buf, arg)?
+            }
+        }))
+    }
+}
+
+/// Emotion-lattice max pooling loss (ENT-SPEC §3), differentiable through candle's
+/// `backward()`; gradient flows only into the selected nodes.
+///
+/// - `emotion_logits`: `[B, T, U+1, K]`, the raw emotion-joint outputs (f32, f16, bf16, f64).
+/// - `labels`: `[B]`, each utterance's emotion class (u32, i64 or u8), below `K`.
+/// - `logit_lens`, `target_lens`: `[B]` as for [`rnnt_loss`].
+///
+/// Returns `[B]` for [`Reduction::None`], else a scalar, in the dtype of `emotion_logits`.
+/// Ties in the arg-max and arg-min go to the first node in `(t, u)` row-major order.
+pub fn lattice_max_pool_loss(
+    emotion_logits: &Tensor,
+    labels: &Tensor,
+    logit_lens: &Tensor,
+    target_lens: &Tensor,
+    cfg: &LatticePoolConfig,
+) -> candle_core::Result<Tensor> {
+    let dims = dims4("emotion_logits", emotion_logits, "K")?;
+    if dims.batch == 0 {
+        Err(LatticeError::EmptyBatch {
+            arg: "emotion_logits",
+        })?;
+    }
+    check_logit_dtype("emotion_logits", emotion_logits)?;
+    let b = dims.batch;
+    let labels = host_index("labels", labels, &[b])?;
+    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
+    let target_lens = host_index("target_lens", target_lens, &[b])?;
+    let problem = pool::validate(dims, &labels, &logit_lens, &target_lens, cfg)?;
+    dims.numel()?;
+    let op = PoolOp {
+        problem,
+        cfg: cfg.clone(),
+        saved: Mutex::new(None),
+    };
+    let costs = emotion_logits.contiguous()?.apply_op1(op)?;
+    reduce(costs, cfg.reduction, b)
+}
+
+struct PoolOp {
+    problem: PoolProblem,
+    cfg: LatticePoolConfig,
+    saved: Mutex<Option<Arc<PoolForward>>>,
+}
+
+impl CustomOp1 for PoolOp {
+    fn name(&self) -> &'static str {
+        "lattice-max-pool-loss"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) = l.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::msg("lattice_max_pool_loss: emotion_logits must be contiguous")
+        })?;
+        let (p, cfg) = (&self.problem, &self.cfg);
+        let fwd = match s {
+            CpuStorage::F32(v) => pool::forward(&v[start..end], p, cfg)?,
+            CpuStorage::F16(v) => pool::forward(&v[start..end], p, cfg)?,
+            CpuStorage::BF16(v) => pool::forward(&v[start..end], p, cfg)?,
+            CpuStorage::F64(v) => pool::forward(&v[start..end], p, cfg)?,
+            other => Err(LatticeError::DType {
+                arg: "emotion_logits",
+                dtype: format!("{:?}", other.dtype()),
+                expected: LOGIT_DTYPES,
+            })?,
+        };
+        let storage = costs_storage(&fwd.costs, s.dtype());
+        let n = fwd.costs.len();
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::msg("lattice_max_pool_loss: poisoned state"))? =
+            Some(Arc::new(fwd));
+        Ok((storage, Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad_costs(grad_res)?;
+        let fwd = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::msg("lattice_max_pool_loss: poisoned state"))?
+            .clone()
+            .ok_or_else(|| {
+                candle_core::Error::msg("lattice_max_pool_loss: backward before forward")
+            })?;
+        let k = self.problem.dims.classes;
+        let n = arg.elem_count();
+        Ok(Some(if arg.dtype() == DType::F64 {
+            let mut buf = vec![0f64; n];
+            pool::scatter(&mut buf, k, &fwd, &g);
+            grad_tensor(buf, arg)?
+        } else {
+            let mut buf = vec![0f32; n];
+            pool::scatter(&mut buf, k, &fwd, &g);
+            grad_tensor(buf, arg)?
+        }))
+    }
+}

@@ -1,0 +1,165 @@
+//! Shapes, index inputs and the validation shared by both losses.
+
+use crate::error::LatticeError;
+
+/// The sizes of a padded batch of lattices: logits are laid out row-major as
+/// `[batch][frames][targets + 1][classes]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatticeDims {
+    /// `B`, the number of utterances.
+    pub batch: usize,
+    /// `T`, the padded number of encoder frames.
+    pub frames: usize,
+    /// `U`, the padded target length; the lattice has `U + 1` predictor positions.
+    pub targets: usize,
+    /// `V` (vocabulary size, blank included) for the RNN-T loss, `K` (emotion classes) for
+    /// the pooling loss.
+    pub classes: usize,
+}
+
+impl LatticeDims {
+    /// `U + 1`, the number of predictor positions.
+    pub fn positions(&self) -> usize {
+        self.targets + 1
+    }
+
+    /// `B * T * (U + 1)`, the number of lattice nodes (rows of `classes` logits).
+    pub fn nodes(&self) -> Result<usize, LatticeError> {
+        [self.batch, self.frames, self.positions()]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| self.too_large())
+    }
+
+    /// `B * T * (U + 1) * classes`, the number of logits, checked against overflow.
+    pub fn numel(&self) -> Result<usize, LatticeError> {
+        self.nodes()?
+            .checked_mul(self.classes)
+            .ok_or_else(|| self.too_large())
+    }
+
+    fn too_large(&self) -> LatticeError {
+        LatticeError::TooLarge {
+            arg: "logits",
+            dims: vec![self.batch, self.frames, self.positions(), self.classes],
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for u32 {}
+    impl Sealed for i32 {}
+    impl Sealed for i64 {}
+    impl Sealed for usize {}
+}
+
+/// An integer type accepted for targets, labels and lengths.
+pub trait Index: Copy + Send + Sync + sealed::Sealed {
+    /// The value as i64 (saturating for `usize` beyond `i64::MAX`).
+    fn to_i64(self) -> i64;
+}
+
+macro_rules! index {
+    ($($t:ty),*) => {$(
+        impl Index for $t {
+            #[inline]
+            fn to_i64(self) -> i64 {
+                i64::try_from(self).unwrap_or(i64::MAX)
+            }
+        }
+    )*};
+}
+index!(u8, u32, i32, i64, usize);
+
+/// Validated per-utterance lengths.
+#[derive(Clone, Debug)]
+pub(crate) struct Lengths {
+    /// `T_b`, in `1..=T`.
+    pub frames: Vec<usize>,
+    /// `U_b`, in `0..=U`.
+    pub targets: Vec<usize>,
+}
+
+pub(crate) fn check_len(
+    arg: &'static str,
+    len: usize,
+    expected: usize,
+) -> Result<(), LatticeError> {
+    if len != expected {
+        return Err(LatticeError::Shape {
+            arg,
+            got: vec![len],
+            expected: format!("[{expected}]"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks both length vectors against the dimensions.
+pub(crate) fn lengths<I: Index>(
+    dims: &LatticeDims,
+    logit_lens: &[I],
+    target_lens: &[I],
+) -> Result<Lengths, LatticeError> {
+    if dims.batch == 0 {
+        return Err(LatticeError::EmptyBatch { arg: "logits" });
+    }
+    check_len("logit_lens", logit_lens.len(), dims.batch)?;
+    check_len("target_lens", target_lens.len(), dims.batch)?;
+    let frames = logit_lens
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = v.to_i64();
+            if v < 0 {
+                Err(LatticeError::Negative {
+                    arg: "logit_lens",
+                    index: i.to_string(),
+                    value: v,
+                })
+            } else if v == 0 {
+                Err(LatticeError::ZeroLength {
+                    arg: "logit_lens",
+                    index: i,
+                })
+            } else if v as u64 > dims.frames as u64 {
+                Err(LatticeError::LengthTooLarge {
+                    arg: "logit_lens",
+                    index: i,
+                    value: v,
+                    dim: "time",
+                    max: dims.frames,
+                })
+            } else {
+                Ok(v as usize)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let targets = target_lens
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = v.to_i64();
+            if v < 0 {
+                Err(LatticeError::Negative {
+                    arg: "target_lens",
+                    index: i.to_string(),
+                    value: v,
+                })
+            } else if v as u64 > dims.targets as u64 {
+                Err(LatticeError::LengthTooLarge {
+                    arg: "target_lens",
+                    index: i,
+                    value: v,
+                    dim: "target (U = predictor positions - 1)",
+                    max: dims.targets,
+                })
+            } else {
+                Ok(v as usize)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Lengths { frames, targets })
+}

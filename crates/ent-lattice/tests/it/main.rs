@@ -1,0 +1,10 @@
+//! Integration tests of `ent-lattice` (one binary; modules by topic).
+
+// Lattice loops read best with explicit (t, u) indices.
+#![allow(clippy::needless_range_loop)]
+
+mod candle_api;
+mod errors;
+mod pool;
+mod reference;
+mod rnnt;
