@@ -1,0 +1,188 @@
+//! Project chores: `cargo xtask <command>`.
+//!
+//! - `bench [--runs N] [--skip-criterion]`: the CPU lattice benchmarks (criterion) and the
+//!   torchaudio peer on the same shapes and thread count, then the comparison table in
+//!   Markdown. torch and torchaudio are installed from PyPI into `target/bench-venv` on first
+//!   use (pinned in `benches/requirements.txt`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion]
+
+  bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
+          the same shapes and threads (benches/torchaudio_rnnt.py), print the table
+          --runs N           torchaudio runs per shape (default 5)
+          --skip-criterion   reuse the last criterion results in target/criterion";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// The threads the benchmarks run on: `RAYON_NUM_THREADS` if set, else every core.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// A Python with torch and torchaudio, installing them into `target/bench-venv` if needed.
+fn bench_python(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/bench-venv");
+    let python = venv.join("bin/python");
+    let ok = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import torch, torchaudio, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "installing torch and torchaudio into {} (a few GB, once)",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(root.join("benches/requirements.txt")))?;
+    }
+    Ok(python)
+}
+
+/// Median time in seconds of one criterion benchmark.
+fn criterion_median(root: &Path, group: &str, func: &str, id: &str) -> Result<f64> {
+    let path = root
+        .join("target/criterion")
+        .join(group.replace('/', "_"))
+        .join(func)
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run the benchmark first)", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    v["median"]["point_estimate"]
+        .as_f64()
+        .map(|ns| ns * 1e-9)
+        .with_context(|| format!("no median in {}", path.display()))
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let mut runs = 5usize;
+    let mut skip_criterion = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--runs needs a positive number")?
+            }
+            "--skip-criterion" => skip_criterion = true,
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    let root = root();
+    let threads = threads();
+    let python = bench_python(&root)?;
+    if !skip_criterion {
+        run(Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .args(["bench", "-p", "ent-benches", "--bench", "lattice"]))?;
+    }
+    let out = root.join("target/bench-torchaudio.json");
+    run(Command::new(&python)
+        .arg(root.join("benches/torchaudio_rnnt.py"))
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--runs",
+            &runs.to_string(),
+            "--json",
+        ])
+        .arg(&out))?;
+    let peer: Value = serde_json::from_str(
+        &std::fs::read_to_string(&out).context("reading torchaudio results")?,
+    )?;
+
+    println!(
+        "\nthreads: {threads}; torch {} / torchaudio {}",
+        peer["torch"], peer["torchaudio"]
+    );
+    println!(
+        "\n| shape | floor (read+write) | ent loss+grad | ÷ floor | ent candle loss+backward | ÷ floor | ent loss only | torchaudio loss+backward | torchaudio ÷ ent | torchaudio ÷ ent candle |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
+    for id in ["B8_T200_U50_V512", "B4_T500_U100_V1000", "B8_T250_U60_V31"] {
+        let g = "cpu/rnnt_loss";
+        let floor = criterion_median(&root, g, "floor", id)?;
+        let slice = criterion_median(&root, g, "loss_grad", id)?;
+        let candle = criterion_median(&root, g, "loss_grad_candle", id)?;
+        let loss = criterion_median(&root, g, "loss", id)?;
+        let ta = peer["shapes"][id]["median_s"]
+            .as_f64()
+            .with_context(|| format!("no torchaudio result for {id}"))?;
+        println!(
+            "| {id} | {} | {} | {:.2}x | {} | {:.2}x | {} | {} | {:.1}x | {:.1}x |",
+            ms(floor),
+            ms(slice),
+            slice / floor,
+            ms(candle),
+            candle / floor,
+            ms(loss),
+            ms(ta),
+            ta / slice,
+            ta / candle
+        );
+    }
+    let g = "cpu/lattice_pool";
+    let id = "B8_T250_U60_K4";
+    let floor = criterion_median(&root, g, "floor", id)?;
+    let slice = criterion_median(&root, g, "loss_grad", id)?;
+    let candle = criterion_median(&root, g, "loss_grad_candle", id)?;
+    println!(
+        "\n| shape | floor (read+write) | ent pool loss+grad | ÷ floor | ent candle loss+backward | ÷ floor |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {id} | {} | {} | {:.2}x | {} | {:.2}x |",
+        ms(floor),
+        ms(slice),
+        slice / floor,
+        ms(candle),
+        candle / floor
+    );
+    Ok(())
+}
