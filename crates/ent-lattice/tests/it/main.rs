@@ -5,6 +5,7 @@
 
 mod candle_api;
 mod errors;
+mod peer;
 mod pool;
 mod reference;
 mod rnnt;
