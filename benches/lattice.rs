@@ -14,7 +14,10 @@
 use std::hint::black_box;
 
 use candle_core::{Device, Tensor, Var};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use ent_benches::{POOL_SHAPES, Problem, RNNT_SHAPES, plain_pass};
 use ent_lattice::{LatticePoolConfig, RnntLossConfig, cpu, lattice_max_pool_loss, rnnt_loss};
 
@@ -42,52 +45,64 @@ fn tensors(p: &Problem) -> Tensors {
     }
 }
 
+/// Benchmarks `floor`, `loss_grad` (the slice API writing into a reused buffer) and
+/// `loss_grad_candle` for one shape; returns the tensors for further benchmarks.
+fn common(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    p: &Problem,
+    slice: impl Fn(&Problem, &mut [f32]),
+    candle: impl Fn(&Tensors) -> candle_core::Result<Tensor>,
+) -> Tensors {
+    let name = p.shape.name();
+    group.throughput(Throughput::Elements(p.shape.numel() as u64));
+    let mut out = vec![0.0f32; p.shape.numel()];
+    group.bench_function(BenchmarkId::new("floor", &name), |b| {
+        b.iter(|| plain_pass(black_box(&p.logits), &mut out))
+    });
+    group.bench_function(BenchmarkId::new("loss_grad", &name), |b| {
+        b.iter(|| slice(p, &mut out))
+    });
+    drop(out);
+    let t = tensors(p);
+    group.bench_function(BenchmarkId::new("loss_grad_candle", &name), |b| {
+        b.iter(|| {
+            candle(&t)
+                .and_then(|loss| loss.backward())
+                .expect("loss and backward")
+        })
+    });
+    t
+}
+
 fn rnnt(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu/rnnt_loss");
     group.sample_size(10);
     let cfg = RnntLossConfig::default();
     for shape in RNNT_SHAPES {
         let p = Problem::new(shape, 42);
-        let d = shape.dims;
-        let name = shape.name();
-        group.throughput(Throughput::Elements(shape.numel() as u64));
-        let mut out = vec![0.0f32; shape.numel()];
-        group.bench_function(BenchmarkId::new("floor", &name), |b| {
-            b.iter(|| plain_pass(black_box(&p.logits), &mut out))
-        });
-        group.bench_function(BenchmarkId::new("loss_grad", &name), |b| {
-            b.iter(|| {
+        let t = common(
+            &mut group,
+            &p,
+            |p, out| {
                 cpu::rnnt_loss(
                     &p.logits,
-                    d,
+                    p.shape.dims,
                     &p.targets,
                     &p.logit_lens,
                     &p.target_lens,
                     &cfg,
-                    Some(&mut out),
+                    Some(out),
                 )
-                .expect("loss")
-            })
-        });
-        drop(out);
-        let t = tensors(&p);
-        group.bench_function(BenchmarkId::new("loss_grad_candle", &name), |b| {
+                .expect("loss");
+            },
+            |t| rnnt_loss(&t.logits, &t.targets, &t.logit_lens, &t.target_lens, &cfg),
+        );
+        // A plain tensor (not a Var): nothing tracks it, so no gradient is prepared.
+        let untracked = t.logits.as_tensor().detach();
+        group.bench_function(BenchmarkId::new("loss", shape.name()), |b| {
             b.iter(|| {
-                let loss = rnnt_loss(&t.logits, &t.targets, &t.logit_lens, &t.target_lens, &cfg)
-                    .expect("loss");
-                loss.backward().expect("backward")
-            })
-        });
-        group.bench_function(BenchmarkId::new("loss", &name), |b| {
-            b.iter(|| {
-                rnnt_loss(
-                    t.logits.as_tensor(),
-                    &t.targets,
-                    &t.logit_lens,
-                    &t.target_lens,
-                    &cfg,
-                )
-                .expect("loss")
+                rnnt_loss(&untracked, &t.targets, &t.logit_lens, &t.target_lens, &cfg)
+                    .expect("loss")
             })
         });
     }
@@ -99,41 +114,23 @@ fn pool(c: &mut Criterion) {
     let cfg = LatticePoolConfig::default();
     for shape in POOL_SHAPES {
         let p = Problem::new(shape, 7);
-        let d = shape.dims;
-        let name = shape.name();
-        group.throughput(Throughput::Elements(shape.numel() as u64));
-        let mut out = vec![0.0f32; shape.numel()];
-        group.bench_function(BenchmarkId::new("floor", &name), |b| {
-            b.iter(|| plain_pass(black_box(&p.logits), &mut out))
-        });
-        group.bench_function(BenchmarkId::new("loss_grad", &name), |b| {
-            b.iter(|| {
+        common(
+            &mut group,
+            &p,
+            |p, out| {
                 cpu::lattice_max_pool_loss(
                     &p.logits,
-                    d,
+                    p.shape.dims,
                     &p.targets,
                     &p.logit_lens,
                     &p.target_lens,
                     &cfg,
-                    Some(&mut out),
-                )
-                .expect("loss")
-            })
-        });
-        let t = tensors(&p);
-        group.bench_function(BenchmarkId::new("loss_grad_candle", &name), |b| {
-            b.iter(|| {
-                let loss = lattice_max_pool_loss(
-                    &t.logits,
-                    &t.targets,
-                    &t.logit_lens,
-                    &t.target_lens,
-                    &cfg,
+                    Some(out),
                 )
                 .expect("loss");
-                loss.backward().expect("backward")
-            })
-        });
+            },
+            |t| lattice_max_pool_loss(&t.logits, &t.targets, &t.logit_lens, &t.target_lens, &cfg),
+        );
     }
     group.finish();
 }

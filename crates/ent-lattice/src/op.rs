@@ -1,7 +1,7 @@
 //! The candle entry points: argument checks on tensors, and custom ops whose backward pass is
 //! the hand-written gradient (no per-node autograd graph is built).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
@@ -224,6 +224,12 @@ fn grad_tensor<A: Acc + candle_core::WithDType>(
     }
 }
 
+/// Locks an op's saved state; a poisoned lock (a panic in another thread) is an error.
+fn lock<'a, T>(m: &'a Mutex<T>, op: &str) -> candle_core::Result<MutexGuard<'a, T>> {
+    m.lock()
+        .map_err(|_| candle_core::Error::msg(format!("{op}: poisoned state")))
+}
+
 fn grad_costs(grad_res: &Tensor) -> candle_core::Result<Vec<f64>> {
     grad_res.to_dtype(DType::F64)?.to_vec1::<f64>()
 }
@@ -235,10 +241,7 @@ impl CustomOp1 for RnntOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (costs, saved) = self.forward_storage(s, l, self.keep_gradient)?;
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("rnnt_loss: poisoned state"))? = saved;
+        *lock(&self.saved, "rnnt_loss")? = saved;
         Ok((costs_storage(&costs, s.dtype()), Shape::from(costs.len())))
     }
 
@@ -249,11 +252,7 @@ impl CustomOp1 for RnntOp {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let g = grad_costs(grad_res)?;
-        let saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("rnnt_loss: poisoned state"))?
-            .take();
+        let saved = lock(&self.saved, "rnnt_loss")?.take();
         let saved = match saved {
             Some(s) => s,
             // A second backward pass over the same graph: recompute.
@@ -348,11 +347,7 @@ impl CustomOp1 for PoolOp {
         };
         let storage = costs_storage(&fwd.costs, s.dtype());
         let n = fwd.costs.len();
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("lattice_max_pool_loss: poisoned state"))? =
-            Some(Arc::new(fwd));
+        *lock(&self.saved, "lattice_max_pool_loss")? = Some(Arc::new(fwd));
         Ok((storage, Shape::from(n)))
     }
 
@@ -363,10 +358,7 @@ impl CustomOp1 for PoolOp {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let g = grad_costs(grad_res)?;
-        let fwd = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("lattice_max_pool_loss: poisoned state"))?
+        let fwd = lock(&self.saved, "lattice_max_pool_loss")?
             .clone()
             .ok_or_else(|| {
                 candle_core::Error::msg("lattice_max_pool_loss: backward before forward")
