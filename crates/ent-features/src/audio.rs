@@ -1,0 +1,694 @@
+//! Decoding audio files into mono f32 samples.
+//!
+//! WAV goes through `hound` (8/16/24/32-bit integer and 32-bit float PCM, plain or
+//! `WAVE_FORMAT_EXTENSIBLE`); FLAC, Ogg Vorbis, MP3 and the WAV encodings `hound` does not read
+//! (64-bit float, A-law, mu-law, ADPCM) through `symphonia`. Integer samples are scaled by
+//! `2^-(bits-1)`, so 16-bit audio lies in `[-1, 1)`. Channels are averaged into one.
+//!
+//! Every failure is a [`FeatureError`] naming the file: unreadable, unsupported, truncated,
+//! corrupt, empty, or holding a NaN or infinite sample. Truncated and corrupt streams are errors,
+//! not silently shortened audio.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use rayon::prelude::*;
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::units::Time;
+
+use crate::error::{FeatureError, Input};
+use crate::fbank::Fbank;
+use crate::resample::resample;
+
+/// Mono audio: samples in `[-1, 1]` for integer sources (float sources as stored) at
+/// `sample_rate` Hz.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    /// The samples, channels averaged.
+    pub samples: Vec<f32>,
+    /// Samples per second.
+    pub sample_rate: u32,
+}
+
+impl Audio {
+    /// Length in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.samples.len() as f64 / self.sample_rate as f64
+    }
+
+    /// This audio at `sample_rate` (see [`resample`] for the filter).
+    pub fn resampled(self, sample_rate: u32) -> Result<Audio, FeatureError> {
+        if sample_rate == self.sample_rate {
+            return Ok(self);
+        }
+        let samples = resample(&self.samples, self.sample_rate, sample_rate)?;
+        Ok(Audio {
+            samples,
+            sample_rate,
+        })
+    }
+}
+
+/// A part of a file, in seconds from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Segment {
+    /// Start of the segment in seconds (`>= 0`).
+    pub offset: f64,
+    /// Length in seconds; `None` reads to the end. A segment reaching past the end of the file
+    /// is cut there.
+    pub duration: Option<f64>,
+}
+
+impl Segment {
+    /// The whole file.
+    pub const WHOLE: Segment = Segment {
+        offset: 0.0,
+        duration: None,
+    };
+
+    /// `duration` seconds from `offset`.
+    pub fn new(offset: f64, duration: f64) -> Self {
+        Segment {
+            offset,
+            duration: Some(duration),
+        }
+    }
+
+    fn validate(&self) -> Result<(), FeatureError> {
+        if !(self.offset.is_finite() && self.offset >= 0.0) {
+            return Err(FeatureError::invalid(
+                "segment offset",
+                format!("{} s must be finite and >= 0", self.offset),
+            ));
+        }
+        if let Some(d) = self.duration
+            && !(d.is_finite() && d > 0.0)
+        {
+            return Err(FeatureError::invalid(
+                "segment duration",
+                format!("{d} s must be finite and > 0"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `(first frame, frame count)` at `rate` Hz.
+    fn frames(&self, rate: u32) -> (u64, Option<u64>) {
+        let first = (self.offset * rate as f64).round() as u64;
+        let count = self.duration.map(|d| (d * rate as f64).round() as u64);
+        (first, count)
+    }
+}
+
+/// Decodes a whole file to mono at its own sample rate.
+pub fn load(path: impl AsRef<Path>) -> Result<Audio, FeatureError> {
+    load_segment(path, Segment::WHOLE)
+}
+
+/// Decodes part of a file. WAV and FLAC seek straight to the offset and stop at the end of the
+/// segment; Ogg and MP3 seek as well as their container allows. Nothing after the segment is
+/// decoded.
+pub fn load_segment(path: impl AsRef<Path>, segment: Segment) -> Result<Audio, FeatureError> {
+    let path = path.as_ref();
+    segment.validate()?;
+    let io_err = |source| FeatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    if file.metadata().map_err(io_err)?.is_dir() {
+        return Err(io_err(io::Error::other("is a directory")));
+    }
+    decode_source(
+        Box::new(file),
+        &Input::file(path),
+        path.extension().and_then(|e| e.to_str()),
+        segment,
+    )
+}
+
+/// Decodes a whole file and resamples it to `sample_rate`.
+pub fn load_resampled(path: impl AsRef<Path>, sample_rate: u32) -> Result<Audio, FeatureError> {
+    let path = path.as_ref();
+    load(path)?
+        .resampled(sample_rate)
+        .map_err(|e| e.in_file(path))
+}
+
+/// Decodes audio held in memory (the format is recognised from the bytes).
+pub fn decode(bytes: &[u8]) -> Result<Audio, FeatureError> {
+    decode_segment(bytes, Segment::WHOLE)
+}
+
+/// Decodes part of audio held in memory.
+pub fn decode_segment(bytes: &[u8], segment: Segment) -> Result<Audio, FeatureError> {
+    segment.validate()?;
+    decode_source(
+        Box::new(Cursor::new(bytes.to_vec())),
+        &Input::memory(),
+        None,
+        segment,
+    )
+}
+
+/// Loads many files in parallel (rayon), each resampled to `sample_rate`; results keep the
+/// order of `paths`. `progress` is called once per finished file, from worker threads.
+pub fn load_batch<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    sample_rate: u32,
+    progress: &(dyn Fn(&Path) + Sync),
+) -> Vec<Result<Audio, FeatureError>> {
+    paths
+        .par_iter()
+        .map(|p| {
+            let r = load_resampled(p, sample_rate);
+            progress(p.as_ref());
+            r
+        })
+        .collect()
+}
+
+/// Filterbank features of many files in parallel (rayon): each file is decoded, resampled to
+/// the extractor's sample rate and passed to [`Fbank::compute`]. Results keep the order of
+/// `paths`; `progress` is called once per finished file.
+pub fn fbank_batch<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    fbank: &Fbank,
+    progress: &(dyn Fn(&Path) + Sync),
+) -> Vec<Result<candle_core::Tensor, FeatureError>> {
+    let rate = fbank.options().sample_rate;
+    paths
+        .par_iter()
+        .map(|p| {
+            let p = p.as_ref();
+            let r = (|| {
+                if rate.fract() != 0.0 || rate < 1.0 || rate > u32::MAX as f32 {
+                    return Err(FeatureError::invalid(
+                        "sample_rate",
+                        format!("{rate} Hz is not a whole number of Hz to resample to"),
+                    ));
+                }
+                let audio = load_resampled(p, rate as u32)?;
+                fbank.compute(&audio.samples).map_err(|e| e.in_file(p))
+            })();
+            progress(p);
+            r
+        })
+        .collect()
+}
+
+trait Source: Read + Seek + Send + Sync {}
+impl<T: Read + Seek + Send + Sync> Source for T {}
+
+fn decode_source(
+    mut src: Box<dyn Source>,
+    input: &Input,
+    extension: Option<&str>,
+    segment: Segment,
+) -> Result<Audio, FeatureError> {
+    let io_err = |e: io::Error| io_error(input, e);
+    let mut head = [0u8; 4096];
+    let n = read_up_to(&mut src, &mut head).map_err(io_err)?;
+    let head = &head[..n];
+    src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    if n == 0 {
+        return Err(FeatureError::Empty {
+            input: input.clone(),
+            detail: ": the file is empty (0 bytes)".into(),
+        });
+    }
+    let audio = if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        match decode_wav(&mut src, head, input, segment) {
+            Err(WavError::Unsupported(why)) => {
+                src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                // symphonia reads the WAV encodings hound does not; if it cannot either,
+                // hound's reason is the more specific one.
+                decode_symphonia(src, input, Some("wav"), segment).map_err(|e| match e {
+                    FeatureError::Unsupported { .. } => FeatureError::Unsupported {
+                        input: input.clone(),
+                        detail: why,
+                    },
+                    other => other,
+                })?
+            }
+            Err(WavError::Feature(e)) => return Err(e),
+            Ok(a) => a,
+        }
+    } else {
+        decode_symphonia(src, input, extension, segment)?
+    };
+    finish(audio, input, segment)
+}
+
+fn finish(audio: Audio, input: &Input, segment: Segment) -> Result<Audio, FeatureError> {
+    if audio.samples.is_empty() {
+        let detail = if segment.offset > 0.0 {
+            format!(
+                " from {} s on (the segment starts after the end)",
+                segment.offset
+            )
+        } else {
+            String::new()
+        };
+        return Err(FeatureError::Empty {
+            input: input.clone(),
+            detail,
+        });
+    }
+    if let Some(index) = audio.samples.iter().position(|x| !x.is_finite()) {
+        return Err(FeatureError::NonFinite {
+            input: input.clone(),
+            index,
+            value: audio.samples[index],
+        });
+    }
+    Ok(audio)
+}
+
+fn read_up_to(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn io_error(input: &Input, e: io::Error) -> FeatureError {
+    match input.path() {
+        Some(p) => FeatureError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        },
+        None => FeatureError::Corrupt {
+            input: input.clone(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+fn truncated(input: &Input, detail: impl Into<String>) -> FeatureError {
+    FeatureError::Truncated {
+        input: input.clone(),
+        detail: detail.into(),
+    }
+}
+
+fn corrupt(input: &Input, detail: impl Into<String>) -> FeatureError {
+    FeatureError::Corrupt {
+        input: input.clone(),
+        detail: detail.into(),
+    }
+}
+
+enum WavError {
+    /// hound does not read this encoding: try symphonia.
+    Unsupported(String),
+    Feature(FeatureError),
+}
+
+impl From<FeatureError> for WavError {
+    fn from(e: FeatureError) -> Self {
+        WavError::Feature(e)
+    }
+}
+
+/// Bytes per sample in the data chunk (`block_align / channels` of the `fmt ` chunk), when the
+/// chunk lies in `head`.
+fn wav_container_bytes(head: &[u8]) -> Option<usize> {
+    let mut pos = 12usize;
+    while pos.checked_add(8)? <= head.len() {
+        let id = &head[pos..pos + 4];
+        let len = u32::from_le_bytes(head[pos + 4..pos + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let body = head.get(pos + 8..pos.checked_add(8)?.checked_add(len)?)?;
+            let channels = u16::from_le_bytes(body.get(2..4)?.try_into().ok()?) as usize;
+            let block_align = u16::from_le_bytes(body.get(12..14)?.try_into().ok()?) as usize;
+            return (channels > 0).then(|| block_align / channels);
+        }
+        pos = pos.checked_add(8)?.checked_add(len + (len & 1))?;
+    }
+    None
+}
+
+fn decode_wav(
+    src: &mut Box<dyn Source>,
+    head: &[u8],
+    input: &Input,
+    segment: Segment,
+) -> Result<Audio, WavError> {
+    let mut reader = hound::WavReader::new(io::BufReader::new(src)).map_err(|e| match e {
+        hound::Error::Unsupported => WavError::Unsupported(
+            "WAV encoding other than integer or 32-bit float PCM, and not decodable otherwise"
+                .into(),
+        ),
+        other => WavError::Feature(hound_error(input, other)),
+    })?;
+    let spec = reader.spec();
+    let channels = spec.channels as usize;
+    let bits = spec.bits_per_sample;
+    if channels == 0 || spec.sample_rate == 0 {
+        return Err(corrupt(
+            input,
+            format!("{channels} channels at {} Hz", spec.sample_rate),
+        )
+        .into());
+    }
+    match (spec.sample_format, bits) {
+        (hound::SampleFormat::Int, 1..=32) | (hound::SampleFormat::Float, 32) => {}
+        (fmt, bits) => {
+            return Err(WavError::Unsupported(format!(
+                "{bits}-bit {} WAV samples",
+                if fmt == hound::SampleFormat::Int {
+                    "integer"
+                } else {
+                    "float"
+                }
+            )));
+        }
+    }
+    let total = reader.duration() as u64;
+    let (first, count) = segment.frames(spec.sample_rate);
+    let first = first.min(total);
+    let count = count.unwrap_or(u64::MAX).min(total - first);
+    if first > 0 {
+        // hound's `seek` steps `bits_per_sample / 8` bytes per sample, which is only right when
+        // that is the container size (not for 24-bit samples in 4-byte containers).
+        let container = wav_container_bytes(head);
+        if container == Some(bits.div_ceil(8) as usize) && bits % 8 == 0 {
+            reader.seek(first as u32).map_err(|e| io_error(input, e))?;
+        } else {
+            skip_wav(&mut reader, first * channels as u64, input)?;
+        }
+    }
+    let wanted = (count * channels as u64) as usize;
+    let mut interleaved = Vec::with_capacity(wanted.min(1 << 24));
+    match spec.sample_format {
+        hound::SampleFormat::Float => {
+            for s in reader.samples::<f32>().take(wanted) {
+                interleaved.push(s.map_err(|e| hound_error(input, e))?);
+            }
+        }
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            for s in reader.samples::<i32>().take(wanted) {
+                interleaved.push(s.map_err(|e| hound_error(input, e))? as f32 * scale);
+            }
+        }
+    }
+    Ok(Audio {
+        samples: mix_down(&interleaved, channels),
+        sample_rate: spec.sample_rate,
+    })
+}
+
+fn skip_wav<R: Read>(
+    reader: &mut hound::WavReader<R>,
+    samples: u64,
+    input: &Input,
+) -> Result<(), FeatureError> {
+    let float = reader.spec().sample_format == hound::SampleFormat::Float;
+    for _ in 0..samples {
+        let r = if float {
+            reader.samples::<f32>().next().map(|s| s.map(|_| ()))
+        } else {
+            reader.samples::<i32>().next().map(|s| s.map(|_| ()))
+        };
+        match r {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(hound_error(input, e)),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn hound_error(input: &Input, e: hound::Error) -> FeatureError {
+    match e {
+        hound::Error::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => truncated(
+            input,
+            "the WAV data ends before the length its header states",
+        ),
+        hound::Error::IoError(io) => io_error(input, io),
+        hound::Error::FormatError(why) => corrupt(input, format!("bad WAV header: {why}")),
+        other => corrupt(input, format!("WAV: {other}")),
+    }
+}
+
+/// Averages interleaved channels.
+fn mix_down(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels == 1 {
+        return interleaved.to_vec();
+    }
+    let inv = 1.0 / channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() * inv)
+        .collect()
+}
+
+fn sym_error(input: &Input, e: SymError, during: &str) -> FeatureError {
+    match e {
+        SymError::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            truncated(input, format!("the stream ends {during}"))
+        }
+        SymError::IoError(io) => io_error(input, io),
+        SymError::Unsupported(what) => FeatureError::Unsupported {
+            input: input.clone(),
+            detail: what.to_string(),
+        },
+        other => corrupt(input, format!("{other} ({during})")),
+    }
+}
+
+fn decode_symphonia(
+    src: Box<dyn Source>,
+    input: &Input,
+    extension: Option<&str>,
+    segment: Segment,
+) -> Result<Audio, FeatureError> {
+    let source: Box<dyn MediaSource> =
+        Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => FeatureError::Unsupported {
+                input: input.clone(),
+                detail: "not WAV, FLAC, Ogg Vorbis or MP3".into(),
+            },
+            other => sym_error(input, other, "inside the header"),
+        })?;
+    let track =
+        format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| FeatureError::Unsupported {
+                input: input.clone(),
+                detail: "no audio track".into(),
+            })?;
+    let track_id = track.id;
+    let time_base = track.time_base;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| FeatureError::Unsupported {
+            input: input.clone(),
+            detail: "audio track without codec parameters".into(),
+        })?
+        .clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| sym_error(input, e, "at the codec setup"))?;
+    let mut rate = params.sample_rate.filter(|&r| r > 0);
+
+    // Position (in frames at `rate`) of the next decoded frame; `None` until known.
+    let mut position: Option<u64> = Some(0);
+    let mut first_wanted = 0u64;
+    let mut count_wanted = u64::MAX;
+    if let Some(r) = rate {
+        let (first, count) = segment.frames(r);
+        first_wanted = first;
+        count_wanted = count.unwrap_or(u64::MAX);
+    }
+    if segment.offset > 0.0 && rate.is_some() {
+        let time = Time::try_from_secs_f64(segment.offset).ok_or_else(|| {
+            FeatureError::invalid("segment offset", format!("{} s", segment.offset))
+        })?;
+        match format.seek(
+            SeekMode::Accurate,
+            SeekTo::Time {
+                time,
+                track_id: Some(track_id),
+            },
+        ) {
+            Ok(_) => {
+                decoder.reset();
+                // Packet timestamps say where decoding resumed.
+                position = None;
+            }
+            // Unseekable or out of range: decode from the start and skip (past the end the
+            // result is empty, which `finish` reports).
+            Err(SymError::SeekError(_)) => {
+                format
+                    .seek(
+                        SeekMode::Accurate,
+                        SeekTo::Time {
+                            time: Time::ZERO,
+                            track_id: Some(track_id),
+                        },
+                    )
+                    .map_err(|e| sym_error(input, e, "while seeking"))?;
+                decoder.reset();
+            }
+            Err(e) => return Err(sym_error(input, e, "while seeking")),
+        }
+    }
+
+    let mut out: Vec<f32> = Vec::new();
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut taken = 0u64;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(SymError::ResetRequired) => {
+                return Err(FeatureError::Unsupported {
+                    input: input.clone(),
+                    detail: "the stream changes its parameters midway".into(),
+                });
+            }
+            Err(e) => {
+                let at = rate.map_or(String::new(), |r| {
+                    format!(" after {:.3} s", (first_wanted + taken) as f64 / r as f64)
+                });
+                return Err(sym_error(input, e, &format!("inside a packet{at}")));
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let pts = packet.pts;
+        let buf = decoder
+            .decode(&packet)
+            .map_err(|e| sym_error(input, e, "while decoding"))?;
+        let channels = buf.spec().channels().count();
+        let buf_rate = buf.spec().rate();
+        if channels == 0 || buf_rate == 0 {
+            return Err(corrupt(input, "decoded audio without channels or rate"));
+        }
+        match rate {
+            None => {
+                rate = Some(buf_rate);
+                let (first, count) = segment.frames(buf_rate);
+                first_wanted = first;
+                count_wanted = count.unwrap_or(u64::MAX);
+            }
+            Some(r) if r != buf_rate => {
+                return Err(FeatureError::Unsupported {
+                    input: input.clone(),
+                    detail: format!("the sample rate changes from {r} Hz to {buf_rate} Hz"),
+                });
+            }
+            Some(_) => {}
+        }
+        let r = rate.unwrap_or(buf_rate);
+        let start = match position {
+            Some(p) => p,
+            None => timestamp_to_frame(pts.get(), time_base, r),
+        };
+        buf.copy_to_vec_interleaved::<f32>(&mut interleaved);
+        let frames = interleaved.len() / channels;
+        position = Some(start + frames as u64);
+        if start + frames as u64 <= first_wanted {
+            continue;
+        }
+        let skip = first_wanted.saturating_sub(start) as usize;
+        let keep = ((frames - skip) as u64).min(count_wanted - taken) as usize;
+        out.extend(mix_down(
+            &interleaved[skip * channels..(skip + keep) * channels],
+            channels,
+        ));
+        taken += keep as u64;
+        if taken >= count_wanted {
+            break;
+        }
+    }
+    Ok(Audio {
+        samples: out,
+        sample_rate: rate.unwrap_or(1),
+    })
+}
+
+fn timestamp_to_frame(
+    ts: i64,
+    time_base: Option<symphonia::core::units::TimeBase>,
+    rate: u32,
+) -> u64 {
+    let ts = ts.max(0) as u128;
+    match time_base {
+        Some(tb) => {
+            let (n, d) = (tb.numer.get() as u128, tb.denom.get() as u128);
+            ((ts * n * rate as u128 + d / 2) / d) as u64
+        }
+        None => ts as u64,
+    }
+}
+
+/// Adapts any seekable reader to symphonia's `MediaSource`.
+struct SeekableSource {
+    inner: Box<dyn Source>,
+    len: Option<u64>,
+}
+
+impl SeekableSource {
+    fn new(mut inner: Box<dyn Source>) -> io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        inner.seek(SeekFrom::Start(0))?;
+        Ok(Self {
+            inner,
+            len: Some(len),
+        })
+    }
+}
+
+impl Read for SeekableSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Seek for SeekableSource {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+impl MediaSource for SeekableSource {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        self.len
+    }
+}
