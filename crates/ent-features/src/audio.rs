@@ -111,9 +111,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Audio, FeatureError> {
     load_segment(path, Segment::WHOLE)
 }
 
-/// Decodes part of a file. WAV and FLAC seek straight to the offset and stop at the end of the
-/// segment; Ogg and MP3 seek as well as their container allows. Nothing after the segment is
-/// decoded.
+/// Decodes part of a file. WAV, FLAC and Ogg seek straight to the offset; MP3, whose frames
+/// cannot be located exactly, is decoded from the start. Nothing after the segment is decoded.
+/// The samples equal the same stretch of a whole-file decode, bit for bit.
 pub fn load_segment(path: impl AsRef<Path>, segment: Segment) -> Result<Audio, FeatureError> {
     let path = path.as_ref();
     segment.validate()?;
@@ -348,10 +348,11 @@ fn decode_wav(
     segment: Segment,
 ) -> Result<Audio, WavError> {
     let mut reader = hound::WavReader::new(io::BufReader::new(src)).map_err(|e| match e {
-        hound::Error::Unsupported => WavError::Unsupported(
-            "WAV encoding other than integer or 32-bit float PCM, and not decodable otherwise"
-                .into(),
-        ),
+        // A header hound cannot read may still be one symphonia can (64-bit float, A-law,
+        // mu-law, ADPCM): the caller tries it and reports this error if it fails too.
+        hound::Error::Unsupported | hound::Error::FormatError(_) => {
+            WavError::Unsupported(hound_error(input, e).to_string())
+        }
         other => WavError::Feature(hound_error(input, other)),
     })?;
     let spec = reader.spec();
@@ -364,45 +365,56 @@ fn decode_wav(
         )
         .into());
     }
-    match (spec.sample_format, bits) {
-        (hound::SampleFormat::Int, 1..=32) | (hound::SampleFormat::Float, 32) => {}
-        (fmt, bits) => {
-            return Err(WavError::Unsupported(format!(
-                "{bits}-bit {} WAV samples",
-                if fmt == hound::SampleFormat::Int {
-                    "integer"
-                } else {
-                    "float"
-                }
-            )));
+    let container = wav_container_bytes(head);
+    let plain = match (spec.sample_format, bits) {
+        (hound::SampleFormat::Int, 8 | 16 | 24 | 32) | (hound::SampleFormat::Float, 32) => {
+            container == Some(bits as usize / 8)
         }
+        _ => false,
+    };
+    if !plain {
+        // Samples narrower than their container (24 valid bits in 4 bytes, 20 in 3, ...):
+        // the format stores them in the high bits, where hound expects the low ones, and
+        // hound's seek assumes no padding. symphonia reads them as stored.
+        return Err(WavError::Unsupported(format!(
+            "{bits}-bit samples in {}-byte containers",
+            container.map_or("unknown".to_string(), |c| c.to_string())
+        )));
     }
     let total = reader.duration() as u64;
     let (first, count) = segment.frames(spec.sample_rate);
     let first = first.min(total);
     let count = count.unwrap_or(u64::MAX).min(total - first);
     if first > 0 {
-        // hound's `seek` steps `bits_per_sample / 8` bytes per sample, which is only right when
-        // that is the container size (not for 24-bit samples in 4-byte containers).
-        let container = wav_container_bytes(head);
-        if container == Some(bits.div_ceil(8) as usize) && bits % 8 == 0 {
-            reader.seek(first as u32).map_err(|e| io_error(input, e))?;
-        } else {
-            skip_wav(&mut reader, first * channels as u64, input)?;
-        }
+        // hound's `seek` steps `bits / 8` bytes per sample: exact, as the container holds
+        // exactly that (checked above).
+        reader.seek(first as u32).map_err(|e| io_error(input, e))?;
     }
     let wanted = (count * channels as u64) as usize;
     let mut interleaved = Vec::with_capacity(wanted.min(1 << 24));
+    let cut = |e: hound::Error, got: usize| match hound_error(input, e) {
+        FeatureError::Truncated { input, .. } => FeatureError::Truncated {
+            input,
+            detail: format!(
+                "the WAV data ends after {:.3} s of the {:.3} s its header states",
+                (first + (got / channels) as u64) as f64 / spec.sample_rate as f64,
+                total as f64 / spec.sample_rate as f64
+            ),
+        },
+        other => other,
+    };
     match spec.sample_format {
         hound::SampleFormat::Float => {
             for s in reader.samples::<f32>().take(wanted) {
-                interleaved.push(s.map_err(|e| hound_error(input, e))?);
+                let s = s.map_err(|e| cut(e, interleaved.len()))?;
+                interleaved.push(s);
             }
         }
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             for s in reader.samples::<i32>().take(wanted) {
-                interleaved.push(s.map_err(|e| hound_error(input, e))? as f32 * scale);
+                let s = s.map_err(|e| cut(e, interleaved.len()))?;
+                interleaved.push(s as f32 * scale);
             }
         }
     }
@@ -412,33 +424,15 @@ fn decode_wav(
     })
 }
 
-fn skip_wav<R: Read>(
-    reader: &mut hound::WavReader<R>,
-    samples: u64,
-    input: &Input,
-) -> Result<(), FeatureError> {
-    let float = reader.spec().sample_format == hound::SampleFormat::Float;
-    for _ in 0..samples {
-        let r = if float {
-            reader.samples::<f32>().next().map(|s| s.map(|_| ()))
-        } else {
-            reader.samples::<i32>().next().map(|s| s.map(|_| ()))
-        };
-        match r {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(hound_error(input, e)),
-            None => break,
-        }
-    }
-    Ok(())
-}
-
 fn hound_error(input: &Input, e: hound::Error) -> FeatureError {
     match e {
-        hound::Error::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => truncated(
-            input,
-            "the WAV data ends before the length its header states",
-        ),
+        // hound reports a short read as `Other` with this message.
+        hound::Error::IoError(io)
+            if io.kind() == io::ErrorKind::UnexpectedEof
+                || io.to_string().contains("Failed to read enough bytes") =>
+        {
+            truncated(input, "the WAV data ends before the length its header states")
+        }
         hound::Error::IoError(io) => io_error(input, io),
         hound::Error::FormatError(why) => corrupt(input, format!("bad WAV header: {why}")),
         other => corrupt(input, format!("WAV: {other}")),
@@ -521,8 +515,11 @@ fn decode_symphonia(
         .map_err(|e| sym_error(input, e, "at the codec setup"))?;
     let mut rate = params.sample_rate.filter(|&r| r > 0);
 
-    // Position (in frames at `rate`) of the next decoded frame; `None` until known.
-    let mut position: Option<u64> = Some(0);
+    // After a seek, packet timestamps place each decoded buffer (codecs that need a priming
+    // packet return an empty first buffer, so counting frames from the seek point would be off
+    // by that packet); without one, frames are counted from the start.
+    let mut seeked = false;
+    let mut position = 0u64;
     let mut first_wanted = 0u64;
     let mut count_wanted = u64::MAX;
     if let Some(r) = rate {
@@ -530,21 +527,28 @@ fn decode_symphonia(
         first_wanted = first;
         count_wanted = count.unwrap_or(u64::MAX);
     }
-    if segment.offset > 0.0 && rate.is_some() {
+    // symphonia's seeks in FLAC, Ogg and WAV land on a packet whose timestamp is exact. In MP3
+    // they land on a byte estimate (and the bit reservoir needs earlier frames), so an MP3
+    // segment is decoded from the start, counting frames.
+    let exact_seek = matches!(
+        format.format_info().short_name,
+        "flac" | "ogg" | "wave" | "aiff"
+    );
+    if segment.offset > 0.0 && rate.is_some() && exact_seek {
         let time = Time::try_from_secs_f64(segment.offset).ok_or_else(|| {
             FeatureError::invalid("segment offset", format!("{} s", segment.offset))
         })?;
-        match format.seek(
+        let sk = format.seek(
             SeekMode::Accurate,
             SeekTo::Time {
                 time,
                 track_id: Some(track_id),
             },
-        ) {
+        );
+        match sk {
             Ok(_) => {
                 decoder.reset();
-                // Packet timestamps say where decoding resumed.
-                position = None;
+                seeked = true;
             }
             // Unseekable or out of range: decode from the start and skip (past the end the
             // result is empty, which `finish` reports).
@@ -612,13 +616,14 @@ fn decode_symphonia(
             Some(_) => {}
         }
         let r = rate.unwrap_or(buf_rate);
-        let start = match position {
-            Some(p) => p,
-            None => timestamp_to_frame(pts.get(), time_base, r),
+        let start = if seeked {
+            timestamp_to_frame(pts.get(), time_base, r)
+        } else {
+            position
         };
         buf.copy_to_vec_interleaved::<f32>(&mut interleaved);
         let frames = interleaved.len() / channels;
-        position = Some(start + frames as u64);
+        position = start + frames as u64;
         if start + frames as u64 <= first_wanted {
             continue;
         }

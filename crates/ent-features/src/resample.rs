@@ -14,8 +14,10 @@
 //!   frequency. For 44.1 kHz or 48 kHz to 16 kHz the tests measure: a tone at 0.8 x the output
 //!   Nyquist frequency passes within 0.01 dB, a tone at 1.2 x the output Nyquist frequency is
 //!   attenuated by more than 90 dB (`tests/it/resample.rs`);
-//! - the resampler's start-up delay is removed, so output sample `k` lies at time `k / to` like
-//!   input sample `k * from / to`, and the output has `ceil(n * to / from)` samples.
+//! - the resampler's start-up delay is removed, and the output has `ceil(n * to / from)` samples;
+//!   output sample `k` lies at time `k / to` to within one input sample (the blocks are aligned on
+//!   input samples; measured: +1 input sample from 48 kHz, -1/2 from 44.1 kHz and 22.05 kHz, 0 from
+//!   8 kHz and 32 kHz, all to 16 kHz), far below the 10 ms frame shift of the features.
 //!
 //! All arithmetic is f32.
 

@@ -1,1 +1,91 @@
+//! Resampling: lengths, timing, passband and stopband, errors.
 
+use ent_features::resample::{resample, resampled_len};
+
+fn tone(freq: f64, rate: u32, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (std::f64::consts::TAU * freq * i as f64 / rate as f64).sin() as f32 * 0.5)
+        .collect()
+}
+
+/// RMS over the middle half (away from the edges, where the filter sees the signal's ends).
+fn rms_mid(x: &[f32]) -> f64 {
+    let m = &x[x.len() / 4..3 * x.len() / 4];
+    (m.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / m.len() as f64).sqrt()
+}
+
+#[test]
+fn lengths_and_identity() {
+    for (n, from, to) in [(44100, 44100, 16000), (12345, 48000, 16000), (999, 8000, 16000), (1, 22050, 16000)] {
+        let y = resample(&vec![0.1; n], from, to).unwrap();
+        assert_eq!(y.len(), resampled_len(n, from, to), "{n} {from} {to}");
+        assert_eq!(y.len(), (n as u64 * to as u64).div_ceil(from as u64) as usize);
+    }
+    let x = tone(440.0, 16000, 1000);
+    assert_eq!(resample(&x, 16000, 16000).unwrap(), x);
+    assert!(resample(&[], 44100, 16000).unwrap().is_empty());
+}
+
+/// Gain and delay (in seconds) of `y` (at `rate`) against a unit tone of `freq`, by a least-squares
+/// fit of `a sin + b cos` over the middle half.
+fn fit(y: &[f32], freq: f64, rate: u32) -> (f64, f64) {
+    let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (k, &v) in y.iter().enumerate().take(3 * y.len() / 4).skip(y.len() / 4) {
+        let (s, c) = (std::f64::consts::TAU * freq * k as f64 / rate as f64).sin_cos();
+        ss += s * s;
+        sc += s * c;
+        cc += c * c;
+        ys += v as f64 * s;
+        yc += v as f64 * c;
+    }
+    let det = ss * cc - sc * sc;
+    let (a, b) = ((ys * cc - yc * sc) / det, (yc * ss - ys * sc) / det);
+    ((a * a + b * b).sqrt(), -b.atan2(a) / (std::f64::consts::TAU * freq))
+}
+
+/// Tones keep their level, and output sample k lies at time k / to to within one input sample
+/// (the FFT resampler aligns its blocks on input samples: measured +1 input sample for 48 kHz,
+/// -1/2 for 44.1 kHz and 22.05 kHz, 0 for 8 kHz and 32 kHz).
+#[test]
+fn tones_keep_their_timing_and_level() {
+    for (from, to) in [(44100u32, 16000u32), (48000, 16000), (22050, 16000), (8000, 16000), (32000, 16000)] {
+        for f in [200.0, 1000.0, 3000.0] {
+            let x = tone(f, from, from as usize);
+            let y = resample(&x, from, to).unwrap();
+            let (gain, delay) = fit(&y, f, to);
+            assert!((gain - 0.5).abs() < 1e-4, "{from} -> {to} at {f} Hz: gain {gain}");
+            assert!(
+                delay.abs() <= 1.0 / from as f64 + 1e-9,
+                "{from} -> {to} at {f} Hz: delay {} input samples",
+                delay * from as f64
+            );
+        }
+    }
+}
+
+/// Passband and stopband, measured on pure tones relative to the output Nyquist frequency.
+#[test]
+fn passband_is_flat_and_stopband_is_deep() {
+    for from in [44100u32, 48000] {
+        let to = 16000u32;
+        let nyq = to as f64 / 2.0;
+        let n = from as usize;
+        let gain_db = |f: f64| {
+            let x = tone(f, from, n);
+            let y = resample(&x, from, to).unwrap();
+            20.0 * (rms_mid(&y) / rms_mid(&x)).log10()
+        };
+        let pass = gain_db(0.8 * nyq);
+        let stop = gain_db(1.2 * nyq);
+        println!("{from} -> {to}: 0.8 Nyquist {pass:+.4} dB, 1.2 Nyquist {stop:.1} dB");
+        assert!(pass.abs() < 0.01, "{from}: passband {pass} dB");
+        assert!(stop < -90.0, "{from}: stopband {stop} dB");
+    }
+}
+
+#[test]
+fn zero_rates_are_errors() {
+    let e = resample(&[0.0; 10], 0, 16000).unwrap_err();
+    assert!(e.to_string().contains("from 0 Hz"), "{e}");
+    assert!(resample(&[0.0; 10], 16000, 0).is_err());
+}
