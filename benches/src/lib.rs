@@ -132,3 +132,12 @@ pub fn plain_pass(src: &[f32], dst: &mut [f32]) {
         .zip(src.par_chunks(1 << 16))
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
+
+/// The committed test sentence (16 kHz, 16-bit) repeated to `seconds` seconds: the audio of the
+/// `cpu/fbank` benchmark. `benches/kaldi_native_fbank.py` builds the same samples.
+pub fn bench_speech(seconds: usize) -> Result<Vec<f32>, ent_features::FeatureError> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/ent-features/tests/fixtures/sentence.wav");
+    let one = ent_features::load(path)?.samples;
+    Ok(one.iter().copied().cycle().take(seconds * 16000).collect())
+}

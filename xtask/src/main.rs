@@ -1,9 +1,10 @@
 //! Project chores: `cargo xtask <command>`.
 //!
-//! - `bench [--runs N] [--skip-criterion]`: the CPU lattice benchmarks (criterion) and the
-//!   torchaudio peer on the same shapes and thread count, then the comparison table in
-//!   Markdown. torch and torchaudio are installed from PyPI into `target/bench-venv` on first
-//!   use (pinned in `benches/requirements.txt`).
+//! - `bench [--runs N] [--skip-criterion] [--only lattice|fbank]`: the CPU benchmarks
+//!   (criterion) and their peers in the same run, then the comparison tables in Markdown:
+//!   the lattice losses against torchaudio on the same shapes and thread count, the filterbank
+//!   against kaldi-native-fbank on the same audio. The peers are installed from PyPI into
+//!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,12 +12,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion]
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank]
 
   bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
-          the same shapes and threads (benches/torchaudio_rnnt.py), print the table
-          --runs N           torchaudio runs per shape (default 5)
-          --skip-criterion   reuse the last criterion results in target/criterion";
+          the same shapes and threads (benches/torchaudio_rnnt.py); run
+          `cargo bench -p ent-benches --bench fbank`, time kaldi-native-fbank on the same
+          audio (benches/fbank_kaldi_native.py); print the tables
+          --runs N           peer runs per measurement (default 5)
+          --skip-criterion   reuse the last criterion results in target/criterion
+          --only NAME        only the lattice or only the fbank comparison";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,12 +66,12 @@ fn bench_python(root: &Path) -> Result<PathBuf> {
     let python = venv.join("bin/python");
     let ok = python.exists()
         && Command::new(&python)
-            .args(["-c", "import torch, torchaudio, numpy"])
+            .args(["-c", "import torch, torchaudio, numpy, kaldi_native_fbank"])
             .output()
             .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!(
-            "installing torch and torchaudio into {} (a few GB, once)",
+            "installing torch, torchaudio and kaldi-native-fbank into {} (a few GB, once)",
             venv.display()
         );
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
@@ -99,6 +103,7 @@ fn criterion_median(root: &Path, group: &str, func: &str, id: &str) -> Result<f6
 fn bench(args: &[String]) -> Result<()> {
     let mut runs = 5usize;
     let mut skip_criterion = false;
+    let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -109,12 +114,86 @@ fn bench(args: &[String]) -> Result<()> {
                     .context("--runs needs a positive number")?
             }
             "--skip-criterion" => skip_criterion = true,
+            "--only" => match it.next().map(String::as_str) {
+                Some(name @ ("lattice" | "fbank")) => only = Some(name.to_string()),
+                _ => bail!("--only takes lattice or fbank\n{USAGE}"),
+            },
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
     }
     let root = root();
     let threads = threads();
     let python = bench_python(&root)?;
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if want("lattice") {
+        lattice_bench(&root, &python, threads, runs, skip_criterion)?;
+    }
+    if want("fbank") {
+        fbank_bench(&root, &python, threads, runs, skip_criterion)?;
+    }
+    Ok(())
+}
+
+fn fbank_bench(
+    root: &Path,
+    python: &Path,
+    threads: usize,
+    runs: usize,
+    skip_criterion: bool,
+) -> Result<()> {
+    if !skip_criterion {
+        run(Command::new(env!("CARGO"))
+            .current_dir(root)
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .args(["bench", "-p", "ent-benches", "--bench", "fbank"]))?;
+    }
+    let out = root.join("target/bench-kaldi-native-fbank.json");
+    run(Command::new(python)
+        .arg(root.join("benches/fbank_kaldi_native.py"))
+        .args([
+            "--seconds",
+            "60",
+            "--runs",
+            &(2 * runs).to_string(),
+            "--json",
+        ])
+        .arg(&out))?;
+    let peer: Value = serde_json::from_str(
+        &std::fs::read_to_string(&out).context("reading kaldi-native-fbank results")?,
+    )?;
+    let knf = peer["compute_median_s"]
+        .as_f64()
+        .context("no kaldi-native-fbank median")?;
+    let id = "speech_60s";
+    let one = criterion_median(root, "cpu/fbank", "1_thread", id)?;
+    let all = criterion_median(root, "cpu/fbank", "all_threads", id)?;
+    let rate = |s: f64| format!("{:.0} s/s ({:.1} ms)", 60.0 / s, s * 1e3);
+    println!(
+        "\nfilterbank, 60 s of speech, 80 bins; kaldi-native-fbank {}",
+        peer["kaldi_native_fbank"]
+    );
+    println!(
+        "\n| ent 1 thread | ent {threads} threads | kaldi-native-fbank (1 thread) | ent 1 thread ÷ kaldi-native-fbank (speed) |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {:.2}x |",
+        rate(one),
+        rate(all),
+        rate(knf),
+        knf / one
+    );
+    Ok(())
+}
+
+fn lattice_bench(
+    root: &Path,
+    python: &Path,
+    threads: usize,
+    runs: usize,
+    skip_criterion: bool,
+) -> Result<()> {
+    let root = root.to_path_buf();
     if !skip_criterion {
         run(Command::new(env!("CARGO"))
             .current_dir(&root)
@@ -122,7 +201,7 @@ fn bench(args: &[String]) -> Result<()> {
             .args(["bench", "-p", "ent-benches", "--bench", "lattice"]))?;
     }
     let out = root.join("target/bench-torchaudio.json");
-    run(Command::new(&python)
+    run(Command::new(python)
         .arg(root.join("benches/torchaudio_rnnt.py"))
         .args([
             "--threads",

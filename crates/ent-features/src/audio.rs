@@ -206,7 +206,36 @@ pub fn fbank_batch<P: AsRef<Path> + Sync>(
 trait Source: Read + Seek + Send + Sync {}
 impl<T: Read + Seek + Send + Sync> Source for T {}
 
+/// Decodes with the decoders' panics turned into errors.
+///
+/// The decoders are fuzzed (tests/it/fuzz.rs, fuzz/), and fuzzing found a malformed FLAC seek
+/// table on which symphonia 0.6.1's seek subtracts past zero (a panic where overflow checks
+/// are on, a wrapped offset where they are off). A decoder bug must not take a training run
+/// down with it: such input is reported as corrupt. (With `panic = "abort"` nothing can be
+/// caught; the panic message is printed by the panic hook either way.)
 fn decode_source(
+    src: Box<dyn Source>,
+    input: &Input,
+    extension: Option<&str>,
+    segment: Segment,
+) -> Result<Audio, FeatureError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unguarded(src, input, extension, segment)
+    }))
+    .unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(corrupt(
+            input,
+            format!("the decoder failed on malformed data ({why})"),
+        ))
+    })
+}
+
+fn decode_unguarded(
     mut src: Box<dyn Source>,
     input: &Input,
     extension: Option<&str>,
@@ -229,7 +258,7 @@ fn decode_source(
                 src.seek(SeekFrom::Start(0)).map_err(io_err)?;
                 // symphonia reads the WAV encodings hound does not; if it cannot either,
                 // hound's reason is the more specific one.
-                decode_symphonia(src, input, Some("wav"), segment).map_err(|e| match e {
+                decode_symphonia(src, input, Some("wav"), segment, true).map_err(|e| match e {
                     FeatureError::Unsupported { .. } => FeatureError::Unsupported {
                         input: input.clone(),
                         detail: why,
@@ -241,7 +270,9 @@ fn decode_source(
             Ok(a) => a,
         }
     } else {
-        decode_symphonia(src, input, extension, segment)?
+        let seek_ok = !head.starts_with(b"fLaC") || flac_seek_table_ok(&mut src).unwrap_or(false);
+        src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        decode_symphonia(src, input, extension, segment, seek_ok)?
     };
     finish(audio, input, segment)
 }
@@ -431,7 +462,10 @@ fn hound_error(input: &Input, e: hound::Error) -> FeatureError {
             if io.kind() == io::ErrorKind::UnexpectedEof
                 || io.to_string().contains("Failed to read enough bytes") =>
         {
-            truncated(input, "the WAV data ends before the length its header states")
+            truncated(
+                input,
+                "the WAV data ends before the length its header states",
+            )
         }
         hound::Error::IoError(io) => io_error(input, io),
         hound::Error::FormatError(why) => corrupt(input, format!("bad WAV header: {why}")),
@@ -465,11 +499,59 @@ fn sym_error(input: &Input, e: SymError, during: &str) -> FeatureError {
     }
 }
 
+/// Whether a FLAC file's SEEKTABLE is consistent: seek points (placeholders aside) in
+/// non-decreasing sample and byte order, all inside the file. symphonia 0.6.1 trusts the table
+/// and subtracts past zero on one that is not (found by fuzzing), so such files are decoded
+/// from the start instead of seeking.
+fn flac_seek_table_ok(src: &mut Box<dyn Source>) -> io::Result<bool> {
+    let len = src.seek(SeekFrom::End(0))?;
+    src.seek(SeekFrom::Start(4))?;
+    let mut pos = 4u64;
+    let mut table = Vec::new();
+    loop {
+        let mut header = [0u8; 4];
+        src.read_exact(&mut header)?;
+        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as u64;
+        pos += 4;
+        if header[0] & 0x7F == 3 {
+            if size > len.saturating_sub(pos) {
+                return Ok(false);
+            }
+            table.resize(size as usize, 0);
+            src.read_exact(&mut table)?;
+        } else {
+            src.seek(SeekFrom::Current(size as i64))?;
+        }
+        pos += size;
+        if header[0] & 0x80 != 0 || pos >= len {
+            break;
+        }
+    }
+    // Frames start after the metadata, at `pos`; offsets in the table are relative to it.
+    let mut last = (0u64, 0u64);
+    for point in table.chunks(18) {
+        let Ok(point) = <[u8; 18]>::try_from(point) else {
+            return Ok(false);
+        };
+        let sample = u64::from_be_bytes(point[..8].try_into().expect("8 bytes"));
+        let offset = u64::from_be_bytes(point[8..16].try_into().expect("8 bytes"));
+        if sample == u64::MAX {
+            continue; // placeholder
+        }
+        if sample < last.0 || offset < last.1 || pos.checked_add(offset).is_none_or(|o| o > len) {
+            return Ok(false);
+        }
+        last = (sample, offset);
+    }
+    Ok(true)
+}
+
 fn decode_symphonia(
     src: Box<dyn Source>,
     input: &Input,
     extension: Option<&str>,
     segment: Segment,
+    seek_ok: bool,
 ) -> Result<Audio, FeatureError> {
     let source: Box<dyn MediaSource> =
         Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
@@ -501,6 +583,7 @@ fn decode_symphonia(
             })?;
     let track_id = track.id;
     let time_base = track.time_base;
+    let declared_frames = track.num_frames;
     let params = track
         .codec_params
         .as_ref()
@@ -534,7 +617,7 @@ fn decode_symphonia(
         format.format_info().short_name,
         "flac" | "ogg" | "wave" | "aiff"
     );
-    if segment.offset > 0.0 && rate.is_some() && exact_seek {
+    if segment.offset > 0.0 && rate.is_some() && exact_seek && seek_ok {
         let time = Time::try_from_secs_f64(segment.offset).ok_or_else(|| {
             FeatureError::invalid("segment offset", format!("{} s", segment.offset))
         })?;
@@ -637,6 +720,21 @@ fn decode_symphonia(
         if taken >= count_wanted {
             break;
         }
+    }
+    // FLAC (STREAMINFO), Ogg (the last granule position) and WAV state their exact length: a
+    // stream that ends before it is damaged, not short. (MP3 lengths are estimates.)
+    if let (Some(declared), Some(r), true) = (declared_frames, rate, exact_seek)
+        && taken < count_wanted
+        && first_wanted + taken < declared
+    {
+        return Err(truncated(
+            input,
+            format!(
+                "the stream ends after {:.3} s of the {:.3} s its header states",
+                (first_wanted + taken) as f64 / r as f64,
+                declared as f64 / r as f64
+            ),
+        ));
     }
     Ok(Audio {
         samples: out,

@@ -118,6 +118,20 @@ fn segments_equal_slices_of_the_whole() {
     }
 }
 
+/// symphonia 0.6.1 trusts a FLAC seek table and subtracts past zero on an inconsistent one
+/// (found by fuzzing); such files are decoded from the start instead, with the same result.
+#[test]
+fn inconsistent_flac_seek_tables_fall_back_to_decoding() {
+    let mut flac = std::fs::read(fixture("tone.flac")).unwrap();
+    // tone.flac: STREAMINFO at 4, SEEKTABLE at 42 with one point (sample 0, offset 0).
+    assert_eq!(flac[42] & 0x7F, 3);
+    flac[46 + 8..46 + 16].copy_from_slice(&u64::MAX.wrapping_sub(5).to_be_bytes());
+    let whole = decode(&flac).unwrap();
+    assert_eq!(whole, load(fixture("tone.flac")).unwrap());
+    let seg = ent_features::decode_segment(&flac, Segment::new(0.2, 0.05)).unwrap();
+    assert_eq!(seg.samples, whole.samples[8820..8820 + 2205]);
+}
+
 #[test]
 fn segment_errors() {
     let e = load_segment(fixture("tone.flac"), Segment::new(5.0, 1.0)).unwrap_err();
@@ -133,7 +147,11 @@ fn segment_errors() {
 fn in_memory_decoding_matches_files() {
     for name in ["tone.wav", "tone.flac", "tone.ogg", "tone.mp3"] {
         let bytes = std::fs::read(fixture(name)).unwrap();
-        assert_eq!(decode(&bytes).unwrap(), load(fixture(name)).unwrap(), "{name}");
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            load(fixture(name)).unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -209,10 +227,16 @@ fn bad_files_are_named_errors() {
     assert!(matches!(e, FeatureError::Empty { .. }), "{e}");
     named(&e, &p);
     // Not audio.
-    let p = tmp("notes.mp3", b"these are not the samples you are looking for\n");
+    let p = tmp(
+        "notes.mp3",
+        b"these are not the samples you are looking for\n",
+    );
     let e = load(&p).unwrap_err();
     assert!(
-        matches!(e, FeatureError::Unsupported { .. } | FeatureError::Corrupt { .. }),
+        matches!(
+            e,
+            FeatureError::Unsupported { .. } | FeatureError::Corrupt { .. }
+        ),
         "{e}"
     );
     named(&e, &p);
@@ -227,7 +251,10 @@ fn bad_files_are_named_errors() {
     let p = tmp("cut.flac", &flac[..flac.len() * 2 / 3]);
     let e = load(&p).unwrap_err();
     assert!(
-        matches!(e, FeatureError::Truncated { .. } | FeatureError::Corrupt { .. }),
+        matches!(
+            e,
+            FeatureError::Truncated { .. } | FeatureError::Corrupt { .. }
+        ),
         "{e}"
     );
     named(&e, &p);

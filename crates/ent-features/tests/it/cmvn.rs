@@ -36,7 +36,11 @@ fn statistics_match_a_direct_computation() {
         let m = col.iter().sum::<f64>() / col.len() as f64;
         let v = col.iter().map(|x| (x - m).powi(2)).sum::<f64>() / col.len() as f64;
         assert!((mean[d] - m).abs() < 1e-12 * (1.0 + m.abs()), "{d}");
-        assert!((var[d] - v).abs() < 1e-9 * (1.0 + v), "{d}: {} vs {v}", var[d]);
+        assert!(
+            (var[d] - v).abs() < 1e-9 * (1.0 + v),
+            "{d}: {} vs {v}",
+            var[d]
+        );
     }
 }
 
@@ -53,7 +57,12 @@ fn merging_equals_accumulating_everything() {
     left.merge(&right).unwrap();
     // Equal up to the order of the additions (one rounding per sum).
     assert_eq!(left.count, one.count);
-    for (x, y) in left.sum.iter().chain(&left.sum_sq).zip(one.sum.iter().chain(&one.sum_sq)) {
+    for (x, y) in left
+        .sum
+        .iter()
+        .chain(&left.sum_sq)
+        .zip(one.sum.iter().chain(&one.sum_sq))
+    {
         assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{x} vs {y}");
     }
     assert!(left.merge(&CmvnStats::new(4)).is_err());
@@ -89,7 +98,12 @@ fn bad_statistics_files_are_named_errors() {
         br#"{"format":"ent-cmvn-stats-v1","count":1,"sum":[1.0],"sum_sq":[]}"#,
     )
     .unwrap();
-    assert!(CmvnStats::load(&p).unwrap_err().to_string().contains("sums of squares"));
+    assert!(
+        CmvnStats::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("sums of squares")
+    );
     let e = CmvnStats::load(tmp("bad", "missing.json")).unwrap_err();
     assert!(matches!(e, FeatureError::Io { .. }));
 }

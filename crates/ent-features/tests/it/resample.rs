@@ -16,10 +16,18 @@ fn rms_mid(x: &[f32]) -> f64 {
 
 #[test]
 fn lengths_and_identity() {
-    for (n, from, to) in [(44100, 44100, 16000), (12345, 48000, 16000), (999, 8000, 16000), (1, 22050, 16000)] {
+    for (n, from, to) in [
+        (44100, 44100, 16000),
+        (12345, 48000, 16000),
+        (999, 8000, 16000),
+        (1, 22050, 16000),
+    ] {
         let y = resample(&vec![0.1; n], from, to).unwrap();
         assert_eq!(y.len(), resampled_len(n, from, to), "{n} {from} {to}");
-        assert_eq!(y.len(), (n as u64 * to as u64).div_ceil(from as u64) as usize);
+        assert_eq!(
+            y.len(),
+            (n as u64 * to as u64).div_ceil(from as u64) as usize
+        );
     }
     let x = tone(440.0, 16000, 1000);
     assert_eq!(resample(&x, 16000, 16000).unwrap(), x);
@@ -40,7 +48,10 @@ fn fit(y: &[f32], freq: f64, rate: u32) -> (f64, f64) {
     }
     let det = ss * cc - sc * sc;
     let (a, b) = ((ys * cc - yc * sc) / det, (yc * ss - ys * sc) / det);
-    ((a * a + b * b).sqrt(), -b.atan2(a) / (std::f64::consts::TAU * freq))
+    (
+        (a * a + b * b).sqrt(),
+        -b.atan2(a) / (std::f64::consts::TAU * freq),
+    )
 }
 
 /// Tones keep their level, and output sample k lies at time k / to to within one input sample
@@ -48,12 +59,21 @@ fn fit(y: &[f32], freq: f64, rate: u32) -> (f64, f64) {
 /// -1/2 for 44.1 kHz and 22.05 kHz, 0 for 8 kHz and 32 kHz).
 #[test]
 fn tones_keep_their_timing_and_level() {
-    for (from, to) in [(44100u32, 16000u32), (48000, 16000), (22050, 16000), (8000, 16000), (32000, 16000)] {
+    for (from, to) in [
+        (44100u32, 16000u32),
+        (48000, 16000),
+        (22050, 16000),
+        (8000, 16000),
+        (32000, 16000),
+    ] {
         for f in [200.0, 1000.0, 3000.0] {
             let x = tone(f, from, from as usize);
             let y = resample(&x, from, to).unwrap();
             let (gain, delay) = fit(&y, f, to);
-            assert!((gain - 0.5).abs() < 1e-4, "{from} -> {to} at {f} Hz: gain {gain}");
+            assert!(
+                (gain - 0.5).abs() < 1e-4,
+                "{from} -> {to} at {f} Hz: gain {gain}"
+            );
             assert!(
                 delay.abs() <= 1.0 / from as f64 + 1e-9,
                 "{from} -> {to} at {f} Hz: delay {} input samples",

@@ -12,9 +12,27 @@ fn ramp(frames: usize, bins: usize) -> Vec<f32> {
 fn same_seed_same_result_other_seed_other_result() {
     let aug = SpecAugment::new(SpecAugmentConfig::default()).unwrap();
     let x = Tensor::from_vec(ramp(300, 80), (300, 80), &Device::Cpu).unwrap();
-    let a = aug.apply(&x, 42).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = aug.apply(&x, 42).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let c = aug.apply(&x, 43).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = aug
+        .apply(&x, 42)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = aug
+        .apply(&x, 42)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let c = aug
+        .apply(&x, 43)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -78,7 +96,12 @@ fn mean_mask_value_is_the_mean() {
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
     let mut y = x.clone();
     let done = aug.apply_in_place(&mut y, 10, 40, 1).unwrap();
-    let f = done.freq_masks.iter().find(|r| !r.is_empty()).unwrap().start;
+    let f = done
+        .freq_masks
+        .iter()
+        .find(|r| !r.is_empty())
+        .unwrap()
+        .start;
     assert!((y[f] as f64 - mean).abs() < 1e-5);
 }
 
@@ -101,9 +124,20 @@ fn bad_config_and_shapes_are_errors() {
     let aug = SpecAugment::new(SpecAugmentConfig::default()).unwrap();
     assert!(aug.apply_in_place(&mut [0.0; 10], 3, 4, 0).is_err());
     let x = Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
-    assert!(aug.apply(&x, 0).unwrap_err().to_string().contains("[frames, bins]"));
+    assert!(
+        aug.apply(&x, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("[frames, bins]")
+    );
     // Empty inputs are returned as they are.
-    assert_eq!(aug.apply_in_place(&mut [], 0, 80, 0).unwrap().time_masks.len(), 0);
+    assert_eq!(
+        aug.apply_in_place(&mut [], 0, 80, 0)
+            .unwrap()
+            .time_masks
+            .len(),
+        0
+    );
 }
 
 proptest! {
