@@ -125,27 +125,43 @@ fn bench(args: &[String]) -> Result<()> {
     let threads = threads();
     let python = bench_python(&root)?;
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let b = BenchRun {
+        root: &root,
+        python: &python,
+        threads,
+        runs,
+        skip_criterion,
+    };
     if want("lattice") {
-        lattice_bench(&root, &python, threads, runs, skip_criterion)?;
+        lattice_bench(&b)?;
     }
     if want("fbank") {
-        fbank_bench(&root, &python, threads, runs, skip_criterion)?;
+        fbank_bench(&b)?;
     }
     Ok(())
 }
 
-fn fbank_bench(
-    root: &Path,
-    python: &Path,
+/// `cargo bench -p ent-benches --bench NAME` on `threads` rayon threads.
+fn criterion(root: &Path, threads: usize, name: &str) -> Result<()> {
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .args(["bench", "-p", "ent-benches", "--bench", name]))
+}
+
+/// What one `cargo xtask bench` run works with.
+struct BenchRun<'a> {
+    root: &'a Path,
+    python: &'a Path,
     threads: usize,
     runs: usize,
     skip_criterion: bool,
-) -> Result<()> {
-    if !skip_criterion {
-        run(Command::new(env!("CARGO"))
-            .current_dir(root)
-            .env("RAYON_NUM_THREADS", threads.to_string())
-            .args(["bench", "-p", "ent-benches", "--bench", "fbank"]))?;
+}
+
+fn fbank_bench(b: &BenchRun<'_>) -> Result<()> {
+    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
+    if !b.skip_criterion {
+        criterion(root, threads, "fbank")?;
     }
     let out = root.join("target/bench-kaldi-native-fbank.json");
     run(Command::new(python)
@@ -186,19 +202,10 @@ fn fbank_bench(
     Ok(())
 }
 
-fn lattice_bench(
-    root: &Path,
-    python: &Path,
-    threads: usize,
-    runs: usize,
-    skip_criterion: bool,
-) -> Result<()> {
-    let root = root.to_path_buf();
-    if !skip_criterion {
-        run(Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .env("RAYON_NUM_THREADS", threads.to_string())
-            .args(["bench", "-p", "ent-benches", "--bench", "lattice"]))?;
+fn lattice_bench(b: &BenchRun<'_>) -> Result<()> {
+    let (root, python, threads, runs) = (b.root.to_path_buf(), b.python, b.threads, b.runs);
+    if !b.skip_criterion {
+        criterion(&root, threads, "lattice")?;
     }
     let out = root.join("target/bench-torchaudio.json");
     run(Command::new(python)

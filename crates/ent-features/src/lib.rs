@@ -2,12 +2,21 @@
 //! SpecAugment and global CMVN.
 //!
 //! ```no_run
-//! use ent_features::{Fbank, FbankOptions, load_resampled};
+//! use ent_features::{load_resampled, load_segment, Fbank, FbankOptions, Segment};
+//! use ent_features::{CmvnStats, GlobalCmvn, SpecAugment, SpecAugmentConfig};
 //!
 //! # fn main() -> Result<(), ent_features::FeatureError> {
-//! let audio = load_resampled("speech.flac", 16_000)?; // mono f32 in [-1, 1]
+//! let audio = load_resampled("utt.flac", 16_000)?; // mono f32 in [-1, 1]
+//! let part = load_segment("session.wav", Segment::new(12.5, 3.0))?; // 3 s from 12.5 s
 //! let fbank = Fbank::new(FbankOptions::default())?; // Kaldi defaults, 80 bins, no dither
 //! let feats = fbank.compute(&audio.samples)?; // [frames, 80] f32
+//!
+//! let mut stats = CmvnStats::new(80); // global CMVN over a training set
+//! stats.accumulate(&feats)?;
+//! stats.save("cmvn.json")?; // atomic; CmvnStats::load reads it back
+//! let feats = GlobalCmvn::from_stats(&stats, true)?.apply(&feats)?;
+//! let feats = SpecAugment::new(SpecAugmentConfig::default())?.apply(&feats, 42)?; // seeded
+//! # let _ = (part, feats);
 //! # Ok(()) }
 //! ```
 //!

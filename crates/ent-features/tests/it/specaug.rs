@@ -4,6 +4,10 @@ use candle_core::{DType, Device, Tensor};
 use ent_features::{MaskValue, SpecAugment, SpecAugmentConfig};
 use proptest::prelude::*;
 
+fn flat(t: Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 fn ramp(frames: usize, bins: usize) -> Vec<f32> {
     (0..frames * bins).map(|i| 1.0 + i as f32 * 0.01).collect()
 }
@@ -12,27 +16,9 @@ fn ramp(frames: usize, bins: usize) -> Vec<f32> {
 fn same_seed_same_result_other_seed_other_result() {
     let aug = SpecAugment::new(SpecAugmentConfig::default()).unwrap();
     let x = Tensor::from_vec(ramp(300, 80), (300, 80), &Device::Cpu).unwrap();
-    let a = aug
-        .apply(&x, 42)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = aug
-        .apply(&x, 42)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let c = aug
-        .apply(&x, 43)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let a = flat(aug.apply(&x, 42).unwrap());
+    let b = flat(aug.apply(&x, 42).unwrap());
+    let c = flat(aug.apply(&x, 43).unwrap());
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
