@@ -2,7 +2,7 @@
 //!
 //! WAV goes through `hound` (8/16/24/32-bit integer and 32-bit float PCM, plain or
 //! `WAVE_FORMAT_EXTENSIBLE`); FLAC, Ogg Vorbis, MP3 and the WAV encodings `hound` does not read
-//! (64-bit float, A-law, mu-law, ADPCM) through `symphonia`. Integer samples are scaled by
+//! (64-bit float, A-law, mu-law, samples narrower than their container) through `symphonia`. Integer samples are scaled by
 //! `2^-(bits-1)`, so 16-bit audio lies in `[-1, 1)`. Channels are averaged into one.
 //!
 //! Every failure is a [`FeatureError`] naming the file: unreadable, unsupported, truncated,
@@ -12,15 +12,16 @@
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
-use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, SeekMode, SeekTo, TrackType};
+use symphonia::core::errors::{Error as SymError, SeekErrorKind};
+use symphonia::core::formats::probe::{Hint, Probe};
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::units::Time;
+use symphonia::core::units::{TimeBase, Timestamp};
 
 use crate::error::{FeatureError, Input};
 use crate::fbank::Fbank;
@@ -255,24 +256,47 @@ fn decode_unguarded(
     let audio = if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
         match decode_wav(&mut src, head, input, segment) {
             Err(WavError::Unsupported(why)) => {
+                match wav_fmt(head) {
+                    Some(fmt) if fmt.plausible() => {}
+                    Some(fmt) => {
+                        return Err(corrupt(
+                            input,
+                            format!(
+                                "bad WAV header: {} channels of {} bits",
+                                fmt.channels, fmt.bits
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err(corrupt(
+                            input,
+                            "bad WAV header: no readable fmt chunk in the first 4 kB",
+                        ));
+                    }
+                }
                 src.seek(SeekFrom::Start(0)).map_err(io_err)?;
                 // symphonia reads the WAV encodings hound does not; if it cannot either,
                 // hound's reason is the more specific one.
-                decode_symphonia(src, input, Some("wav"), segment, true).map_err(|e| match e {
-                    FeatureError::Unsupported { .. } => FeatureError::Unsupported {
-                        input: input.clone(),
-                        detail: why,
+                decode_symphonia(src, input, Some("wav"), segment, false, true).map_err(
+                    |e| match e {
+                        FeatureError::Unsupported { .. } => FeatureError::Unsupported {
+                            input: input.clone(),
+                            detail: why,
+                        },
+                        other => other,
                     },
-                    other => other,
-                })?
+                )?
             }
             Err(WavError::Feature(e)) => return Err(e),
             Ok(a) => a,
         }
     } else {
-        let seek_ok = !head.starts_with(b"fLaC") || flac_seek_table_ok(&mut src).unwrap_or(false);
+        // Only a FLAC stream at the start of the file has its seek table checked; one that
+        // symphonia finds further in is not seeked in at all.
+        let flac_seek_ok =
+            head.starts_with(b"fLaC") && flac_seek_table_ok(&mut src).unwrap_or(false);
         src.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        decode_symphonia(src, input, extension, segment, seek_ok)?
+        decode_symphonia(src, input, extension, segment, flac_seek_ok, false)?
     };
     finish(audio, input, segment)
 }
@@ -354,18 +378,56 @@ impl From<FeatureError> for WavError {
     }
 }
 
-/// Bytes per sample in the data chunk (`block_align / channels` of the `fmt ` chunk), when the
-/// chunk lies in `head`.
-fn wav_container_bytes(head: &[u8]) -> Option<usize> {
+/// The fields of a WAV `fmt ` chunk this crate checks.
+#[derive(Debug, Clone, Copy)]
+struct WavFmt {
+    channels: u16,
+    block_align: u16,
+    bits: u16,
+    /// `dwChannelMask` of a `WAVE_FORMAT_EXTENSIBLE` header.
+    channel_mask: Option<u32>,
+}
+
+impl WavFmt {
+    /// Bytes per sample in the data chunk (`block_align / channels`).
+    fn container_bytes(&self) -> Option<usize> {
+        (self.channels > 0).then(|| (self.block_align / self.channels) as usize)
+    }
+
+    /// Whether symphonia can be handed this header. Fuzzing found two overflows in symphonia
+    /// 0.6.1's WAV parser: `channels * bits / 8` in 16 bits, and, when an extensible header's
+    /// channel mask has fewer bits than channels, a shift past bit 31 as it pads the mask. Its
+    /// channel layouts are 32-bit masks anyway, so more than 32 channels cannot be read.
+    fn plausible(&self) -> bool {
+        let padded_mask_overflows = self
+            .channel_mask
+            .is_some_and(|m| self.channels as u32 > m.count_ones() && m & 0x8000_0000 != 0);
+        (1..=32).contains(&self.channels)
+            && (self.channels as u32 * self.bits.div_ceil(8) as u32) <= u16::MAX as u32
+            && !padded_mask_overflows
+    }
+}
+
+/// The `fmt ` chunk, when it lies in `head`.
+fn wav_fmt(head: &[u8]) -> Option<WavFmt> {
     let mut pos = 12usize;
     while pos.checked_add(8)? <= head.len() {
         let id = &head[pos..pos + 4];
         let len = u32::from_le_bytes(head[pos + 4..pos + 8].try_into().ok()?) as usize;
         if id == b"fmt " {
-            let body = head.get(pos + 8..pos.checked_add(8)?.checked_add(len)?)?;
-            let channels = u16::from_le_bytes(body.get(2..4)?.try_into().ok()?) as usize;
-            let block_align = u16::from_le_bytes(body.get(12..14)?.try_into().ok()?) as usize;
-            return (channels > 0).then(|| block_align / channels);
+            // The fields needed lie in the first 24 bytes, whatever length the chunk claims.
+            let end = pos.checked_add(8)?.checked_add(len)?.min(head.len());
+            let body = head.get(pos + 8..end)?;
+            let u16_at = |i: usize| Some(u16::from_le_bytes(body.get(i..i + 2)?.try_into().ok()?));
+            let channel_mask = (u16_at(0)? == 0xFFFE)
+                .then(|| Some(u32::from_le_bytes(body.get(20..24)?.try_into().ok()?)))
+                .flatten();
+            return Some(WavFmt {
+                channels: u16_at(2)?,
+                block_align: u16_at(12)?,
+                bits: u16_at(14)?,
+                channel_mask,
+            });
         }
         pos = pos.checked_add(8)?.checked_add(len + (len & 1))?;
     }
@@ -396,7 +458,7 @@ fn decode_wav(
         )
         .into());
     }
-    let container = wav_container_bytes(head);
+    let container = wav_fmt(head).and_then(|f| f.container_bytes());
     let plain = match (spec.sample_format, bits) {
         (hound::SampleFormat::Int, 8 | 16 | 24 | 32) | (hound::SampleFormat::Float, 32) => {
             container == Some(bits as usize / 8)
@@ -499,6 +561,27 @@ fn sym_error(input: &Input, e: SymError, during: &str) -> FeatureError {
     }
 }
 
+/// symphonia's probe with the formats this crate reads: FLAC, MP3, Ogg, and WAV only when
+/// `with_wav` (the file starts with a RIFF/WAVE header whose `fmt ` chunk was checked). The
+/// default probe would also find a RIFF header behind leading junk and hand it to a WAV parser
+/// that overflows on some headers (found by fuzzing); such bytes are not a WAV file.
+fn probe(with_wav: bool) -> &'static Probe {
+    use symphonia::default::{formats, meta};
+    static PROBES: [OnceLock<Probe>; 2] = [OnceLock::new(), OnceLock::new()];
+    PROBES[usize::from(with_wav)].get_or_init(|| {
+        let mut p = Probe::default();
+        p.register_format::<formats::FlacReader<'_>>();
+        p.register_format::<formats::MpaReader<'_>>();
+        p.register_format::<formats::OggReader<'_>>();
+        if with_wav {
+            p.register_format::<formats::WavReader<'_>>();
+        }
+        p.register_metadata::<meta::Id3v1Reader<'_>>();
+        p.register_metadata::<meta::Id3v2Reader<'_>>();
+        p
+    })
+}
+
 /// Whether a FLAC file's SEEKTABLE is consistent: seek points (placeholders aside) in
 /// non-decreasing sample and byte order, all inside the file. symphonia 0.6.1 trusts the table
 /// and subtracts past zero on one that is not (found by fuzzing), so such files are decoded
@@ -551,7 +634,8 @@ fn decode_symphonia(
     input: &Input,
     extension: Option<&str>,
     segment: Segment,
-    seek_ok: bool,
+    flac_seek_ok: bool,
+    riff_at_start: bool,
 ) -> Result<Audio, FeatureError> {
     let source: Box<dyn MediaSource> =
         Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
@@ -560,7 +644,7 @@ fn decode_symphonia(
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let mut format = symphonia::default::get_probe()
+    let mut format = probe(riff_at_start)
         .probe(
             &hint,
             mss,
@@ -602,7 +686,7 @@ fn decode_symphonia(
     // packet return an empty first buffer, so counting frames from the seek point would be off
     // by that packet); without one, frames are counted from the start.
     let mut seeked = false;
-    let mut position = 0u64;
+    let mut position = 0i64;
     let mut first_wanted = 0u64;
     let mut count_wanted = u64::MAX;
     if let Some(r) = rate {
@@ -613,21 +697,40 @@ fn decode_symphonia(
     // symphonia's seeks in FLAC, Ogg and WAV land on a packet whose timestamp is exact. In MP3
     // they land on a byte estimate (and the bit reservoir needs earlier frames), so an MP3
     // segment is decoded from the start, counting frames.
-    let exact_seek = matches!(
-        format.format_info().short_name,
-        "flac" | "ogg" | "wave" | "aiff"
-    );
-    if segment.offset > 0.0 && rate.is_some() && exact_seek && seek_ok {
-        let time = Time::try_from_secs_f64(segment.offset).ok_or_else(|| {
-            FeatureError::invalid("segment offset", format!("{} s", segment.offset))
-        })?;
-        let sk = format.seek(
-            SeekMode::Accurate,
-            SeekTo::Time {
-                time,
-                track_id: Some(track_id),
-            },
-        );
+    let short_name = format.format_info().short_name;
+    let exact_seek = matches!(short_name, "flac" | "ogg" | "wave" | "aiff");
+    let seek_ok = short_name != "flac" || flac_seek_ok;
+    // FLAC (STREAMINFO) and WAV state their exact length in frames. (Ogg's is the last granule
+    // position, which counts from wherever the stream was cut; MP3's is an estimate.)
+    let exact_length = matches!(short_name, "flac" | "wave" | "aiff");
+    let declared_frames = declared_frames.filter(|_| exact_length);
+    if let Some(declared) = declared_frames
+        && first_wanted >= declared
+    {
+        // The segment starts at or after the end: nothing to decode (`finish` says so).
+        return Ok(Audio {
+            samples: Vec::new(),
+            sample_rate: rate.unwrap_or(1),
+        });
+    }
+    // Timestamp of the stream's first output frame: the first packet's, after its encoder
+    // delay. Usually 0; not in an Ogg stream cut from a longer one (it starts at a granule
+    // position), nor where the container's first timestamp is negative.
+    let mut origin = 0i64;
+    if let (Some(r), true) = (rate, segment.offset > 0.0 && exact_seek && seek_ok) {
+        loop {
+            match format.next_packet() {
+                Ok(Some(p)) if p.track_id == track_id => {
+                    origin = p.pts.get().saturating_add_unsigned(p.trim_start.get());
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(sym_error(input, e, "inside the first packet")),
+            }
+        }
+        let ts = origin.saturating_add(frame_to_timestamp(first_wanted, time_base, r));
+        let sk = guarded_seek(format.as_mut(), ts, track_id);
         match sk {
             Ok(_) => {
                 decoder.reset();
@@ -636,14 +739,7 @@ fn decode_symphonia(
             // Unseekable or out of range: decode from the start and skip (past the end the
             // result is empty, which `finish` reports).
             Err(SymError::SeekError(_)) => {
-                format
-                    .seek(
-                        SeekMode::Accurate,
-                        SeekTo::Time {
-                            time: Time::ZERO,
-                            track_id: Some(track_id),
-                        },
-                    )
+                guarded_seek(format.as_mut(), origin, track_id)
                     .map_err(|e| sym_error(input, e, "while seeking"))?;
                 decoder.reset();
             }
@@ -699,18 +795,21 @@ fn decode_symphonia(
             Some(_) => {}
         }
         let r = rate.unwrap_or(buf_rate);
+        // Frame index of this buffer's first frame, from the stream's start (negative for
+        // frames before it, which a seek's pre-roll may decode).
         let start = if seeked {
-            timestamp_to_frame(pts.get(), time_base, r)
+            timestamp_to_frame(pts.get().saturating_sub(origin), time_base, r)
         } else {
             position
         };
         buf.copy_to_vec_interleaved::<f32>(&mut interleaved);
         let frames = interleaved.len() / channels;
-        position = start + frames as u64;
-        if start + frames as u64 <= first_wanted {
+        position = start.saturating_add(frames as i64);
+        let first = first_wanted as i64;
+        if position <= first {
             continue;
         }
-        let skip = first_wanted.saturating_sub(start) as usize;
+        let skip = (first - start).max(0) as usize;
         let keep = ((frames - skip) as u64).min(count_wanted - taken) as usize;
         out.extend(mix_down(
             &interleaved[skip * channels..(skip + keep) * channels],
@@ -721,9 +820,8 @@ fn decode_symphonia(
             break;
         }
     }
-    // FLAC (STREAMINFO), Ogg (the last granule position) and WAV state their exact length: a
-    // stream that ends before it is damaged, not short. (MP3 lengths are estimates.)
-    if let (Some(declared), Some(r), true) = (declared_frames, rate, exact_seek)
+    // A FLAC or WAV stream that ends before its stated length is damaged, not short.
+    if let (Some(declared), Some(r)) = (declared_frames, rate)
         && taken < count_wanted
         && first_wanted + taken < declared
     {
@@ -742,18 +840,48 @@ fn decode_symphonia(
     })
 }
 
-fn timestamp_to_frame(
+/// An accurate seek to `ts`. symphonia's FLAC seek can subtract past zero on damaged files
+/// even when the seek table looked consistent (it also indexes frames as it reads them); where
+/// overflow checks turn that into a panic, the seek counts as impossible.
+fn guarded_seek(
+    format: &mut dyn FormatReader,
     ts: i64,
-    time_base: Option<symphonia::core::units::TimeBase>,
-    rate: u32,
-) -> u64 {
-    let ts = ts.max(0) as u128;
+    track_id: u32,
+) -> Result<symphonia::core::formats::SeekedTo, SymError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        format.seek(
+            SeekMode::Accurate,
+            SeekTo::Timestamp {
+                ts: Timestamp::new(ts),
+                track_id,
+            },
+        )
+    }))
+    .unwrap_or(Err(SymError::SeekError(SeekErrorKind::Unseekable)))
+}
+
+/// `ts` (in `time_base` units) as a frame index at `rate`, rounded to the nearest frame.
+fn timestamp_to_frame(ts: i64, time_base: Option<TimeBase>, rate: u32) -> i64 {
+    match time_base {
+        Some(tb) => {
+            let (n, d) = (tb.numer.get() as i128, tb.denom.get() as i128);
+            let x = ts as i128 * n * rate as i128;
+            (x + x.signum() * d / 2)
+                .checked_div(d)
+                .map_or(0, |v| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+        }
+        None => ts,
+    }
+}
+
+/// Frame index `frame` at `rate` as a timestamp in `time_base` units (rounded down).
+fn frame_to_timestamp(frame: u64, time_base: Option<TimeBase>, rate: u32) -> i64 {
     match time_base {
         Some(tb) => {
             let (n, d) = (tb.numer.get() as u128, tb.denom.get() as u128);
-            ((ts * n * rate as u128 + d / 2) / d) as u64
+            (frame as u128 * d / (n * rate as u128)).min(i64::MAX as u128) as i64
         }
-        None => ts as u64,
+        None => frame.min(i64::MAX as u64) as i64,
     }
 }
 

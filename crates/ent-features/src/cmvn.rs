@@ -15,8 +15,8 @@ use crate::error::FeatureError;
 /// Format tag written into saved statistics.
 const FORMAT: &str = "ent-cmvn-stats-v1";
 
-/// Smallest variance used when normalising (a dimension that never varies is centred, and
-/// scaled by at most `1 / sqrt(VARIANCE_FLOOR)`), as Kaldi's default `var_floor`.
+/// Smallest variance used when normalising: a dimension that never varies is centred and
+/// scaled by at most `1 / sqrt(VARIANCE_FLOOR) = 1e5`, not divided by zero.
 pub const VARIANCE_FLOOR: f64 = 1e-10;
 
 /// Per-dimension count, sum and sum of squares.
@@ -157,13 +157,19 @@ impl CmvnStats {
                 "no file name",
             ))
         })?;
+        // Unique per process and call, so concurrent saves never share a temporary file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let tmp = dir.join(format!(
-            ".{}.tmp{}",
+            ".{}.tmp{}.{}",
             name.to_string_lossy(),
-            std::process::id()
+            std::process::id(),
+            SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;

@@ -257,6 +257,18 @@ impl FbankOptions {
                 format!("{} must be at least 3", self.num_mel_bins),
             ));
         }
+        // Each filter needs an FFT bin of its own at least.
+        if self.num_mel_bins > self.padded_window_size() / 2 {
+            return Err(bad(
+                "num_mel_bins",
+                format!(
+                    "{} filters cannot fit in the {} bins of a {}-point FFT",
+                    self.num_mel_bins,
+                    self.padded_window_size() / 2,
+                    self.padded_window_size()
+                ),
+            ));
+        }
         let nyquist = 0.5 * self.sample_rate;
         let high = self.effective_high_freq();
         let low = self.low_freq;
@@ -505,8 +517,7 @@ impl Fbank {
         let w = &mut s.frame[..];
 
         if opts.dither != 0.0 {
-            let mut rng =
-                SplitMix64::new(opts.dither_seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = SplitMix64::new(frame_seed(opts.dither_seed, t));
             for x in w.iter_mut() {
                 *x += rng.gaussian() as f32 * opts.dither;
             }
@@ -575,6 +586,13 @@ impl Fbank {
     }
 }
 
+/// The dither stream of frame `t`: both inputs pass through SplitMix64's output function, so
+/// the streams of different frames start at unrelated states (a plain `seed ^ t * increment`
+/// would make frame `t + 2` replay frame `t`'s stream shifted by one draw).
+fn frame_seed(seed: u64, t: usize) -> u64 {
+    SplitMix64::new(seed).next_u64() ^ SplitMix64::new(!(t as u64)).next_u64()
+}
+
 /// Copies the frame starting at `start` (possibly negative or running past the end) into
 /// `frame`, reflecting the signal at its ends as Kaldi does (`-1 -> 0`, `n -> n - 1`).
 fn extract(samples: &[f32], start: i64, frame: &mut [f32]) {
@@ -586,12 +604,10 @@ fn extract(samples: &[f32], start: i64, frame: &mut [f32]) {
         return;
     }
     for (k, x) in frame.iter_mut().enumerate() {
-        let mut s = start + k as i64;
-        // Repeated reflection only happens for signals shorter than a frame.
-        while s < 0 || s >= n {
-            s = if s < 0 { -s - 1 } else { 2 * n - 1 - s };
-        }
-        *x = samples[s as usize];
+        // Kaldi reflects repeatedly (s < 0 -> -s - 1, s >= n -> 2n - 1 - s), which is a mirror
+        // of period 2n; computed directly so that a tiny signal in a long frame stays cheap.
+        let m = (start + k as i64).rem_euclid(2 * n);
+        *x = samples[if m >= n { 2 * n - 1 - m } else { m } as usize];
     }
 }
 
@@ -665,6 +681,23 @@ mod tests {
         extract(&x, -3, &mut f);
         // -3 -> 2, -2 -> 1, -1 -> 0, 0..3, 4 -> 3, 5 -> 2, 6 -> 1
         assert_eq!(f, [2.0, 1.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn frame_dither_streams_are_unrelated() {
+        let draws = |t| {
+            let mut r = SplitMix64::new(frame_seed(0, t));
+            (0..8).map(|_| r.next_u64()).collect::<Vec<_>>()
+        };
+        for t in 0..50 {
+            for u in t + 1..t + 4 {
+                let (a, b) = (draws(t), draws(u));
+                assert!(
+                    a.iter().all(|x| !b.contains(x)),
+                    "frames {t} and {u} share draws"
+                );
+            }
+        }
     }
 
     #[test]

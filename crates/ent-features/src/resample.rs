@@ -26,17 +26,28 @@ use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use crate::error::FeatureError;
 
+/// Sample rates [`resample`] accepts, in Hz.
+pub const RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
+
 /// Minimum FFT block length in input samples (longer blocks put the cutoff nearer Nyquist).
 pub const BLOCK: usize = 2048;
 
 /// Resamples mono `samples` from `from` Hz to `to` Hz (see the module documentation for the
-/// filter). Equal rates return a copy.
+/// filter). Both rates must lie in [`RATES`]; equal rates return a copy.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, FeatureError> {
-    if from == 0 || to == 0 {
-        return Err(FeatureError::invalid(
-            "sample rate",
-            format!("cannot resample from {from} Hz to {to} Hz"),
-        ));
+    // Rates outside this range are header damage, not audio; they would also size the FFT
+    // blocks (up to `from / gcd` samples) or the output beyond reason.
+    for rate in [from, to] {
+        if !RATES.contains(&rate) {
+            return Err(FeatureError::invalid(
+                "sample rate",
+                format!(
+                    "cannot resample from {from} Hz to {to} Hz: rates must lie in {} to {} Hz",
+                    RATES.start(),
+                    RATES.end()
+                ),
+            ));
+        }
     }
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
@@ -61,7 +72,15 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Feature
     let out = resampler
         .process_all(&input, samples.len(), None)
         .map_err(|e| err(&e))?;
-    Ok(out.take_data())
+    // rubato rounds `ratio * n` up in f64, one sample too many when the exact length is an
+    // integer that f64 overshoots (147 samples from 44.1 kHz to 48 kHz: 160.000..01 -> 161).
+    let mut data = out.take_data();
+    let want = resampled_len(samples.len(), from, to);
+    if data.len() < want {
+        return Err(err(&format!("{} samples out, {want} expected", data.len())));
+    }
+    data.truncate(want);
+    Ok(data)
 }
 
 /// Number of samples [`resample`] returns for `n` input samples.

@@ -31,8 +31,12 @@ impl SplitMix64 {
     }
 
     /// Uniform integer in `lo..=hi` (Lemire's multiply-shift; bias below 2^-64 * range).
+    /// An empty range (`hi < lo`) gives `lo` (and still advances the stream).
     pub fn range_inclusive(&mut self, lo: usize, hi: usize) -> usize {
-        debug_assert!(lo <= hi);
+        if hi < lo {
+            self.next_u64();
+            return lo;
+        }
         let span = (hi - lo) as u128 + 1;
         lo + ((self.next_u64() as u128 * span) >> 64) as usize
     }

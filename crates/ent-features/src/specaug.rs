@@ -33,7 +33,8 @@ pub struct SpecAugmentConfig {
     pub max_freq_width: usize,
     /// Number of time masks.
     pub time_masks: usize,
-    /// Largest time-mask width `T`: each width is uniform in `0..=min(T, p * frames)`.
+    /// Largest time-mask width `T`: each width is uniform in `0..=min(T, budget)`, the budget
+    /// being `floor(p * frames)` less the frames earlier time masks already cover.
     pub max_time_width: usize,
     /// Cap `p` on the proportion of frames masked in time, in `[0, 1]`: every single mask and
     /// all time masks together cover at most `floor(p * frames)` frames.
@@ -152,7 +153,8 @@ impl SpecAugment {
             }
         };
 
-        if c.time_warp > 0 && frames > 2 * c.time_warp + 1 {
+        // frames > 2 W + 1, written so that no W overflows.
+        if c.time_warp > 0 && frames / 2 > c.time_warp {
             let w = c.time_warp;
             let centre = rng.range_inclusive(w, frames - w - 1);
             // Both stretched sides keep at least one frame.

@@ -118,6 +118,43 @@ fn segments_equal_slices_of_the_whole() {
     }
 }
 
+/// Long files, where symphonia really searches: FLAC's binary search over more than 16 kB of
+/// frames with a seek table, Ogg's bisection over more than two maximum-size pages, on an Ogg
+/// stream that starts at a granule position above zero (its first audio pages cut away).
+#[test]
+fn long_file_segments_equal_slices_of_the_whole() {
+    for (name, rate) in [("ramp_20s.flac", 8000.0), ("chirp_cut.ogg", 8000.0)] {
+        let whole = load(fixture(name)).unwrap();
+        assert_eq!(whole.sample_rate, 8000);
+        let secs = whole.samples.len() as f64 / rate;
+        for offset in [0.75, 3.3, secs / 2.0, secs - 1.5] {
+            let seg = load_segment(fixture(name), Segment::new(offset, 0.5)).unwrap();
+            let first = (offset * rate).round() as usize;
+            assert_eq!(seg.samples.len(), 4000, "{name} at {offset}");
+            assert_eq!(
+                seg.samples,
+                whole.samples[first..first + 4000],
+                "{name} at {offset}"
+            );
+        }
+        // A segment starting exactly at the end (or after it) is empty, not truncated.
+        for offset in [secs, secs + 1.0] {
+            let e = load_segment(fixture(name), Segment::new(offset, 1.0)).unwrap_err();
+            assert!(
+                matches!(e, FeatureError::Empty { .. }),
+                "{name} at {offset}: {e}"
+            );
+        }
+    }
+    // The ramp is known sample for sample: the FLAC decode is exact.
+    let ramp = load(fixture("ramp_20s.flac")).unwrap().samples;
+    assert_eq!(ramp.len(), 160_000);
+    for (i, &v) in ramp.iter().enumerate().step_by(997) {
+        let want = ((i as f64 * 21.837) % 65536.0 - 32768.0) as i16 as f32 / 32768.0;
+        assert_eq!(v, want, "sample {i}");
+    }
+}
+
 /// symphonia 0.6.1 trusts a FLAC seek table and subtracts past zero on an inconsistent one
 /// (found by fuzzing); such files are decoded from the start instead, with the same result.
 #[test]

@@ -225,6 +225,24 @@ fn short_signals_without_snip_edges_reflect() {
     assert_eq!(snip.compute_vec(&frame).unwrap(), got);
 }
 
+/// A one-sample signal in a one-second frame with a one-sample shift: reflection must not
+/// loop over the frame length per sample (Kaldi's repeated reflection, done directly).
+#[test]
+fn tiny_signals_in_long_frames_are_cheap() {
+    let fbank = Fbank::new(FbankOptions {
+        sample_rate: 16000.0,
+        frame_length_ms: 1000.0,
+        frame_shift_ms: 0.0625,
+        snip_edges: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let v = fbank.compute_vec(&[0.5]).unwrap();
+    assert_eq!(v.len(), 80);
+    // A constant frame: DC removal leaves nothing, every bin sits on the log floor.
+    assert!(v.iter().all(|&x| x == f32::EPSILON.ln()));
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let fbank = Fbank::new(FbankOptions::default()).unwrap();
@@ -321,7 +339,7 @@ proptest! {
     #[test]
     fn never_panics(
         rate in prop_oneof![Just(16000.0f32), Just(8000.0), 100.0f32..96000.0],
-        bins in 0usize..130,
+        bins in prop_oneof![0usize..130, Just(usize::MAX), 1usize << 20..1usize << 40],
         len_ms in 0.0f32..80.0,
         shift_ms in 0.0f32..40.0,
         low in -10.0f32..4000.0,

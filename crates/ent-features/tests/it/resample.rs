@@ -104,8 +104,13 @@ fn passband_is_flat_and_stopband_is_deep() {
 }
 
 #[test]
-fn zero_rates_are_errors() {
+fn rates_outside_the_audio_range_are_errors() {
     let e = resample(&[0.0; 10], 0, 16000).unwrap_err();
     assert!(e.to_string().contains("from 0 Hz"), "{e}");
     assert!(resample(&[0.0; 10], 16000, 0).is_err());
+    // A damaged header's rate would size the FFT (prime rate) or the output (1 Hz) absurdly.
+    assert!(resample(&[0.0; 10], 4_294_967_291, 16000).is_err());
+    assert!(resample(&[0.0; 10], 1, 16000).is_err());
+    assert!(resample(&[0.0; 10], 999, 16000).is_err());
+    assert!(resample(&[0.0; 10], 1000, 16000).is_ok());
 }

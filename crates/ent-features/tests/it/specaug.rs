@@ -92,6 +92,21 @@ fn mean_mask_value_is_the_mean() {
 }
 
 #[test]
+fn huge_settings_do_not_overflow() {
+    let aug = SpecAugment::new(SpecAugmentConfig {
+        time_warp: usize::MAX,
+        max_freq_width: usize::MAX,
+        max_time_width: usize::MAX,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut x = ramp(50, 8);
+    let done = aug.apply_in_place(&mut x, 50, 8, 1).unwrap();
+    assert_eq!(done.warp, None);
+    assert!(done.time_masks.iter().all(|r| r.len() <= 10));
+}
+
+#[test]
 fn bad_config_and_shapes_are_errors() {
     assert!(
         SpecAugment::new(SpecAugmentConfig {
