@@ -2,10 +2,10 @@
 //!
 //! Property tests feed random bytes behind each format's magic number, and truncated or
 //! corrupted copies of every fixture, to `decode` and `decode_segment`; every one must return
-//! `Ok` or `Err`. `ENT_FUZZ_CASES=N` runs N cases per property instead of the default (the longer
-//! runs behind `docs/` figures used 200000). Inputs that once crashed a decoder, and
-//! the mutants that reach deep into each format, are kept in `tests/fuzz-corpus/` and replayed by
-//! `corpus_decodes_without_panicking`.
+//! `Ok` or `Err`. `ENT_FUZZ_CASES=N` runs N cases per property instead of the default 256
+//! (`docs/benchmarks.md` records longer runs). Inputs that once crashed a decoder, and a
+//! coverage-minimised sample of the cargo-fuzz corpus (`fuzz/`), are kept in
+//! `tests/fuzz-corpus/` and replayed by `corpus_decodes_without_panicking`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
