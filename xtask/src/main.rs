@@ -1,5 +1,10 @@
 //! Project chores: `cargo xtask <command>`.
 //!
+//! - `cuda-toolkit`: installs the pinned CUDA 13.0 compiler from PyPI wheels into
+//!   `target/cuda-13.0` (no GPU, no system CUDA needed).
+//! - `kernels [--check]`: compiles `kernels/*.cu` to PTX (sm_90 and a portable compute_80) in
+//!   `target/kernels` and prints each entry point's registers, spills and stack; `--check`
+//!   fails on any spill.
 //! - `bench [--runs N] [--skip-criterion] [--only lattice|fbank]`: the CPU benchmarks
 //!   (criterion) and their peers in the same run, then the comparison tables in Markdown:
 //!   the lattice losses against torchaudio on the same shapes and thread count, the filterbank
@@ -10,9 +15,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod cuda;
 use serde_json::Value;
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank]
+       cargo xtask cuda-toolkit
+       cargo xtask kernels [--check]
+
+  cuda-toolkit   install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
+                 target/cuda-13.0 (about 190 MB; no GPU needed)
+  kernels        compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the
+                 toolkit above ($CUDA_HOME if set) and print registers, spills and stack;
+                 --check fails on a spill
 
   bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
           the same shapes and threads (benches/torchaudio_rnnt.py); run
@@ -26,6 +41,8 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
+        Some("cuda-toolkit") => cuda::toolkit(&root()).map(|_| ()),
+        Some("kernels") => cuda::kernels(&root(), &args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
