@@ -56,18 +56,27 @@ struct Dims {
     int64_t B, T, U1, V;
 };
 
+// The lattice row (b, t, u) of this warp: one warp per row, 8 warps per 256-thread block.
+struct WarpRow {
+    int64_t row, b, t, u;
+    bool in_range;
+};
+
+__device__ __forceinline__ WarpRow warp_row(Dims d) {
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    return WarpRow{row, row / (d.T * d.U1), (row / d.U1) % d.T, row % d.U1,
+                   row < d.B * d.T * d.U1};
+}
+
 template <typename T>
 __device__ void normalize_row(const T* __restrict__ logits, const uint32_t* __restrict__ targets,
                               const uint32_t* __restrict__ logit_lens,
                               const uint32_t* __restrict__ target_lens, double* __restrict__ lp,
                               Dims d, int64_t blank) {
     const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int64_t rows = d.B * d.T * d.U1;
-    if (row >= rows) return;
-    const int64_t b = row / (d.T * d.U1);
-    const int64_t t = (row / d.U1) % d.T;
-    const int64_t u = row % d.U1;
+    const WarpRow r = warp_row(d);
+    if (!r.in_range) return;
+    const int64_t row = r.row, b = r.b, t = r.t, u = r.u;
     const int64_t ub = target_lens[b];
     if (t >= (int64_t)logit_lens[b] || u > ub) return;  // padding: never read
     const T* z = logits + row * d.V;
@@ -149,12 +158,9 @@ __device__ void grad_row(const T* __restrict__ logits, const uint32_t* __restric
                          const double* __restrict__ grad_costs, T* __restrict__ grad, Dims d,
                          int64_t blank, float lambda, float clamp) {
     const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int64_t rows = d.B * d.T * d.U1;
-    if (row >= rows) return;
-    const int64_t b = row / (d.T * d.U1);
-    const int64_t t = (row / d.U1) % d.T;
-    const int64_t u = row % d.U1;
+    const WarpRow r = warp_row(d);
+    if (!r.in_range) return;
+    const int64_t row = r.row, b = r.b, t = r.t, u = r.u;
     const int64_t tn = logit_lens[b], ub = target_lens[b];
     T* g_row = grad + row * d.V;
     if (t >= tn || u > ub) {
