@@ -222,17 +222,18 @@ impl CmvnStats {
     }
 
     fn check_shape(&self, features: &Tensor) -> Result<(usize, usize), FeatureError> {
-        match features.dims2() {
-            Ok((frames, dim)) if dim == self.dim() => Ok((frames, dim)),
-            _ => Err(FeatureError::invalid(
-                "features",
-                format!(
-                    "shape {:?} is not [frames, {}]",
-                    features.dims(),
-                    self.dim()
-                ),
-            )),
-        }
+        frames_of(features, self.dim())
+    }
+}
+
+/// `(frames, dim)` of a `[frames, dim]` tensor, or the error naming its shape.
+fn frames_of(features: &Tensor, dim: usize) -> Result<(usize, usize), FeatureError> {
+    match features.dims2() {
+        Ok((frames, d)) if d == dim => Ok((frames, d)),
+        _ => Err(FeatureError::invalid(
+            "features",
+            format!("shape {:?} is not [frames, {dim}]", features.dims()),
+        )),
     }
 }
 
@@ -280,19 +281,7 @@ impl GlobalCmvn {
 
     /// Normalises a `[frames, dim]` tensor (any float dtype and device; same out).
     pub fn apply(&self, features: &Tensor) -> Result<Tensor, FeatureError> {
-        let dim = match features.dims2() {
-            Ok((_, d)) if d == self.dim() => d,
-            _ => {
-                return Err(FeatureError::invalid(
-                    "features",
-                    format!(
-                        "shape {:?} is not [frames, {}]",
-                        features.dims(),
-                        self.dim()
-                    ),
-                ));
-            }
-        };
+        let (_, dim) = frames_of(features, self.dim())?;
         let dev = features.device();
         let mean = Tensor::from_slice(&self.mean, (1, dim), dev)?.to_dtype(features.dtype())?;
         let scale = Tensor::from_slice(&self.scale, (1, dim), dev)?.to_dtype(features.dtype())?;
