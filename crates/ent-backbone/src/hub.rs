@@ -1,0 +1,125 @@
+//! Loading by model id through the Hugging Face cache (feature `hub`).
+//!
+//! Files are taken from the local cache (`HF_HUB_CACHE`, `HF_HOME`, default
+//! `~/.cache/huggingface/hub`) when they are there, without touching the network; missing ones
+//! are downloaded unless `HF_HUB_OFFLINE` is set (`1`, `true`, `yes`, `on`).
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use hf_hub::{HFClientSync, HFError};
+
+use crate::weights::WEIGHT_FILES;
+use crate::{Backbone, BackboneError};
+
+impl Backbone {
+    /// Loads `model_id` (`owner/name`, e.g. `facebook/wav2vec2-base`) at `revision` (default
+    /// `main`) from the Hugging Face cache, downloading what is missing unless offline.
+    ///
+    /// Needs `config.json` and one weights file (`model.safetensors`, then
+    /// `model.safetensors.index.json` with its shards, then `pytorch_model.bin`); reads
+    /// `preprocessor_config.json` if the repository has one. Errors name the repository and file.
+    pub fn from_hub(
+        model_id: &str,
+        revision: Option<&str>,
+        device: &Device,
+    ) -> Result<Backbone, BackboneError> {
+        let hub_err = |detail: String| BackboneError::Hub {
+            repo: model_id.to_owned(),
+            detail,
+        };
+        let Some((owner, name)) = model_id.split_once('/') else {
+            return Err(hub_err("a model id is `owner/name`".into()));
+        };
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        let client =
+            HFClientSync::new().map_err(|e| hub_err(format!("cannot set up the client: {e}")))?;
+        let repo = client.model(owner, name);
+        // Ok(None): the file is not in the repository (or not in the cache, when offline).
+        let fetch = |file: &str| -> Result<Option<PathBuf>, BackboneError> {
+            let cached = repo
+                .download_file()
+                .filename(file)
+                .maybe_revision(revision.map(str::to_owned))
+                .local_files_only(true)
+                .send();
+            match cached {
+                Ok(path) => return Ok(Some(path)),
+                Err(HFError::LocalEntryNotFound { .. }) if !offline => {}
+                Err(HFError::LocalEntryNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(hub_err(format!("{file}: {e}"))),
+            }
+            match repo
+                .download_file()
+                .filename(file)
+                .maybe_revision(revision.map(str::to_owned))
+                .send()
+            {
+                Ok(path) => Ok(Some(path)),
+                Err(HFError::EntryNotFound { .. }) => Ok(None),
+                Err(e) => Err(hub_err(format!("{file}: {e}"))),
+            }
+        };
+        let where_ = if offline {
+            "in the local cache (offline)"
+        } else {
+            "in the repository"
+        };
+        let config =
+            fetch("config.json")?.ok_or_else(|| hub_err(format!("no config.json {where_}")))?;
+        let dir = config
+            .parent()
+            .ok_or_else(|| hub_err("the cache path of config.json has no folder".into()))?
+            .to_owned();
+        fetch("preprocessor_config.json")?;
+        let mut found = false;
+        for file in WEIGHT_FILES {
+            if let Some(path) = fetch(file)? {
+                if file.ends_with(".index.json") {
+                    for shard in shard_names(&path)? {
+                        fetch(&shard)?.ok_or_else(|| {
+                            hub_err(format!(
+                                "no {shard} {where_}, though the shard index names it"
+                            ))
+                        })?;
+                    }
+                }
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(hub_err(format!(
+                "no weights {where_} (looked for {})",
+                WEIGHT_FILES.join(", ")
+            )));
+        }
+        Backbone::load(&dir, device)
+    }
+}
+
+fn shard_names(index: &std::path::Path) -> Result<Vec<String>, BackboneError> {
+    let text = std::fs::read_to_string(index).map_err(|source| BackboneError::Io {
+        path: index.to_owned(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| BackboneError::Weights {
+            path: index.to_owned(),
+            detail: format!("not a safetensors shard index: {e}"),
+        })?;
+    let mut names: Vec<String> = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
