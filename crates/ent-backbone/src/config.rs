@@ -315,7 +315,10 @@ impl BackboneConfig {
                 raw.hidden_size, raw.num_attention_heads
             )));
         }
-        if !raw.hidden_size.is_multiple_of(raw.num_conv_pos_embedding_groups) {
+        if !raw
+            .hidden_size
+            .is_multiple_of(raw.num_conv_pos_embedding_groups)
+        {
             return Err(config_err(format!(
                 "hidden_size {} is not divisible by num_conv_pos_embedding_groups {}",
                 raw.hidden_size, raw.num_conv_pos_embedding_groups

@@ -1,29 +1,59 @@
 //! Loading by model id through the Hugging Face cache (feature `hub`).
 //!
 //! Files are taken from the local cache (`HF_HUB_CACHE`, `HF_HOME`, default
-//! `~/.cache/huggingface/hub`) when they are there, without touching the network; missing ones
-//! are downloaded unless `HF_HUB_OFFLINE` is set (`1`, `true`, `yes`, `on`).
+//! `~/.cache/huggingface/hub`, or [`HubOptions::cache_dir`]) when they are there, without
+//! touching the network; missing ones are downloaded unless offline ([`HubOptions::offline`],
+//! by default from `HF_HUB_OFFLINE`).
 
 use std::path::PathBuf;
 
 use candle_core::Device;
-use hf_hub::{HFClientSync, HFError};
+use hf_hub::{HFClient, HFError};
 
 use crate::weights::WEIGHT_FILES;
 use crate::{Backbone, BackboneError};
 
+/// Where and how [`Backbone::from_hub`] looks for a model.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// Branch, tag or commit; `None` for `main`.
+    pub revision: Option<String>,
+    /// The cache folder; `None` for hf-hub's default (`HF_HUB_CACHE`, `$HF_HOME/hub`,
+    /// `~/.cache/huggingface/hub`).
+    pub cache_dir: Option<PathBuf>,
+    /// Use the cache only, never the network.
+    pub offline: bool,
+}
+
+impl Default for HubOptions {
+    /// `main`, the default cache, and offline if `HF_HUB_OFFLINE` is `1`, `true`, `yes` or `on`.
+    fn default() -> Self {
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        Self {
+            revision: None,
+            cache_dir: None,
+            offline,
+        }
+    }
+}
+
 impl Backbone {
-    /// Loads `model_id` (`owner/name`, e.g. `facebook/wav2vec2-base`) at `revision` (default
-    /// `main`) from the Hugging Face cache, downloading what is missing unless offline.
+    /// Loads `model_id` (`owner/name`, e.g. `facebook/wav2vec2-base`) through the Hugging Face
+    /// cache: files already cached are used without touching the network; missing ones are
+    /// downloaded unless `options.offline`.
     ///
     /// Needs `config.json` and one weights file (`model.safetensors`, then
     /// `model.safetensors.index.json` with its shards, then `pytorch_model.bin`); reads
     /// `preprocessor_config.json` if the repository has one. Errors name the repository and file.
     pub fn from_hub(
         model_id: &str,
-        revision: Option<&str>,
+        options: &HubOptions,
         device: &Device,
     ) -> Result<Backbone, BackboneError> {
+        let revision = options.revision.as_deref();
+        let offline = options.offline;
         let hub_err = |detail: String| BackboneError::Hub {
             repo: model_id.to_owned(),
             detail,
@@ -31,11 +61,13 @@ impl Backbone {
         let Some((owner, name)) = model_id.split_once('/') else {
             return Err(hub_err("a model id is `owner/name`".into()));
         };
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-            .unwrap_or(false);
-        let client =
-            HFClientSync::new().map_err(|e| hub_err(format!("cannot set up the client: {e}")))?;
+        let mut builder = HFClient::builder();
+        if let Some(dir) = &options.cache_dir {
+            builder = builder.cache_dir(dir);
+        }
+        let client = builder
+            .build_sync()
+            .map_err(|e| hub_err(format!("cannot set up the client: {e}")))?;
         let repo = client.model(owner, name);
         // Ok(None): the file is not in the repository (or not in the cache, when offline).
         let fetch = |file: &str| -> Result<Option<PathBuf>, BackboneError> {

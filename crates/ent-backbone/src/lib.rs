@@ -32,4 +32,6 @@ mod weights;
 
 pub use config::{Activation, Architecture, BackboneConfig, FeatExtractNorm};
 pub use error::BackboneError;
+#[cfg(feature = "hub")]
+pub use hub::HubOptions;
 pub use model::{Backbone, BackboneOutput, relative_position_bucket};

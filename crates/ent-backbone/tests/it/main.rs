@@ -1,6 +1,8 @@
 //! Integration tests of ent-backbone (one binary, modules by topic).
 
 mod errors;
+#[cfg(feature = "hub")]
+mod hub;
 mod padding;
 mod parity;
 
