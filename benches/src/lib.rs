@@ -141,3 +141,139 @@ pub fn bench_speech(seconds: usize) -> Result<Vec<f32>, ent_features::FeatureErr
     let one = ent_features::load(path)?.samples;
     Ok(one.iter().copied().cycle().take(seconds * 16000).collect())
 }
+
+/// A base-size wav2vec2 checkpoint (`facebook/wav2vec2-base`'s architecture, 94 M parameters)
+/// with seeded random weights, written once to `target/bench-data/wav2vec2-base-random/` as
+/// `config.json` + `model.safetensors` in transformers' own layout, so that transformers loads
+/// the very same weights (`benches/backbone_transformers.py`). Speed does not depend on the
+/// values; they are scaled like trained weights (unit-variance activations, no denormals).
+///
+/// `ENT_BACKBONE_BENCH_MODEL=/path/to/checkpoint` benchmarks a real checkpoint folder instead.
+pub fn backbone_checkpoint() -> std::io::Result<std::path::PathBuf> {
+    use candle_core::{Device, Tensor};
+    if let Some(dir) = std::env::var_os("ENT_BACKBONE_BENCH_MODEL") {
+        return Ok(dir.into());
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench-data/wav2vec2-base-random");
+    let weights = dir.join("model.safetensors");
+    if weights.is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let (d, ff, c) = (768usize, 3072usize, 512usize);
+    let mut rng = Rng::new(0xBAC4_B0AE);
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut add = |name: String, shape: &[usize], fan_in: usize, kind: Init| {
+        let n: usize = shape.iter().product();
+        let a = (3.0 / fan_in.max(1) as f32).sqrt();
+        let data: Vec<f32> = (0..n)
+            .map(|_| match kind {
+                Init::Weight => rng.uniform(-a, a),
+                Init::Gain => 1.0 + rng.uniform(-0.1, 0.1),
+                Init::Bias => rng.uniform(-0.05, 0.05),
+            })
+            .collect();
+        let t = Tensor::from_vec(data, shape, &Device::Cpu).expect("shape matches data");
+        tensors.push((name, t));
+    };
+    use Init::{Bias, Gain, Weight};
+    let kernels = [10usize, 3, 3, 3, 3, 2, 2];
+    for (i, &k) in kernels.iter().enumerate() {
+        let inp = if i == 0 { 1 } else { c };
+        let p = format!("feature_extractor.conv_layers.{i}");
+        add(format!("{p}.conv.weight"), &[c, inp, k], inp * k, Weight);
+        if i == 0 {
+            add(format!("{p}.layer_norm.weight"), &[c], 1, Gain);
+            add(format!("{p}.layer_norm.bias"), &[c], 1, Bias);
+        }
+    }
+    add("feature_projection.layer_norm.weight".into(), &[c], 1, Gain);
+    add("feature_projection.layer_norm.bias".into(), &[c], 1, Bias);
+    add(
+        "feature_projection.projection.weight".into(),
+        &[d, c],
+        c,
+        Weight,
+    );
+    add("feature_projection.projection.bias".into(), &[d], 1, Bias);
+    let pc = "encoder.pos_conv_embed.conv";
+    add(
+        format!("{pc}.parametrizations.weight.original0"),
+        &[1, 1, 128],
+        1,
+        Gain,
+    );
+    add(
+        format!("{pc}.parametrizations.weight.original1"),
+        &[d, d / 16, 128],
+        1,
+        Weight,
+    );
+    add(format!("{pc}.bias"), &[d], 1, Bias);
+    add("encoder.layer_norm.weight".into(), &[d], 1, Gain);
+    add("encoder.layer_norm.bias".into(), &[d], 1, Bias);
+    add("masked_spec_embed".into(), &[d], 1, Bias);
+    for l in 0..12 {
+        let p = format!("encoder.layers.{l}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            add(format!("{p}.attention.{proj}.weight"), &[d, d], d, Weight);
+            add(format!("{p}.attention.{proj}.bias"), &[d], 1, Bias);
+        }
+        for norm in ["layer_norm", "final_layer_norm"] {
+            add(format!("{p}.{norm}.weight"), &[d], 1, Gain);
+            add(format!("{p}.{norm}.bias"), &[d], 1, Bias);
+        }
+        add(
+            format!("{p}.feed_forward.intermediate_dense.weight"),
+            &[ff, d],
+            d,
+            Weight,
+        );
+        add(
+            format!("{p}.feed_forward.intermediate_dense.bias"),
+            &[ff],
+            1,
+            Bias,
+        );
+        add(
+            format!("{p}.feed_forward.output_dense.weight"),
+            &[d, ff],
+            ff,
+            Weight,
+        );
+        add(format!("{p}.feed_forward.output_dense.bias"), &[d], 1, Bias);
+    }
+    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    let tmp = dir.join("model.safetensors.partial");
+    candle_core::safetensors::save(&map, &tmp).map_err(std::io::Error::other)?;
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{
+  "model_type": "wav2vec2",
+  "architectures": ["Wav2Vec2Model"],
+  "hidden_size": 768,
+  "num_hidden_layers": 12,
+  "num_attention_heads": 12,
+  "intermediate_size": 3072,
+  "feat_extract_norm": "group",
+  "do_stable_layer_norm": false,
+  "conv_bias": false
+}
+"#,
+    )?;
+    std::fs::rename(tmp, weights)?;
+    Ok(dir)
+}
+
+#[derive(Clone, Copy)]
+enum Init {
+    Weight,
+    Gain,
+    Bias,
+}
+
+/// `seconds` of 16 kHz speech-like audio for the backbone benchmark: the committed sentence.
+pub fn backbone_input(seconds: usize) -> Vec<f32> {
+    bench_speech(seconds).expect("speech fixture")
+}

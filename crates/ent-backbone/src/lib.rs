@@ -24,6 +24,7 @@
 //!   cache (offline once cached).
 
 pub mod config;
+mod cpu;
 mod error;
 #[cfg(feature = "hub")]
 mod hub;

@@ -22,6 +22,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use crate::BackboneError;
 use crate::config::{Activation, Architecture, BackboneConfig, FeatExtractNorm};
+use crate::cpu::{self, CpuConv, CpuNorm, CpuPosConv};
 use crate::weights::Weights;
 
 /// Epsilon of the front end's GroupNorm and LayerNorms (PyTorch's default, not `layer_norm_eps`).
@@ -45,6 +46,11 @@ pub struct Backbone {
     layers: Vec<EncoderLayer>,
     /// WavLM: the relative-position embedding of layer 0, `[num_buckets, H]`.
     rel_attn_embed: Option<Tensor>,
+    /// The front end and positional convolution packed for the CPU fast path (`cpu.rs`), when
+    /// the device is the CPU.
+    cpu_convs: Option<(Vec<CpuConv>, CpuPosConv)>,
+    /// Run every step with candle ops (the path other devices take), even on the CPU.
+    reference_ops: bool,
 }
 
 /// What [`Backbone::forward`] returns.
@@ -320,6 +326,15 @@ impl Backbone {
         };
         // Whichever weight-norm layout was read, the others' names are not "unexplained".
         w.check_all_used(&POS_CONV_NAMES)?;
+        let cpu_convs = if device.is_cpu() {
+            let packed = convs
+                .iter()
+                .map(ConvLayer::pack_for_cpu)
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some((packed, pos_conv.pack_for_cpu()?))
+        } else {
+            None
+        };
         Ok(Backbone {
             config,
             device: device.clone(),
@@ -331,7 +346,16 @@ impl Backbone {
             encoder_norm,
             layers,
             rel_attn_embed,
+            cpu_convs,
+            reference_ops: false,
         })
+    }
+
+    /// Runs every step with candle's own ops, as on other devices, instead of the CPU fast
+    /// paths (strided-GEMM front end, vectorised GELU). For testing the two against each other.
+    #[doc(hidden)]
+    pub fn set_reference_ops(&mut self, on: bool) {
+        self.reference_ops = on;
     }
 
     /// The checkpoint's configuration.
@@ -426,20 +450,38 @@ impl Backbone {
             waveforms
         };
 
-        // Convolutional front end: [B, 1, S] -> [B, C, T].
-        let mut x = waveforms.unsqueeze(1)?;
-        let mut lens = lengths.clone();
-        for conv in &self.convs {
-            x = conv.forward(&x, &lens, self.config.feat_extract_activation)?;
-            for len in &mut lens {
-                *len = (*len - conv.kernel) / conv.stride + 1;
+        // Convolutional front end: [B, S] -> [B, T, C].
+        let fast = self.fast();
+        let (mut h, frames, frame_lens) = match (&self.cpu_convs, fast) {
+            (Some((convs, _)), true) => {
+                let waves = waveforms.flatten_all()?.to_vec1::<f32>()?;
+                let (feats, frames, frame_lens) = cpu::front_end(
+                    convs,
+                    waves,
+                    samples,
+                    &lengths,
+                    self.config.feat_extract_activation,
+                    FRONT_END_EPS,
+                );
+                let c = *self.config.conv_dim.last().expect("checked non-empty");
+                let feats = Tensor::from_vec(feats, (batch, frames, c), &self.device)?;
+                (feats, frames, frame_lens)
             }
-        }
-        let frames = x.dim(2)?;
-        let frame_lens = lens;
+            _ => {
+                let mut x = waveforms.unsqueeze(1)?;
+                let mut lens = lengths.clone();
+                for conv in &self.convs {
+                    x = conv.forward(&x, &lens, self.config.feat_extract_activation)?;
+                    for len in &mut lens {
+                        *len = (*len - conv.kernel) / conv.stride + 1;
+                    }
+                }
+                let frames = x.dim(2)?;
+                (x.transpose(1, 2)?.contiguous()?, frames, lens)
+            }
+        };
 
         // Feature projection: [B, T, C] -> [B, T, D].
-        let mut h = x.transpose(1, 2)?.contiguous()?;
         if let Some(norm) = &self.projection_norm {
             h = norm.forward(&h)?;
         }
@@ -447,10 +489,16 @@ impl Backbone {
 
         let mask = frame_mask(&frame_lens, frames, &self.device)?; // [B, T, 1]
         h = h.broadcast_mul(&mask)?;
-        h = (&h
-            + self
-                .pos_conv
-                .forward(&h, self.config.feat_extract_activation)?)?;
+        let act = self.config.feat_extract_activation;
+        let pos = match (&self.cpu_convs, fast) {
+            (Some((_, pos_conv)), true) => {
+                let x = h.flatten_all()?.to_vec1::<f32>()?;
+                let y = pos_conv.forward(&x, batch, frames, act);
+                Tensor::from_vec(y, h.shape(), &self.device)?
+            }
+            _ => self.pos_conv.forward(&h, act)?,
+        };
+        h = (h + pos)?;
         let stable = self.config.do_stable_layer_norm;
         if !stable {
             h = self.encoder_norm.forward(&h)?;
@@ -463,21 +511,26 @@ impl Backbone {
         };
         let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         hidden_states.push(h.broadcast_mul(&mask)?);
+        let cx = LayerContext {
+            key_mask: &key_mask,
+            position_bias: position_bias.as_ref(),
+            stable,
+            heads: self.config.num_attention_heads,
+            act: self.config.hidden_act,
+            fast,
+        };
         for layer in &self.layers {
-            h = layer.forward(
-                &h,
-                &key_mask,
-                position_bias.as_ref(),
-                stable,
-                self.config.num_attention_heads,
-                self.config.hidden_act,
-            )?;
+            h = layer.forward(&h, &cx)?;
             hidden_states.push(h.broadcast_mul(&mask)?);
         }
         Ok(BackboneOutput {
             hidden_states,
             frame_lens,
         })
+    }
+
+    fn fast(&self) -> bool {
+        self.device.is_cpu() && !self.reference_ops
     }
 
     /// transformers' `last_hidden_state`: the last hidden state, through the encoder's final
@@ -513,6 +566,31 @@ impl Backbone {
 }
 
 impl ConvLayer {
+    fn pack_for_cpu(&self) -> candle_core::Result<CpuConv> {
+        let (c_out, c_in, _) = self.weight.dims3()?;
+        let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let norm = match &self.norm {
+            ConvNorm::None => CpuNorm::None,
+            ConvNorm::Group(w, b) => CpuNorm::Group {
+                weight: vec(w)?,
+                bias: vec(b)?,
+            },
+            ConvNorm::Layer(n) => CpuNorm::Layer {
+                weight: vec(&n.weight)?,
+                bias: vec(&n.bias)?,
+            },
+        };
+        Ok(CpuConv::new(
+            &vec(&self.weight)?,
+            c_out,
+            c_in,
+            self.kernel,
+            self.stride,
+            self.bias.as_ref().map(vec).transpose()?,
+            norm,
+        ))
+    }
+
     fn forward(&self, x: &Tensor, lens: &[usize], act: Activation) -> candle_core::Result<Tensor> {
         let mut y = x.conv1d(&self.weight, 0, self.stride, 1, 1)?;
         if let Some(bias) = &self.bias {
@@ -529,6 +607,18 @@ impl ConvLayer {
         };
         act.apply(&y)
     }
+}
+
+/// `act(x)`: on the CPU fast path through `cpu::activate` (vectorised erf-GELU), else candle's op.
+fn activation(act: Activation, x: &Tensor, fast: bool) -> candle_core::Result<Tensor> {
+    if !fast || x.dtype() != DType::F32 {
+        return act.apply(x);
+    }
+    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+    use rayon::prelude::*;
+    data.par_chunks_mut(1 << 16)
+        .for_each(|c| cpu::activate(act, c));
+    Tensor::from_vec(data, x.shape(), x.device())
 }
 
 /// GroupNorm with one group per channel, its statistics over each utterance's valid frames only
@@ -555,6 +645,17 @@ fn masked_group_norm(
 
 impl PosConv {
     /// `x [B, T, D] -> act(conv(x))[:, :T]`, zero padded by K/2 on each side.
+    fn pack_for_cpu(&self) -> candle_core::Result<CpuPosConv> {
+        let d = self.weight.dim(0)?;
+        Ok(CpuPosConv::new(
+            &self.weight.flatten_all()?.to_vec1::<f32>()?,
+            self.bias.flatten_all()?.to_vec1::<f32>()?,
+            d,
+            self.groups,
+            self.kernel,
+        ))
+    }
+
     fn forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
         let frames = x.dim(1)?;
         let y = x
@@ -609,44 +710,37 @@ fn load_pos_conv(w: &Weights, c: &BackboneConfig) -> Result<PosConv, BackboneErr
     })
 }
 
+/// What every encoder layer of one forward pass shares.
+struct LayerContext<'a> {
+    /// `[B, 1, 1, T]`: 0 on valid keys, -inf on padding.
+    key_mask: &'a Tensor,
+    /// WavLM's ungated relative position bias, `[1, H, T, T]`.
+    position_bias: Option<&'a Tensor>,
+    stable: bool,
+    heads: usize,
+    act: Activation,
+    fast: bool,
+}
+
 impl EncoderLayer {
-    fn forward(
-        &self,
-        h: &Tensor,
-        key_mask: &Tensor,
-        position_bias: Option<&Tensor>,
-        stable: bool,
-        heads: usize,
-        act: Activation,
-    ) -> candle_core::Result<Tensor> {
-        if stable {
-            let h = (h + self.attention(
-                &self.attn_norm.forward(h)?,
-                key_mask,
-                position_bias,
-                heads,
-            )?)?;
-            &h + self.feed_forward(&self.ff_norm.forward(&h)?, act)?
+    fn forward(&self, h: &Tensor, cx: &LayerContext<'_>) -> candle_core::Result<Tensor> {
+        if cx.stable {
+            let h = (h + self.attention(&self.attn_norm.forward(h)?, cx)?)?;
+            &h + self.feed_forward(&self.ff_norm.forward(&h)?, cx)?
         } else {
-            let h = self
-                .attn_norm
-                .forward(&(h + self.attention(h, key_mask, position_bias, heads)?)?)?;
-            self.ff_norm.forward(&(&h + self.feed_forward(&h, act)?)?)
+            let h = self.attn_norm.forward(&(h + self.attention(h, cx)?)?)?;
+            self.ff_norm.forward(&(&h + self.feed_forward(&h, cx)?)?)
         }
     }
 
-    fn feed_forward(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
-        self.ff_out.forward(&act.apply(&self.ff_in.forward(x)?)?)
+    fn feed_forward(&self, x: &Tensor, cx: &LayerContext<'_>) -> candle_core::Result<Tensor> {
+        self.ff_out
+            .forward(&activation(cx.act, &self.ff_in.forward(x)?, cx.fast)?)
     }
 
     /// Multi-head self-attention, `x [B, T, D]`; WavLM adds its gated relative position bias.
-    fn attention(
-        &self,
-        x: &Tensor,
-        key_mask: &Tensor,
-        position_bias: Option<&Tensor>,
-        heads: usize,
-    ) -> candle_core::Result<Tensor> {
+    fn attention(&self, x: &Tensor, cx: &LayerContext<'_>) -> candle_core::Result<Tensor> {
+        let (key_mask, position_bias, heads) = (cx.key_mask, cx.position_bias, cx.heads);
         let (b, t, d) = x.dims3()?;
         let hd = d / heads;
         let split = |y: Tensor| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();

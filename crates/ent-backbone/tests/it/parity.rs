@@ -29,9 +29,17 @@ fn max_abs(t: &Tensor) -> f32 {
 }
 
 /// Runs one fixture folder; returns the worst ratio max|diff| / max|ref| over its hidden states.
-fn check(dir: &Path) -> f32 {
+/// `reference_ops`: candle's own ops throughout (the path of other devices) instead of the CPU
+/// fast paths (strided-GEMM convolutions, vectorised GELU).
+fn check(dir: &Path, reference_ops: bool) -> f32 {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let model = Backbone::load(dir, &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let name = if reference_ops {
+        format!("{name} (candle ops)")
+    } else {
+        name
+    };
+    let mut model = Backbone::load(dir, &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+    model.set_reference_ops(reference_ops);
     let expected: HashMap<String, Tensor> =
         candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
     let waves = &expected["waveforms"];
@@ -90,7 +98,7 @@ fn check(dir: &Path) -> f32 {
             );
         }
     }
-    println!("{name:<22} worst max|diff| / max|ref| = {worst:.2e}");
+    println!("{name:<34} worst max|diff| / max|ref| = {worst:.2e}");
     worst
 }
 
@@ -102,7 +110,8 @@ fn hidden_states_match_transformers() {
     let dirs = fixture_dirs(&root);
     assert!(!dirs.is_empty(), "no fixtures under {}", root.display());
     for dir in dirs {
-        check(&dir);
+        check(&dir, false);
+        check(&dir, true);
     }
 }
 
