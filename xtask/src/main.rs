@@ -5,10 +5,11 @@
 //! - `kernels [--check]`: compiles `kernels/*.cu` to PTX (sm_90 and a portable compute_80) in
 //!   `target/kernels` and prints each entry point's registers, spills and stack; `--check`
 //!   fails on any spill.
-//! - `bench [--runs N] [--skip-criterion] [--only lattice|fbank]`: the CPU benchmarks
+//! - `bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]`: the CPU benchmarks
 //!   (criterion) and their peers in the same run, then the comparison tables in Markdown:
 //!   the lattice losses against torchaudio on the same shapes and thread count, the filterbank
-//!   against kaldi-native-fbank on the same audio. The peers are installed from PyPI into
+//!   against kaldi-native-fbank on the same audio, the backbone against transformers on the same
+//!   weights. The peers are installed from PyPI into
 //!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ use anyhow::{Context, Result, bail};
 mod cuda;
 use serde_json::Value;
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank]
+const USAGE: &str =
+    "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]
        cargo xtask cuda-toolkit
        cargo xtask kernels [--check]
 
@@ -32,10 +34,12 @@ const USAGE: &str = "usage: cargo xtask bench [--runs N] [--skip-criterion] [--o
   bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
           the same shapes and threads (benches/torchaudio_rnnt.py); run
           `cargo bench -p ent-benches --bench fbank`, time kaldi-native-fbank on the same
-          audio (benches/fbank_kaldi_native.py); print the tables
+          audio (benches/fbank_kaldi_native.py); run
+          `cargo bench -p ent-benches --bench backbone`, time transformers on the same
+          weights, audio and threads (benches/backbone_transformers.py); print the tables
           --runs N           peer runs per measurement (default 5)
           --skip-criterion   reuse the last criterion results in target/criterion
-          --only NAME        only the lattice or only the fbank comparison";
+          --only NAME        only the lattice, fbank or backbone comparison";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -83,12 +87,15 @@ fn bench_python(root: &Path) -> Result<PathBuf> {
     let python = venv.join("bin/python");
     let ok = python.exists()
         && Command::new(&python)
-            .args(["-c", "import torch, torchaudio, numpy, kaldi_native_fbank"])
+            .args([
+                "-c",
+                "import torch, torchaudio, numpy, kaldi_native_fbank, transformers, safetensors",
+            ])
             .output()
             .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!(
-            "installing torch, torchaudio and kaldi-native-fbank into {} (a few GB, once)",
+            "installing torch, torchaudio, transformers and kaldi-native-fbank into {} (a few GB, once)",
             venv.display()
         );
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
@@ -132,8 +139,8 @@ fn bench(args: &[String]) -> Result<()> {
             }
             "--skip-criterion" => skip_criterion = true,
             "--only" => match it.next().map(String::as_str) {
-                Some(name @ ("lattice" | "fbank")) => only = Some(name.to_string()),
-                _ => bail!("--only takes lattice or fbank\n{USAGE}"),
+                Some(name @ ("lattice" | "fbank" | "backbone")) => only = Some(name.to_string()),
+                _ => bail!("--only takes lattice, fbank or backbone\n{USAGE}"),
             },
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
@@ -154,6 +161,60 @@ fn bench(args: &[String]) -> Result<()> {
     }
     if want("fbank") {
         fbank_bench(&b)?;
+    }
+    if want("backbone") {
+        backbone_bench(&b)?;
+    }
+    Ok(())
+}
+
+fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
+    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
+    if !b.skip_criterion {
+        criterion(root, threads, "backbone")?;
+    }
+    let model = std::env::var_os("ENT_BACKBONE_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/bench-data/wav2vec2-base-random"));
+    let out = root.join("target/bench-transformers.json");
+    run(Command::new(python)
+        .arg(root.join("benches/backbone_transformers.py"))
+        .arg(&model)
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--runs",
+            &runs.to_string(),
+            "--json",
+        ])
+        .arg(&out))?;
+    let peer: Value = serde_json::from_str(
+        &std::fs::read_to_string(&out).context("reading transformers results")?,
+    )?;
+    let id = "wav2vec2-base_10s";
+    let one = criterion_median(root, "cpu/backbone", "1_thread", id)?;
+    let all = criterion_median(root, "cpu/backbone", "all_threads", id)?;
+    let pt_one = peer["threads_1_s"].as_f64().context("no 1-thread time")?;
+    let pt_all = peer[format!("threads_{threads}_s")]
+        .as_f64()
+        .context("no all-thread time")?;
+    println!(
+        "\nwav2vec2-base, 10 s of speech, all 13 hidden states; torch {} / transformers {}",
+        peer["torch"], peer["transformers"]
+    );
+    println!(
+        "\n| threads | ent | real-time factor | transformers | real-time factor | transformers ÷ ent |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (n, ours, theirs) in [(1, one, pt_one), (threads, all, pt_all)] {
+        println!(
+            "| {n} | {:.0} ms | {:.4} | {:.0} ms | {:.4} | {:.2}x |",
+            ours * 1e3,
+            ours / 10.0,
+            theirs * 1e3,
+            theirs / 10.0,
+            theirs / ours
+        );
     }
     Ok(())
 }
