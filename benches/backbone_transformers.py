@@ -14,7 +14,6 @@ and on N threads (CPU), or on the GPU with `torch.cuda.synchronize()` before the
 import argparse
 import json
 import statistics
-import struct
 import time
 from pathlib import Path
 
@@ -23,21 +22,10 @@ import torch
 import transformers
 from transformers import AutoModel
 
-ROOT = Path(__file__).resolve().parent.parent
-WAV = ROOT / "crates/ent-features/tests/fixtures/sentence.wav"
+from bench_audio import WAV, read_wav16
 SECONDS = 10
 
 
-def read_wav16(path):
-    raw = path.read_bytes()
-    pos = 12
-    while pos + 8 <= len(raw):
-        cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
-        if cid == b"data":
-            q = np.frombuffer(raw[pos + 8 : pos + 8 + size], dtype="<i2")
-            return q.astype(np.float32) / np.float32(32768.0)
-        pos += 8 + size + (size & 1)
-    raise ValueError(f"no data chunk in {path}")
 
 
 def median_time(model, x, runs, sync):

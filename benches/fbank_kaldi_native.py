@@ -19,27 +19,15 @@ Three figures, medians over the runs after one warm-up:
 import argparse
 import json
 import statistics
-import struct
 import time
 from pathlib import Path
 
 import numpy as np
 import kaldi_native_fbank as knf
 
-ROOT = Path(__file__).resolve().parent.parent
-WAV = ROOT / "crates/ent-features/tests/fixtures/sentence.wav"
+from bench_audio import WAV, read_wav16
 
 
-def read_wav16(path):
-    raw = path.read_bytes()
-    pos = 12
-    while pos + 8 <= len(raw):
-        cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
-        if cid == b"data":
-            q = np.frombuffer(raw[pos + 8 : pos + 8 + size], dtype="<i2")
-            return q.astype(np.float32) / np.float32(32768.0)
-        pos += 8 + size + (size & 1)
-    raise ValueError(f"no data chunk in {path}")
 
 
 def options(frame_shift_ms=10.0):

@@ -168,18 +168,19 @@ fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
-    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
-    if !b.skip_criterion {
-        criterion(root, threads, "backbone")?;
-    }
-    let model = std::env::var_os("ENT_BACKBONE_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/bench-data/wav2vec2-base-random"));
-    let out = root.join("target/bench-transformers.json");
+/// Runs `benches/SCRIPT ARGS --threads N --runs R --json FILE` and returns the JSON it wrote.
+fn run_peer(
+    root: &Path,
+    python: &Path,
+    script: &str,
+    args: &[String],
+    threads: usize,
+    runs: usize,
+) -> Result<Value> {
+    let out = root.join("target").join(script.replace(".py", ".json"));
     run(Command::new(python)
-        .arg(root.join("benches/backbone_transformers.py"))
-        .arg(&model)
+        .arg(root.join("benches").join(script))
+        .args(args)
         .args([
             "--threads",
             &threads.to_string(),
@@ -188,8 +189,26 @@ fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
             "--json",
         ])
         .arg(&out))?;
-    let peer: Value = serde_json::from_str(
-        &std::fs::read_to_string(&out).context("reading transformers results")?,
+    let text = std::fs::read_to_string(&out)
+        .with_context(|| format!("reading the results of {script}"))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", out.display()))
+}
+
+fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
+    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
+    if !b.skip_criterion {
+        criterion(root, threads, "backbone")?;
+    }
+    let model = std::env::var_os("ENT_BACKBONE_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/bench-data/wav2vec2-base-random"));
+    let peer = run_peer(
+        root,
+        python,
+        "backbone_transformers.py",
+        &[model.to_string_lossy().into_owned()],
+        threads,
+        runs,
     )?;
     let id = "wav2vec2-base_10s";
     let one = criterion_median(root, "cpu/backbone", "1_thread", id)?;
@@ -290,20 +309,7 @@ fn lattice_bench(b: &BenchRun<'_>) -> Result<()> {
     if !b.skip_criterion {
         criterion(&root, threads, "lattice")?;
     }
-    let out = root.join("target/bench-torchaudio.json");
-    run(Command::new(python)
-        .arg(root.join("benches/torchaudio_rnnt.py"))
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--runs",
-            &runs.to_string(),
-            "--json",
-        ])
-        .arg(&out))?;
-    let peer: Value = serde_json::from_str(
-        &std::fs::read_to_string(&out).context("reading torchaudio results")?,
-    )?;
+    let peer = run_peer(&root, python, "torchaudio_rnnt.py", &[], threads, runs)?;
 
     println!(
         "\nthreads: {threads}; torch {} / torchaudio {}",

@@ -41,14 +41,7 @@ fn batched_equals_alone_on_valid_frames() {
             {
                 let hb = hb.get(b).unwrap();
                 let valid = hb.narrow(0, 0, frames).unwrap();
-                let diff = (valid - ha.get(0).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&valid, &ha.get(0).unwrap());
                 assert!(
                     diff <= 1e-5,
                     "{name}: utterance {b}, hidden state {k}: batched differs from alone by {diff:e}"
@@ -95,14 +88,18 @@ fn input_normalisation_is_per_utterance() {
         .forward(&((waves * 3.0).unwrap() + 0.25).unwrap(), &lengths)
         .unwrap();
     for (x, y) in a.hidden_states.iter().zip(&b.hidden_states) {
-        let diff = (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(x, y);
         assert!(diff < 1e-4, "normalised inputs differ by {diff}");
     }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
