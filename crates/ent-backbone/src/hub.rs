@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 use hf_hub::{HFClient, HFError};
 
-use crate::weights::WEIGHT_FILES;
+use crate::weights::{WEIGHT_FILES, shard_files};
 use crate::{Backbone, BackboneError};
 
 /// Where and how [`Backbone::from_hub`] looks for a model.
@@ -110,7 +110,7 @@ impl Backbone {
         for file in WEIGHT_FILES {
             if let Some(path) = fetch(file)? {
                 if file.ends_with(".index.json") {
-                    for shard in shard_names(&path)? {
+                    for shard in shard_files(&path)? {
                         fetch(&shard)?.ok_or_else(|| {
                             hub_err(format!(
                                 "no {shard} {where_}, though the shard index names it"
@@ -130,28 +130,4 @@ impl Backbone {
         }
         Backbone::load(&dir, device)
     }
-}
-
-fn shard_names(index: &std::path::Path) -> Result<Vec<String>, BackboneError> {
-    let text = std::fs::read_to_string(index).map_err(|source| BackboneError::Io {
-        path: index.to_owned(),
-        source,
-    })?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| BackboneError::Weights {
-            path: index.to_owned(),
-            detail: format!("not a safetensors shard index: {e}"),
-        })?;
-    let mut names: Vec<String> = value
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.values()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names.dedup();
-    Ok(names)
 }

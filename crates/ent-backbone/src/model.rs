@@ -471,10 +471,7 @@ impl Backbone {
                 let mut x = waveforms.unsqueeze(1)?;
                 let mut lens = lengths.clone();
                 for conv in &self.convs {
-                    x = conv.forward(&x, &lens, self.config.feat_extract_activation)?;
-                    for len in &mut lens {
-                        *len = (*len - conv.kernel) / conv.stride + 1;
-                    }
+                    (x, lens) = conv.forward(&x, &lens, self.config.feat_extract_activation)?;
                 }
                 let frames = x.dim(2)?;
                 (x.transpose(1, 2)?.contiguous()?, frames, lens)
@@ -591,7 +588,13 @@ impl ConvLayer {
         ))
     }
 
-    fn forward(&self, x: &Tensor, lens: &[usize], act: Activation) -> candle_core::Result<Tensor> {
+    /// `x [B, C_in, L] -> [B, C_out, L']` and each utterance's valid output length.
+    fn forward(
+        &self,
+        x: &Tensor,
+        lens: &[usize],
+        act: Activation,
+    ) -> candle_core::Result<(Tensor, Vec<usize>)> {
         let mut y = x.conv1d(&self.weight, 0, self.stride, 1, 1)?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
@@ -605,7 +608,7 @@ impl ConvLayer {
             ConvNorm::Group(weight, bias) => masked_group_norm(&y, &out_lens, weight, bias)?,
             ConvNorm::Layer(norm) => norm.forward(&y.transpose(1, 2)?)?.transpose(1, 2)?,
         };
-        act.apply(&y)
+        Ok((act.apply(&y)?, out_lens))
     }
 }
 

@@ -217,7 +217,8 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, BackboneErro
         .collect()
 }
 
-fn read_sharded(index: &Path) -> Result<HashMap<String, Tensor>, BackboneError> {
+/// The shard files a `model.safetensors.index.json` names, sorted, each once.
+pub(crate) fn shard_files(index: &Path) -> Result<Vec<String>, BackboneError> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: HashMap<String, String>,
@@ -225,18 +226,23 @@ fn read_sharded(index: &Path) -> Result<HashMap<String, Tensor>, BackboneError> 
     let text = std::fs::read_to_string(index).map_err(io_err(index))?;
     let parsed: Index = serde_json::from_str(&text)
         .map_err(|e| weights_err(index, format!("not a safetensors shard index: {e}")))?;
-    let mut shards: Vec<&String> = parsed.weight_map.values().collect();
+    let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
     shards.sort();
     shards.dedup();
+    Ok(shards)
+}
+
+fn read_sharded(index: &Path) -> Result<HashMap<String, Tensor>, BackboneError> {
+    let shards = shard_files(index)?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut all = HashMap::new();
     for shard in shards {
-        let path = dir.join(shard);
+        let path = dir.join(&shard);
         if !path.is_file() {
             return Err(BackboneError::MissingFile {
                 dir: dir.to_owned(),
                 what: "weight shard named in the index",
-                tried: vec![shard.clone()],
+                tried: vec![shard],
             });
         }
         all.extend(read_safetensors(&path)?);
