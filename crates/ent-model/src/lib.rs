@@ -1,0 +1,32 @@
+//! The Emotion Neural Transducer (ENT) and factorized ENT (FENT) in candle (ENT-SPEC §2–3).
+//!
+//! ```text
+//! hidden states [L, B, T, D]  (a frozen backbone's, or the filterbank front end's)
+//!   -> scalar mix (FENT: an audio and an emotion mix)  -> BiLSTM encoder  h [B, T, E]
+//! [blank, y_1 .. y_U] -> predictor(s)                   g [B, U+1, J]
+//! ASR joint (h, g) -> [B, T, U+1, V]      emotion joint (h, g) -> [B, T, U+1, K]
+//! utterance head: [mean h ; mean g] -> LayerNorm -> Linear -> [B, K]
+//! ```
+//!
+//! Every trainable parameter receives a gradient: layer norm and softmax are written in
+//! differentiable tensor ops (candle-nn's fused versions have no backward pass), and the LSTMs
+//! are a sequence-level op with a hand-written backward pass whose cost is linear in the length
+//! ([`lstm`]).
+
+mod config;
+mod error;
+mod frontend;
+mod heads;
+pub mod lstm;
+mod model;
+pub mod nn;
+
+pub use config::{AuxConfig, FbankEncoder, FrontEnd, HeadConfig, ModelConfig, Variant};
+pub use error::ModelError;
+pub use frontend::FbankFrontEnd;
+pub use heads::{CtaRnn, Joint, Predictor, PredictorState, UtteranceHead};
+pub use model::{
+    Encoded, Features, LossConfig, Losses, Model, NeutralPooling, Output, PoolingMode, Predicted,
+    Targets,
+};
+pub use nn::{Mode, SeededVarMap};

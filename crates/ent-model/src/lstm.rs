@@ -1,0 +1,617 @@
+//! LSTM layers whose cost is linear in the sequence length.
+//!
+//! candle-nn's LSTM runs one `step` per frame on slices of the input; the backward pass of each
+//! slice builds a zero-padded tensor of the full input, so training cost grows as `T^2`. Here the
+//! input projection `x W_ih^T + b_ih + b_hh` is one matmul over the whole sequence (candle's
+//! autograd differentiates it), and the recurrence is a single custom op, [`LstmRecurrence`],
+//! with a hand-written backward pass (back-propagation through time):
+//!
+//! ```text
+//! forward, per utterance b and step t (in the direction of travel; h_prev = c_prev = 0 at the start):
+//!   a   = gx[b,t] + W_hh h_prev                 a = [a_i; a_f; a_g; a_o], each H wide
+//!   i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g)
+//!   c   = f * c_prev + i * g;           h = o * tanh(c)
+//! backward, walking the other way, with dh_rec = dc_rec = 0 at the end:
+//!   dh  = dL/dh[b,t] + dh_rec
+//!   dc  = dh * o * (1 - tanh(c)^2) + dc_rec
+//!   da  = [dc*g*i(1-i); dc*c_prev*f(1-f); dc*i*(1-g^2); dh*tanh(c)*o(1-o)]   (= dL/dgx[b,t])
+//!   dh_rec = W_hh^T da;  dc_rec = dc * f;  dW_hh += da h_prev^T
+//! ```
+//!
+//! Gate order is PyTorch's (`i, f, g, o`) and parameter names are PyTorch's (`weight_ih_l0`,
+//! `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `_reverse` for the backward direction), so weights
+//! move between this, candle-nn and `torch.nn.LSTM` unchanged.
+//!
+//! Every utterance runs over its own length: the reverse direction starts at its last valid
+//! frame, and padded frames output zeros and receive no gradient. The op runs on the CPU (f32
+//! and f64); on other devices the same maths runs step by step in candle ops, which is correct
+//! but has the quadratic backward pass.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{
+    CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, backend::BackendStorage, bail,
+};
+use candle_nn::{Init, VarBuilder};
+
+/// The recurrence of one LSTM direction as a custom op over `(gx, w_hh)`.
+///
+/// - `gx`: `[B, T, 4H]`, the input projection with both biases added;
+/// - `w_hh`: `[4H, H]`.
+///
+/// Output `[B, T, H]`: the hidden states, zero at padded frames. Built by [`lstm_recurrence`].
+#[derive(Debug)]
+pub struct LstmRecurrence {
+    lens: Arc<[usize]>,
+    reverse: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Debug)]
+enum Saved {
+    F32(Activations<f32>),
+    F64(Activations<f64>),
+}
+
+/// Gate activations `[B, T, 4H]` and cell states `[B, T, H]` at every valid frame.
+#[derive(Debug)]
+struct Activations<F> {
+    gates: Vec<F>,
+    cells: Vec<F>,
+}
+
+/// Runs the LSTM recurrence over `gx` (`[B, T, 4H]`, input projection plus both biases) with
+/// recurrent weights `w_hh` (`[4H, H]`), each utterance over its first `lens[b]` frames, forwards
+/// or (`reverse`) from its last valid frame back to its first. Returns `[B, T, H]`, zero where
+/// `t >= lens[b]`. Differentiable with respect to both inputs.
+pub fn lstm_recurrence(
+    gx: &Tensor,
+    w_hh: &Tensor,
+    lens: &[usize],
+    reverse: bool,
+) -> candle_core::Result<Tensor> {
+    let (b, t, g4) = gx.dims3()?;
+    let (g4w, h) = w_hh.dims2()?;
+    if g4 != 4 * h || g4w != g4 {
+        bail!(
+            "lstm: gx is [{b}, {t}, {g4}] and w_hh [{g4w}, {h}]; expected [B, T, 4H] and [4H, H]"
+        );
+    }
+    if lens.len() != b {
+        bail!("lstm: {} lengths for a batch of {b}", lens.len());
+    }
+    if let Some((i, &l)) = lens.iter().enumerate().find(|&(_, &l)| l > t) {
+        bail!("lstm: lens[{i}] = {l} exceeds the time dimension {t}");
+    }
+    if gx.dtype() != w_hh.dtype() {
+        bail!(
+            "lstm: gx is {:?} but w_hh is {:?}",
+            gx.dtype(),
+            w_hh.dtype()
+        );
+    }
+    if !gx.device().is_cpu() || !matches!(gx.dtype(), DType::F32 | DType::F64) {
+        return stepwise(gx, w_hh, lens, reverse);
+    }
+    let op = LstmRecurrence {
+        lens: lens.into(),
+        reverse,
+        saved: Mutex::new(None),
+    };
+    gx.contiguous()?.apply_op2(&w_hh.contiguous()?, op)
+}
+
+/// The same recurrence in candle ops, one step per frame: what devices without the fused op
+/// run (public so tests can hold the two against each other).
+#[doc(hidden)]
+pub fn stepwise(
+    gx: &Tensor,
+    w_hh: &Tensor,
+    lens: &[usize],
+    reverse: bool,
+) -> candle_core::Result<Tensor> {
+    let (_, t_max, g4) = gx.dims3()?;
+    let h = g4 / 4;
+    let mut outs = Vec::with_capacity(lens.len());
+    for (b, &len) in lens.iter().enumerate() {
+        let mut hs = Vec::with_capacity(len);
+        let gxb = gx.get(b)?;
+        let mut hp = Tensor::zeros((1, h), gx.dtype(), gx.device())?;
+        let mut cp = hp.clone();
+        for s in 0..len {
+            let t = if reverse { len - 1 - s } else { s };
+            let a = (gxb.narrow(0, t, 1)? + hp.matmul(&w_hh.t()?)?)?;
+            let i = candle_nn::ops::sigmoid(&a.narrow(1, 0, h)?)?;
+            let f = candle_nn::ops::sigmoid(&a.narrow(1, h, h)?)?;
+            let g = a.narrow(1, 2 * h, h)?.tanh()?;
+            let o = candle_nn::ops::sigmoid(&a.narrow(1, 3 * h, h)?)?;
+            cp = ((f * &cp)? + (i * g)?)?;
+            hp = (o * cp.tanh()?)?;
+            hs.push(hp.clone());
+        }
+        if reverse {
+            hs.reverse();
+        }
+        if len < t_max {
+            hs.push(Tensor::zeros((t_max - len, h), gx.dtype(), gx.device())?);
+        }
+        outs.push(Tensor::cat(&hs, 0)?);
+    }
+    Tensor::stack(&outs, 0)
+}
+
+/// Floating-point types the fused op computes in.
+trait Real:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn sigmoid(self) -> Self;
+    fn tanh(self) -> Self;
+}
+
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+}
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, every matrix given by its element strides
+/// `(row, col)`; `accumulate` keeps the old contents of `dst`.
+#[allow(clippy::too_many_arguments)]
+fn matmul<F: Real>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [F],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[F],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[F],
+    (rhs_rs, rhs_cs): (usize, usize),
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last(dst_rs, 1, m, n) < dst.len(), "matmul: dst too short");
+    if k > 0 {
+        assert!(
+            last(lhs_rs, lhs_cs, m, k) < lhs.len(),
+            "matmul: lhs too short"
+        );
+        assert!(
+            last(rhs_rs, rhs_cs, k, n) < rhs.len(),
+            "matmul: rhs too short"
+        );
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound the last element of each operand inside its slice, and
+    // every element gemm touches lies between the first and the last for these strides. `dst`
+    // is a distinct `&mut` slice, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { F::ONE } else { F::ZERO },
+            F::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Dimensions of one recurrence problem.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    b: usize,
+    t: usize,
+    h: usize,
+}
+
+impl LstmRecurrence {
+    /// Frame of utterance `b` at step `s` (`s < lens[b]`).
+    fn frame(&self, b: usize, s: usize) -> usize {
+        if self.reverse {
+            self.lens[b] - 1 - s
+        } else {
+            s
+        }
+    }
+
+    fn steps(&self) -> usize {
+        self.lens.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Forward pass: returns `h` (`[B, T, H]`) and the saved activations.
+    fn forward<F: Real>(&self, d: Dims, gx: &[F], w_hh: &[F]) -> (Vec<F>, Activations<F>) {
+        let Dims { b, t, h } = d;
+        let g4 = 4 * h;
+        let mut out = vec![F::ZERO; b * t * h];
+        let mut gates = vec![F::ZERO; b * t * g4];
+        let mut cells = vec![F::ZERO; b * t * h];
+        let mut h_prev = vec![F::ZERO; b * h];
+        let mut c_prev = vec![F::ZERO; b * h];
+        let mut a = vec![F::ZERO; b * g4];
+        for s in 0..self.steps() {
+            for bi in 0..b {
+                let row = &mut a[bi * g4..(bi + 1) * g4];
+                if s < self.lens[bi] {
+                    let tt = self.frame(bi, s);
+                    row.copy_from_slice(&gx[(bi * t + tt) * g4..(bi * t + tt + 1) * g4]);
+                } else {
+                    row.fill(F::ZERO);
+                }
+            }
+            if s > 0 {
+                // a += h_prev [B, H] * W_hh^T [H, 4H]
+                matmul(
+                    (b, g4, h),
+                    &mut a,
+                    g4,
+                    true,
+                    &h_prev,
+                    (h, 1),
+                    w_hh,
+                    (1, h),
+                    false,
+                );
+            }
+            for bi in (0..b).filter(|&bi| s < self.lens[bi]) {
+                let tt = self.frame(bi, s);
+                let ar = &a[bi * g4..(bi + 1) * g4];
+                let gr = &mut gates[(bi * t + tt) * g4..(bi * t + tt + 1) * g4];
+                let cr = &mut cells[(bi * t + tt) * h..(bi * t + tt + 1) * h];
+                let hr = &mut out[(bi * t + tt) * h..(bi * t + tt + 1) * h];
+                let cp = &mut c_prev[bi * h..(bi + 1) * h];
+                let hp = &mut h_prev[bi * h..(bi + 1) * h];
+                for j in 0..h {
+                    let i = ar[j].sigmoid();
+                    let f = ar[h + j].sigmoid();
+                    let g = ar[2 * h + j].tanh();
+                    let o = ar[3 * h + j].sigmoid();
+                    let c = f * cp[j] + i * g;
+                    let hv = o * c.tanh();
+                    gr[j] = i;
+                    gr[h + j] = f;
+                    gr[2 * h + j] = g;
+                    gr[3 * h + j] = o;
+                    cr[j] = c;
+                    hr[j] = hv;
+                    cp[j] = c;
+                    hp[j] = hv;
+                }
+            }
+        }
+        (out, Activations { gates, cells })
+    }
+
+    /// Backward pass: returns `(dL/dgx [B, T, 4H], dL/dW_hh [4H, H])`.
+    fn backward<F: Real>(
+        &self,
+        d: Dims,
+        act: &Activations<F>,
+        out: &[F],
+        w_hh: &[F],
+        dout: &[F],
+    ) -> (Vec<F>, Vec<F>) {
+        let Dims { b, t, h } = d;
+        let g4 = 4 * h;
+        let mut dgx = vec![F::ZERO; b * t * g4];
+        let mut dh_rec = vec![F::ZERO; b * h];
+        let mut dc_rec = vec![F::ZERO; b * h];
+        let mut da = vec![F::ZERO; b * g4];
+        for s in (0..self.steps()).rev() {
+            for bi in 0..b {
+                let dar = &mut da[bi * g4..(bi + 1) * g4];
+                if s >= self.lens[bi] {
+                    dar.fill(F::ZERO);
+                    continue;
+                }
+                let tt = self.frame(bi, s);
+                let prev = (s > 0).then(|| self.frame(bi, s - 1));
+                let gr = &act.gates[(bi * t + tt) * g4..(bi * t + tt + 1) * g4];
+                let cr = &act.cells[(bi * t + tt) * h..(bi * t + tt + 1) * h];
+                let dor = &dout[(bi * t + tt) * h..(bi * t + tt + 1) * h];
+                let dhr = &dh_rec[bi * h..(bi + 1) * h];
+                let dcr = &mut dc_rec[bi * h..(bi + 1) * h];
+                for j in 0..h {
+                    let (i, f, g, o) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
+                    let c_prev = prev.map_or(F::ZERO, |p| act.cells[(bi * t + p) * h + j]);
+                    let tc = cr[j].tanh();
+                    let dh = dor[j] + dhr[j];
+                    let dc = dh * o * (F::ONE - tc * tc) + dcr[j];
+                    dar[j] = dc * g * i * (F::ONE - i);
+                    dar[h + j] = dc * c_prev * f * (F::ONE - f);
+                    dar[2 * h + j] = dc * i * (F::ONE - g * g);
+                    dar[3 * h + j] = dh * tc * o * (F::ONE - o);
+                    dcr[j] = dc * f;
+                }
+                dgx[(bi * t + tt) * g4..(bi * t + tt + 1) * g4].copy_from_slice(dar);
+            }
+            if s > 0 {
+                // dh_rec = da [B, 4H] * W_hh [4H, H]
+                matmul(
+                    (b, h, g4),
+                    &mut dh_rec,
+                    h,
+                    false,
+                    &da,
+                    (g4, 1),
+                    w_hh,
+                    (h, 1),
+                    false,
+                );
+            }
+        }
+        // dW_hh [4H, H] = sum over frames with a predecessor of da^T h_prev: one GEMM over
+        // B*T rows of dgx against the hidden states shifted by one step.
+        let mut h_prev = vec![F::ZERO; b * t * h];
+        for bi in 0..b {
+            for s in 1..self.lens[bi] {
+                let (tt, p) = (self.frame(bi, s), self.frame(bi, s - 1));
+                h_prev[(bi * t + tt) * h..(bi * t + tt + 1) * h]
+                    .copy_from_slice(&out[(bi * t + p) * h..(bi * t + p + 1) * h]);
+            }
+        }
+        let mut dw = vec![F::ZERO; g4 * h];
+        let n = b * t;
+        matmul(
+            (g4, h, n),
+            &mut dw,
+            h,
+            false,
+            &dgx,
+            (1, g4),
+            &h_prev,
+            (h, 1),
+            true,
+        );
+        (dgx, dw)
+    }
+}
+
+fn dims(l1: &Layout, l2: &Layout) -> candle_core::Result<Dims> {
+    let (b, t, _) = l1.shape().dims3()?;
+    let (_, h) = l2.shape().dims2()?;
+    if !l1.is_contiguous() || !l2.is_contiguous() {
+        bail!("lstm: inputs must be contiguous");
+    }
+    Ok(Dims { b, t, h })
+}
+
+fn slice<'a, F: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<&'a [F]> {
+    let all = s.as_slice::<F>()?;
+    let start = l.start_offset();
+    Ok(&all[start..start + l.shape().elem_count()])
+}
+
+impl CustomOp2 for LstmRecurrence {
+    fn name(&self) -> &'static str {
+        "lstm-recurrence"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = dims(l1, l2)?;
+        let shape = Shape::from((d.b, d.t, d.h));
+        let (storage, saved) = match s1 {
+            CpuStorage::F32(_) => {
+                let (out, act) = self.forward(d, slice::<f32>(s1, l1)?, slice::<f32>(s2, l2)?);
+                (CpuStorage::F32(out), Saved::F32(act))
+            }
+            CpuStorage::F64(_) => {
+                let (out, act) = self.forward(d, slice::<f64>(s1, l1)?, slice::<f64>(s2, l2)?);
+                (CpuStorage::F64(out), Saved::F64(act))
+            }
+            other => bail!("lstm: unsupported dtype {:?}", other.dtype()),
+        };
+        *self.saved.lock().expect("lstm saved state poisoned") = Some(saved);
+        Ok((storage, shape))
+    }
+
+    fn bwd(
+        &self,
+        gx: &Tensor,
+        w_hh: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, t, g4) = gx.dims3()?;
+        let h = g4 / 4;
+        let d = Dims { b, t, h };
+        let guard = self.saved.lock().expect("lstm saved state poisoned");
+        let Some(saved) = guard.as_ref() else {
+            bail!("lstm: backward called before forward");
+        };
+        let dev = gx.device();
+        let grad_res = grad_res.contiguous()?;
+        let (dgx, dw) = match saved {
+            Saved::F32(act) => {
+                let (dgx, dw) = self.backward(
+                    d,
+                    act,
+                    &res.flatten_all()?.to_vec1::<f32>()?,
+                    &w_hh.flatten_all()?.to_vec1::<f32>()?,
+                    &grad_res.flatten_all()?.to_vec1::<f32>()?,
+                );
+                (
+                    Tensor::from_vec(dgx, (b, t, g4), dev)?,
+                    Tensor::from_vec(dw, (g4, h), dev)?,
+                )
+            }
+            Saved::F64(act) => {
+                let (dgx, dw) = self.backward(
+                    d,
+                    act,
+                    &res.flatten_all()?.to_vec1::<f64>()?,
+                    &w_hh.flatten_all()?.to_vec1::<f64>()?,
+                    &grad_res.flatten_all()?.to_vec1::<f64>()?,
+                );
+                (
+                    Tensor::from_vec(dgx, (b, t, g4), dev)?,
+                    Tensor::from_vec(dw, (g4, h), dev)?,
+                )
+            }
+        };
+        Ok((Some(dgx), Some(dw)))
+    }
+}
+
+/// One direction of an LSTM layer with PyTorch's parameter names.
+#[derive(Debug, Clone)]
+pub struct Lstm {
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    hidden: usize,
+    reverse: bool,
+}
+
+impl Lstm {
+    /// An LSTM from `input` to `hidden` features, its weights under `vb` as `weight_ih_l0`,
+    /// `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0` (with `_reverse` when `reverse`), initialised
+    /// uniformly in `±1/sqrt(hidden)` as PyTorch does.
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        reverse: bool,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let sfx = if reverse { "_reverse" } else { "" };
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let w_ih = vb.get_with_hints((4 * hidden, input), &format!("weight_ih_l0{sfx}"), init)?;
+        let w_hh = vb.get_with_hints((4 * hidden, hidden), &format!("weight_hh_l0{sfx}"), init)?;
+        let b_ih = vb.get_with_hints(4 * hidden, &format!("bias_ih_l0{sfx}"), init)?;
+        let b_hh = vb.get_with_hints(4 * hidden, &format!("bias_hh_l0{sfx}"), init)?;
+        Ok(Self {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            hidden,
+            reverse,
+        })
+    }
+
+    /// Hidden size `H`.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// One step in candle ops (for decoding): `x` `[B, I]`, state `h`, `c` `[B, H]` -> next
+    /// `(h, c)`.
+    pub fn step(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        c: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let hd = self.hidden;
+        let a = x
+            .matmul(&self.w_ih.t()?)?
+            .broadcast_add(&(&self.b_ih + &self.b_hh)?)?
+            .add(&h.matmul(&self.w_hh.t()?)?)?;
+        let i = candle_nn::ops::sigmoid(&a.narrow(1, 0, hd)?)?;
+        let f = candle_nn::ops::sigmoid(&a.narrow(1, hd, hd)?)?;
+        let g = a.narrow(1, 2 * hd, hd)?.tanh()?;
+        let o = candle_nn::ops::sigmoid(&a.narrow(1, 3 * hd, hd)?)?;
+        let c = ((f * c)? + (i * g)?)?;
+        let h = (o * c.tanh()?)?;
+        Ok((h, c))
+    }
+
+    /// `x`: `[B, T, I]`; returns `[B, T, H]`, zero at padded frames.
+    pub fn forward(&self, x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+        let (b, t, i) = x.dims3()?;
+        let gx = x
+            .reshape((b * t, i))?
+            .matmul(&self.w_ih.t()?)?
+            .broadcast_add(&(&self.b_ih + &self.b_hh)?)?
+            .reshape((b, t, 4 * self.hidden))?;
+        lstm_recurrence(&gx, &self.w_hh, lens, self.reverse)
+    }
+}
+
+/// A bidirectional LSTM layer: `[B, T, I] -> [B, T, 2H]` (forward states, then backward ones).
+#[derive(Debug, Clone)]
+pub struct BiLstm {
+    fwd: Lstm,
+    bwd: Lstm,
+}
+
+impl BiLstm {
+    /// Both directions under `vb` (PyTorch names, `_reverse` for the backward one).
+    pub fn new(input: usize, hidden: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            fwd: Lstm::new(input, hidden, false, vb.clone())?,
+            bwd: Lstm::new(input, hidden, true, vb)?,
+        })
+    }
+
+    /// Output width `2H`.
+    pub fn output_dim(&self) -> usize {
+        2 * self.fwd.hidden
+    }
+
+    /// `x`: `[B, T, I]`; returns `[B, T, 2H]`, zero at padded frames.
+    pub fn forward(&self, x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+        let f = self.fwd.forward(x, lens)?;
+        let b = self.bwd.forward(x, lens)?;
+        Tensor::cat(&[f, b], 2)
+    }
+}

@@ -1,0 +1,643 @@
+//! ENT and FENT (ENT-SPEC §2) and their training loss (§3).
+
+use candle_core::{D, DType, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+use ent_lattice::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FrontEnd, HeadConfig, ModelConfig, Variant};
+use crate::error::ModelError;
+use crate::frontend::FbankFrontEnd;
+use crate::heads::{CtaRnn, Joint, Predictor, UtteranceHead};
+use crate::lstm::BiLstm;
+use crate::nn::{LayerNorm, Mode, ScalarMix, linear, masked_mean};
+
+/// What the model reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Features<'a> {
+    /// Backbone hidden states `[L, B, T, D]` (for [`FrontEnd::Backbone`]).
+    Hidden(&'a Tensor),
+    /// Raw log-mel filterbanks `[B, F, bins]` (for [`FrontEnd::Fbank`]).
+    Fbank(&'a Tensor),
+}
+
+/// The encoder side of one batch.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The hidden states the scalar mixes read, `[L, B, T, D]`.
+    pub states: Tensor,
+    /// Encoder output for the vocabulary branch, `[B, T, E]` (ENT: the only stream).
+    pub audio: Tensor,
+    /// Encoder output for the blank and emotion branches, `[B, T, E]` (ENT: same as `audio`).
+    pub emotion: Tensor,
+    /// Valid encoder frames per utterance.
+    pub lens: Vec<usize>,
+}
+
+/// The predictor side of one batch (teacher forcing).
+#[derive(Debug, Clone)]
+pub struct Predicted {
+    /// Vocabulary predictor output `[B, U+1, J]` (ENT: the only predictor).
+    pub vocab: Tensor,
+    /// Blank predictor output `[B, U+1, J]` (ENT: same as `vocab`).
+    pub blank: Tensor,
+    /// Valid predictor positions per utterance (`U_b + 1`).
+    pub lens: Vec<usize>,
+}
+
+/// Everything one training forward pass produces.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// ASR logits `[B, T, U+1, V]` (FENT: `[blank ; vocabulary]`).
+    pub asr_logits: Tensor,
+    /// Emotion-joint logits `[B, T, U+1, K]`.
+    pub emotion_logits: Tensor,
+    /// Utterance-head logits `[B, K]`.
+    pub utterance_logits: Tensor,
+    /// Predicted intensity `[B]`, when the auxiliary task is on.
+    pub intensity: Option<Tensor>,
+    /// Gender logits `[B, 2]`, when the auxiliary task is on.
+    pub gender_logits: Option<Tensor>,
+    /// Valid encoder frames per utterance.
+    pub frame_lens: Vec<usize>,
+}
+
+/// Labels of one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets<'a> {
+    /// Token ids `[B, U]` (u32), padded past `token_lens`.
+    pub tokens: &'a Tensor,
+    /// Transcript lengths `U_b`.
+    pub token_lens: &'a [usize],
+    /// Utterance emotion class per utterance.
+    pub emotions: &'a [u32],
+    /// Intensity label per utterance, if known.
+    pub intensity: &'a [Option<f32>],
+    /// Gender label (female 0, male 1) per utterance, if known.
+    pub gender: &'a [Option<u32>],
+}
+
+/// Lattice pooling mode, as in [`ent_lattice::PoolMode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolingMode {
+    /// Only the selected node.
+    #[default]
+    One,
+    /// All valid nodes of the selected node's frame.
+    FullT,
+    /// All valid nodes of the selected node's predictor position.
+    FullU,
+}
+
+/// The neutral pooling term, as in [`ent_lattice::NeutralTerm`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeutralPooling {
+    /// `-log min P[neutral]` (the reference).
+    #[default]
+    Min,
+    /// `-log max P[neutral]`.
+    Max,
+    /// No neutral term.
+    Off,
+}
+
+/// Loss weights and pooling options (ENT-SPEC §3; weights 0.5 each by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Weight of the RNN-T loss.
+    pub rnnt: f64,
+    /// Weight of the utterance-head cross-entropy.
+    pub head: f64,
+    /// Weight of the lattice max pooling loss.
+    pub lattice: f64,
+    /// Weight of the intensity regression (auxiliary task on).
+    pub intensity: f64,
+    /// Weight of the gender cross-entropy (auxiliary task on).
+    pub gender: f64,
+    /// Which lattice nodes the pooling trains.
+    pub pool_mode: PoolingMode,
+    /// The neutral term of the pooling.
+    pub neutral_term: NeutralPooling,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            rnnt: 0.5,
+            head: 0.5,
+            lattice: 0.5,
+            intensity: 0.1,
+            gender: 0.1,
+            pool_mode: PoolingMode::One,
+            neutral_term: NeutralPooling::Min,
+        }
+    }
+}
+
+/// The loss of one batch.
+#[derive(Debug, Clone)]
+pub struct Losses {
+    /// The weighted total, a scalar: the mean over the batch of `per_utterance`.
+    pub total: Tensor,
+    /// Each utterance's weighted loss `[B]` (to name the utterances of a non-finite loss).
+    pub per_utterance: Tensor,
+    /// Mean RNN-T loss (unweighted), a scalar.
+    pub rnnt: Tensor,
+    /// Mean lattice pooling loss (unweighted), a scalar.
+    pub lattice: Tensor,
+    /// Mean utterance-head cross-entropy (unweighted), a scalar.
+    pub head: Tensor,
+}
+
+/// ENT or FENT with its front end.
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: ModelConfig,
+    fbank: Option<FbankFrontEnd>,
+    mix: ScalarMix,
+    mix_emotion: Option<ScalarMix>,
+    encoder: BiLstm,
+    predictor: Predictor,
+    predictor_blank: Option<Predictor>,
+    joint_asr: Joint,
+    joint_blank: Option<Joint>,
+    joint_emotion: Joint,
+    head: UtteranceHead,
+    pool_norm: Option<LayerNorm>,
+    aux_intensity: Option<Linear>,
+    aux_gender: Option<Linear>,
+}
+
+impl Model {
+    /// Builds the model of `cfg` with its parameters under `vb` (a `VarMap`-backed builder to
+    /// train, a safetensors-backed one to load).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        let fbank = match &cfg.front_end {
+            FrontEnd::Fbank { .. } => Some(FbankFrontEnd::new(&cfg.front_end, vb.pp("front_end"))?),
+            FrontEnd::Backbone { .. } => None,
+        };
+        let l = cfg.front_end.num_states();
+        let d = cfg.front_end.state_dim();
+        let e = cfg.encoder_dim();
+        let j = cfg.joint_dim;
+        let k = cfg.num_emotions;
+        let v = cfg.vocab_size;
+        let fent = cfg.variant == Variant::Fent;
+        let predictor = |name: &str| {
+            Predictor::new(
+                v,
+                cfg.predictor_embed,
+                cfg.predictor_hidden,
+                j,
+                cfg.predictor_dropout,
+                cfg.blank,
+                vb.pp(name),
+            )
+        };
+        let head = match cfg.head {
+            HeadConfig::Pooled => UtteranceHead::Pooled {
+                norm: LayerNorm::new(e + j, vb.pp("head.norm"))?,
+                out: linear(e + j, k, true, vb.pp("head.out"))?,
+            },
+            HeadConfig::CtaRnn {
+                attention_dim,
+                rnn_hidden,
+            } => UtteranceHead::CtaRnn(Box::new(CtaRnn::new(
+                d,
+                attention_dim,
+                rnn_hidden,
+                k,
+                vb.pp("head"),
+            )?)),
+        };
+        let any_aux = cfg.aux.intensity || cfg.aux.gender;
+        let pool_norm = match (&head, any_aux) {
+            (UtteranceHead::CtaRnn(_), true) => Some(LayerNorm::new(e + j, vb.pp("aux.norm"))?),
+            _ => None,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            fbank,
+            mix: ScalarMix::new(l, vb.pp("mix"))?,
+            mix_emotion: if fent {
+                Some(ScalarMix::new(l, vb.pp("mix_emotion"))?)
+            } else {
+                None
+            },
+            encoder: BiLstm::new(d, cfg.encoder_hidden, vb.pp("encoder"))?,
+            predictor: predictor("predictor")?,
+            predictor_blank: if fent {
+                Some(predictor("predictor_blank")?)
+            } else {
+                None
+            },
+            joint_asr: Joint::new(e, j, j, if fent { v - 1 } else { v }, vb.pp("joint_asr"))?,
+            joint_blank: if fent {
+                Some(Joint::new(e, j, j, 1, vb.pp("joint_blank"))?)
+            } else {
+                None
+            },
+            joint_emotion: Joint::new(e, j, j, k, vb.pp("joint_emotion"))?,
+            head,
+            pool_norm,
+            aux_intensity: if cfg.aux.intensity {
+                Some(linear(e + j, 1, true, vb.pp("aux.intensity"))?)
+            } else {
+                None
+            },
+            aux_gender: if cfg.aux.gender {
+                Some(linear(e + j, 2, true, vb.pp("aux.gender"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Whether the parameter called `name` is a buffer the optimiser must not touch (the
+    /// filterbank front end's CMVN statistics).
+    pub fn is_buffer(name: &str) -> bool {
+        name.starts_with("front_end.cmvn.")
+    }
+
+    /// Runs the front end, the scalar mix(es) and the BiLSTM encoder. `lens[b]` counts input
+    /// frames (backbone frames or filterbank frames).
+    pub fn encode(
+        &self,
+        features: Features,
+        lens: &[usize],
+        mode: &mut Mode,
+    ) -> Result<Encoded, ModelError> {
+        let (states, lens) = match (features, &self.fbank) {
+            (Features::Hidden(h), None) => {
+                let (l, b, t, d) = h.dims4()?;
+                if (l, d)
+                    != (
+                        self.cfg.front_end.num_states(),
+                        self.cfg.front_end.state_dim(),
+                    )
+                {
+                    return Err(ModelError::Input(format!(
+                        "hidden states are [{l}, {b}, {t}, {d}]; the model mixes {} states of width {}",
+                        self.cfg.front_end.num_states(),
+                        self.cfg.front_end.state_dim()
+                    )));
+                }
+                check_lens("frame", lens, b, t)?;
+                (h.clone(), lens.to_vec())
+            }
+            (Features::Fbank(x), Some(fe)) => {
+                let (b, f, _) = x.dims3()?;
+                check_lens("filterbank frame", lens, b, f)?;
+                let (states, out) = fe.forward(x, lens, mode)?;
+                if let Some((i, _)) = out.iter().enumerate().find(|&(_, &n)| n == 0) {
+                    return Err(ModelError::Input(format!(
+                        "utterance {i} has {} filterbank frames; subsampling needs at least 7",
+                        lens[i]
+                    )));
+                }
+                (states, out)
+            }
+            (Features::Hidden(_), Some(_)) => {
+                return Err(ModelError::Input(
+                    "this model reads filterbanks, not backbone hidden states".into(),
+                ));
+            }
+            (Features::Fbank(_), None) => {
+                return Err(ModelError::Input(
+                    "this model reads backbone hidden states, not filterbanks".into(),
+                ));
+            }
+        };
+        let audio = self.encoder.forward(&self.mix.forward(&states)?, &lens)?;
+        let emotion = match &self.mix_emotion {
+            Some(m) => self.encoder.forward(&m.forward(&states)?, &lens)?,
+            None => audio.clone(),
+        };
+        Ok(Encoded {
+            states,
+            audio,
+            emotion,
+            lens,
+        })
+    }
+
+    /// Runs the predictor(s) on `[blank, y_1 .. y_U]`.
+    pub fn predict(
+        &self,
+        tokens: &Tensor,
+        token_lens: &[usize],
+        mode: &mut Mode,
+    ) -> Result<Predicted, ModelError> {
+        let (b, u) = tokens.dims2()?;
+        check_lens("token", token_lens, b, u)?;
+        let vocab = self.predictor.forward(tokens, token_lens, mode)?;
+        let blank = match &self.predictor_blank {
+            Some(p) => p.forward(tokens, token_lens, mode)?,
+            None => vocab.clone(),
+        };
+        Ok(Predicted {
+            vocab,
+            blank,
+            lens: token_lens.iter().map(|&n| n + 1).collect(),
+        })
+    }
+
+    /// ASR and emotion logits over the whole lattice: `[B, T, U+1, V]` and `[B, T, U+1, K]`.
+    pub fn joint(&self, enc: &Encoded, pred: &Predicted) -> candle_core::Result<(Tensor, Tensor)> {
+        let asr = match &self.joint_blank {
+            Some(jb) => {
+                let blank = jb.forward(&enc.emotion, &pred.blank)?;
+                let vocab = self.joint_asr.forward(&enc.audio, &pred.vocab)?;
+                Tensor::cat(&[blank, vocab], D::Minus1)?
+            }
+            None => self.joint_asr.forward(&enc.audio, &pred.vocab)?,
+        };
+        let emo = self.joint_emotion.forward(&enc.emotion, &pred.blank)?;
+        Ok((asr, emo))
+    }
+
+    /// The ASR joint (FENT: blank and vocabulary joints) at single nodes, for decoding:
+    /// `h` `[N, E]` rows of `enc.audio`, `h_emotion` rows of `enc.emotion`, `g` and `g_blank`
+    /// `[N, J]` predictor outputs -> `[N, V]`.
+    pub fn asr_logits_at(
+        &self,
+        h: &Tensor,
+        h_emotion: &Tensor,
+        g: &Tensor,
+        g_blank: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let vocab = self.joint_asr.combine(
+            &self.joint_asr.project_encoder(h)?,
+            &self.joint_asr.project_predictor(g)?,
+        )?;
+        match &self.joint_blank {
+            Some(jb) => {
+                let blank = jb.combine(
+                    &jb.project_encoder(h_emotion)?,
+                    &jb.project_predictor(g_blank)?,
+                )?;
+                Tensor::cat(&[blank, vocab], D::Minus1)
+            }
+            None => Ok(vocab),
+        }
+    }
+
+    /// The emotion joint at single nodes: `h_emotion` `[N, E]`, `g_blank` `[N, J]` -> `[N, K]`.
+    pub fn emotion_logits_at(
+        &self,
+        h_emotion: &Tensor,
+        g_blank: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let j = &self.joint_emotion;
+        j.combine(
+            &j.project_encoder(h_emotion)?,
+            &j.project_predictor(g_blank)?,
+        )
+    }
+
+    /// The predictor that feeds the ASR joint (FENT: the vocabulary predictor).
+    pub fn vocab_predictor(&self) -> &Predictor {
+        &self.predictor
+    }
+
+    /// The predictor that feeds the blank and emotion joints (ENT: the same as
+    /// [`Model::vocab_predictor`]).
+    pub fn blank_predictor(&self) -> &Predictor {
+        self.predictor_blank.as_ref().unwrap_or(&self.predictor)
+    }
+
+    /// Utterance-head logits `[B, K]` and the pooled `[mean h ; mean g]` vector after its norm
+    /// (the auxiliary heads read it).
+    pub fn utterance(
+        &self,
+        enc: &Encoded,
+        pred: &Predicted,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let pooled = || -> candle_core::Result<Tensor> {
+            Tensor::cat(
+                &[
+                    masked_mean(&enc.emotion, &enc.lens)?,
+                    masked_mean(&pred.blank, &pred.lens)?,
+                ],
+                1,
+            )
+        };
+        match &self.head {
+            UtteranceHead::Pooled { norm, out } => {
+                let p = norm.forward(&pooled()?)?;
+                Ok((out.forward(&p)?, Some(p)))
+            }
+            UtteranceHead::CtaRnn(h) => {
+                let logits = h.forward(&enc.states, &enc.lens)?;
+                let p = match &self.pool_norm {
+                    Some(n) => Some(n.forward(&pooled()?)?),
+                    None => None,
+                };
+                Ok((logits, p))
+            }
+        }
+    }
+
+    /// The whole training forward pass (teacher forcing).
+    pub fn forward(
+        &self,
+        features: Features,
+        lens: &[usize],
+        tokens: &Tensor,
+        token_lens: &[usize],
+        mode: &mut Mode,
+    ) -> Result<Output, ModelError> {
+        let enc = self.encode(features, lens, mode)?;
+        let pred = self.predict(tokens, token_lens, mode)?;
+        if enc.audio.dim(0)? != pred.vocab.dim(0)? {
+            return Err(ModelError::Input(format!(
+                "{} utterances of features but {} transcripts",
+                enc.audio.dim(0)?,
+                pred.vocab.dim(0)?
+            )));
+        }
+        let (asr_logits, emotion_logits) = self.joint(&enc, &pred)?;
+        let (utterance_logits, pooled) = self.utterance(&enc, &pred)?;
+        let intensity = match (&self.aux_intensity, &pooled) {
+            (Some(l), Some(p)) => Some(l.forward(p)?.squeeze(1)?),
+            _ => None,
+        };
+        let gender_logits = match (&self.aux_gender, &pooled) {
+            (Some(l), Some(p)) => Some(l.forward(p)?),
+            _ => None,
+        };
+        Ok(Output {
+            asr_logits,
+            emotion_logits,
+            utterance_logits,
+            intensity,
+            gender_logits,
+            frame_lens: enc.lens,
+        })
+    }
+
+    /// The training loss of ENT-SPEC §3 plus the auxiliary tasks that are on.
+    pub fn loss(
+        &self,
+        out: &Output,
+        targets: &Targets,
+        cfg: &LossConfig,
+    ) -> Result<Losses, ModelError> {
+        let b = out.frame_lens.len();
+        let dev = out.asr_logits.device();
+        let n = |name: &str, len: usize| -> Result<(), ModelError> {
+            if len != b {
+                return Err(ModelError::Input(format!(
+                    "{len} {name} for a batch of {b}"
+                )));
+            }
+            Ok(())
+        };
+        n("transcript lengths", targets.token_lens.len())?;
+        n("emotion labels", targets.emotions.len())?;
+        if let Some((i, &k)) = targets
+            .emotions
+            .iter()
+            .enumerate()
+            .find(|&(_, &k)| k as usize >= self.cfg.num_emotions)
+        {
+            return Err(ModelError::Input(format!(
+                "emotion label {k} of utterance {i} is not below {} classes",
+                self.cfg.num_emotions
+            )));
+        }
+        let u32s = |v: &[usize]| {
+            Tensor::from_vec(
+                v.iter().map(|&x| x as u32).collect::<Vec<_>>(),
+                v.len(),
+                dev,
+            )
+        };
+        let frame_lens = u32s(&out.frame_lens)?;
+        let token_lens = u32s(targets.token_lens)?;
+        let rnnt = ent_lattice::rnnt_loss(
+            &out.asr_logits,
+            targets.tokens,
+            &frame_lens,
+            &token_lens,
+            &RnntLossConfig {
+                blank: self.cfg.blank,
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        )?;
+        let labels = Tensor::from_vec(targets.emotions.to_vec(), b, dev)?;
+        let lattice = ent_lattice::lattice_max_pool_loss(
+            &out.emotion_logits,
+            &labels,
+            &frame_lens,
+            &token_lens,
+            &LatticePoolConfig {
+                neutral: self.cfg.neutral,
+                mode: match cfg.pool_mode {
+                    PoolingMode::One => PoolMode::One,
+                    PoolingMode::FullT => PoolMode::FullT,
+                    PoolingMode::FullU => PoolMode::FullU,
+                },
+                reduction: Reduction::None,
+                neutral_term: match cfg.neutral_term {
+                    NeutralPooling::Min => NeutralTerm::Min,
+                    NeutralPooling::Max => NeutralTerm::Max,
+                    NeutralPooling::Off => NeutralTerm::Off,
+                },
+                ..Default::default()
+            },
+        )?;
+        let head = cross_entropy(&out.utterance_logits, &labels)?;
+        let mut per =
+            ((&rnnt * cfg.rnnt)? + (&lattice * cfg.lattice)?)?.add(&(&head * cfg.head)?)?;
+        if let Some(pred) = &out.intensity {
+            n("intensity labels", targets.intensity.len())?;
+            let (vals, mask) =
+                masked_labels(targets.intensity.iter().map(|x| x.map(|v| v as f64)), b);
+            if mask.iter().any(|&m| m > 0.0) {
+                let want = Tensor::from_vec(vals, b, dev)?.to_dtype(pred.dtype())?;
+                let w = weights(&mask, b, dev, pred.dtype())?;
+                per = (per + (pred.sub(&want)?.sqr()?.mul(&w)? * cfg.intensity)?)?;
+            }
+        }
+        if let Some(logits) = &out.gender_logits {
+            n("gender labels", targets.gender.len())?;
+            let (vals, mask) = masked_labels(targets.gender.iter().map(|x| x.map(|v| v as f64)), b);
+            if mask.iter().any(|&m| m > 0.0) {
+                let cls =
+                    Tensor::from_vec(vals.iter().map(|&v| v as u32).collect::<Vec<_>>(), b, dev)?;
+                let w = weights(&mask, b, dev, logits.dtype())?;
+                per = (per + (cross_entropy(logits, &cls)?.mul(&w)? * cfg.gender)?)?;
+            }
+        }
+        Ok(Losses {
+            total: per.mean_all()?,
+            per_utterance: per,
+            rnnt: rnnt.mean_all()?,
+            lattice: lattice.mean_all()?,
+            head: head.mean_all()?,
+        })
+    }
+}
+
+/// Per-row cross-entropy `[B]` of `logits` `[B, K]` against `labels` `[B]` (u32).
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
+    let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    lp.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()
+}
+
+/// Labels with missing ones as 0 and a mask of which are present.
+fn masked_labels(labels: impl Iterator<Item = Option<f64>>, b: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut vals = Vec::with_capacity(b);
+    let mut mask = Vec::with_capacity(b);
+    for l in labels {
+        vals.push(l.unwrap_or(0.0) as f32);
+        mask.push(if l.is_some() { 1.0 } else { 0.0 });
+    }
+    (vals, mask)
+}
+
+/// Per-utterance weights that make the batch mean of an auxiliary loss the mean over the
+/// labelled utterances only: `B / n_labelled` where labelled, 0 elsewhere.
+fn weights(
+    mask: &[f32],
+    b: usize,
+    dev: &candle_core::Device,
+    dtype: DType,
+) -> candle_core::Result<Tensor> {
+    let n: f32 = mask.iter().sum();
+    let w: Vec<f32> = mask.iter().map(|&m| m * b as f32 / n.max(1.0)).collect();
+    Tensor::from_vec(w, b, dev)?.to_dtype(dtype)
+}
+
+fn check_lens(what: &str, lens: &[usize], b: usize, t: usize) -> Result<(), ModelError> {
+    if lens.len() != b {
+        return Err(ModelError::Input(format!(
+            "{} {what} lengths for a batch of {b}",
+            lens.len()
+        )));
+    }
+    if let Some((i, &l)) = lens.iter().enumerate().find(|&(_, &l)| l > t) {
+        return Err(ModelError::Input(format!(
+            "{what} length {l} of utterance {i} exceeds the padded length {t}"
+        )));
+    }
+    if what != "token"
+        && let Some((i, _)) = lens.iter().enumerate().find(|&(_, &l)| l == 0)
+    {
+        return Err(ModelError::Input(format!("utterance {i} has no {what}s")));
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Integration tests of ent-model.
+
+mod lstm;
+mod model;
+mod nn;

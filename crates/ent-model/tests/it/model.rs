@@ -1,0 +1,418 @@
+//! ENT and FENT: parameter counts, every parameter learns, padding does not leak, the loss.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use ent_features::rng::SplitMix64;
+use ent_model::{
+    AuxConfig, FbankEncoder, Features, FrontEnd, HeadConfig, LossConfig, Mode, Model, ModelConfig,
+    Targets, Variant,
+};
+
+fn count(vm: &VarMap) -> usize {
+    vm.all_vars().iter().map(|v| v.elem_count()).sum()
+}
+
+fn build(cfg: &ModelConfig) -> (VarMap, Model) {
+    let vm = VarMap::new();
+    let model = Model::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    (vm, model)
+}
+
+/// Parameters of one LSTM direction (two bias vectors, as PyTorch).
+fn lstm(i: usize, h: usize) -> usize {
+    4 * h * (i + h) + 8 * h
+}
+
+/// Parameters of one joint: W_e with bias, W_p without, W_o with bias.
+fn joint(e: usize, p: usize, j: usize, o: usize) -> usize {
+    e * j + j + p * j + j * o + o
+}
+
+#[test]
+fn paper_sizes() {
+    // ENT-SPEC §2: about 9.7 M trainable parameters for ENT, 14.7 M for FENT.
+    let (v, k) = (31, 4);
+    let enc = 2 * lstm(768, 384);
+    let pred = v * 640 + lstm(640, 640) + 640 * 768 + 768;
+    let head = 2 * 1536 + 1536 * k + k;
+    let ent = 13 + 1 + enc + pred + joint(768, 768, 768, v) + joint(768, 768, 768, k) + head;
+    let fent = 2 * 14
+        + enc
+        + 2 * pred
+        + joint(768, 768, 768, 1)
+        + joint(768, 768, 768, v - 1)
+        + joint(768, 768, 768, k)
+        + head;
+    let (vm, _) = build(&ModelConfig::default());
+    assert_eq!(count(&vm), ent);
+    assert!((9.65e6..9.75e6).contains(&(ent as f64)), "ENT has {ent}");
+    let (vm, _) = build(&ModelConfig::fent());
+    assert_eq!(count(&vm), fent);
+    assert!(
+        (14.65e6..14.8e6).contains(&(fent as f64)),
+        "FENT has {fent}"
+    );
+}
+
+/// Small configurations of every variant, front end and head.
+fn variants() -> Vec<(&'static str, ModelConfig)> {
+    let tiny = ModelConfig {
+        front_end: FrontEnd::Backbone { layers: 3, dim: 8 },
+        vocab_size: 7,
+        encoder_hidden: 5,
+        predictor_embed: 6,
+        predictor_hidden: 7,
+        joint_dim: 9,
+        ..ModelConfig::default()
+    };
+    let fbank = |encoder| FrontEnd::Fbank {
+        num_mel_bins: 12,
+        conv_channels: 3,
+        dim: 8,
+        layers: 2,
+        encoder,
+        dropout: 0.1,
+    };
+    vec![
+        ("ent", tiny.clone()),
+        (
+            "fent",
+            ModelConfig {
+                variant: Variant::Fent,
+                ..tiny.clone()
+            },
+        ),
+        (
+            "ent-fbank-conformer",
+            ModelConfig {
+                front_end: fbank(FbankEncoder::Conformer {
+                    heads: 2,
+                    ff_dim: 16,
+                    kernel: 3,
+                }),
+                ..tiny.clone()
+            },
+        ),
+        (
+            "fent-fbank-lstm",
+            ModelConfig {
+                variant: Variant::Fent,
+                front_end: fbank(FbankEncoder::Lstm),
+                ..tiny.clone()
+            },
+        ),
+        (
+            "ent-cta-rnn-aux",
+            ModelConfig {
+                head: HeadConfig::CtaRnn {
+                    attention_dim: 4,
+                    rnn_hidden: 3,
+                },
+                aux: AuxConfig {
+                    intensity: true,
+                    gender: true,
+                },
+                ..tiny.clone()
+            },
+        ),
+        (
+            "ent-pooled-aux",
+            ModelConfig {
+                aux: AuxConfig {
+                    intensity: true,
+                    gender: true,
+                },
+                ..tiny
+            },
+        ),
+    ]
+}
+
+struct Batch {
+    feats: Tensor,
+    lens: Vec<usize>,
+    tokens: Tensor,
+    token_lens: Vec<usize>,
+}
+
+fn batch(cfg: &ModelConfig, seed: u64) -> Batch {
+    let dev = Device::Cpu;
+    let mut rng = SplitMix64::new(seed);
+    let (feats, lens) = match &cfg.front_end {
+        FrontEnd::Backbone { layers, dim } => (
+            Tensor::randn(0f32, 1.0, (*layers, 3, 6, *dim), &dev).unwrap(),
+            vec![6, 4, 5],
+        ),
+        FrontEnd::Fbank { num_mel_bins, .. } => (
+            Tensor::randn(0f32, 1.0, (3, 27, *num_mel_bins), &dev).unwrap(),
+            vec![27, 20, 15],
+        ),
+    };
+    let tokens: Vec<u32> = (0..3 * 4)
+        .map(|_| rng.range_inclusive(1, cfg.vocab_size - 1) as u32)
+        .collect();
+    Batch {
+        feats,
+        lens,
+        tokens: Tensor::from_vec(tokens, (3, 4), &dev).unwrap(),
+        token_lens: vec![4, 2, 0],
+    }
+}
+
+fn features<'a>(cfg: &ModelConfig, x: &'a Tensor) -> Features<'a> {
+    match cfg.front_end {
+        FrontEnd::Backbone { .. } => Features::Hidden(x),
+        FrontEnd::Fbank { .. } => Features::Fbank(x),
+    }
+}
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    for (name, cfg) in variants() {
+        let (vm, model) = build(&cfg);
+        let b = batch(&cfg, 1);
+        let mut rng = SplitMix64::new(7);
+        let out = model
+            .forward(
+                features(&cfg, &b.feats),
+                &b.lens,
+                &b.tokens,
+                &b.token_lens,
+                &mut Mode::train(&mut rng),
+            )
+            .unwrap();
+        let targets = Targets {
+            tokens: &b.tokens,
+            token_lens: &b.token_lens,
+            emotions: &[0, 3, 2],
+            intensity: &[Some(0.3), None, Some(0.9)],
+            gender: &[Some(1), Some(0), None],
+        };
+        let losses = model.loss(&out, &targets, &LossConfig::default()).unwrap();
+        let grads = losses.total.backward().unwrap();
+        let data = vm.data().lock().unwrap();
+        let mut checked = 0;
+        for (pname, var) in data.iter() {
+            if Model::is_buffer(pname) {
+                continue;
+            }
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("{name}: {pname} has no gradient"));
+            let norm = g
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{name}: gradient of {pname} is {norm}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 10, "{name}: only {checked} parameters");
+    }
+}
+
+#[test]
+fn loss_is_the_weighted_sum_of_its_parts() {
+    let (_, cfg) = variants().remove(0);
+    let (_, model) = build(&cfg);
+    let b = batch(&cfg, 2);
+    let out = model
+        .forward(
+            features(&cfg, &b.feats),
+            &b.lens,
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap();
+    let emotions = [1u32, 3, 0];
+    let targets = Targets {
+        tokens: &b.tokens,
+        token_lens: &b.token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+    };
+    let w = LossConfig {
+        rnnt: 0.3,
+        head: 0.7,
+        lattice: 0.2,
+        ..Default::default()
+    };
+    let l = model.loss(&out, &targets, &w).unwrap();
+    let s = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
+    let want = 0.3 * s(&l.rnnt) + 0.2 * s(&l.lattice) + 0.7 * s(&l.head);
+    assert!(
+        (s(&l.total) - want).abs() < 1e-5 * want.abs().max(1.0),
+        "{} vs {want}",
+        s(&l.total)
+    );
+    // The head loss is the mean cross-entropy of the utterance logits, computed here by hand.
+    let logits = out.utterance_logits.to_vec2::<f32>().unwrap();
+    let mut ce = 0.0;
+    for (row, &k) in logits.iter().zip(&emotions) {
+        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let lse = m + row.iter().map(|&z| (z as f64 - m).exp()).sum::<f64>().ln();
+        ce += lse - row[k as usize] as f64;
+    }
+    assert!((s(&l.head) - ce / 3.0).abs() < 1e-5);
+}
+
+/// Each utterance's outputs are the same alone and batched with longer, differently padded ones.
+#[test]
+fn batching_does_not_change_an_utterance() {
+    for (name, cfg) in variants() {
+        let (_, model) = build(&cfg);
+        let b = batch(&cfg, 3);
+        let full = model
+            .forward(
+                features(&cfg, &b.feats),
+                &b.lens,
+                &b.tokens,
+                &b.token_lens,
+                &mut Mode::eval(),
+            )
+            .unwrap();
+        let i = 1;
+        let (t_axis, t) = match cfg.front_end {
+            FrontEnd::Backbone { .. } => (2, b.lens[i]),
+            FrontEnd::Fbank { .. } => (1, b.lens[i]),
+        };
+        let one = b
+            .feats
+            .narrow(t_axis - 1, i, 1)
+            .unwrap()
+            .narrow(t_axis, 0, t)
+            .unwrap();
+        let tok = b
+            .tokens
+            .narrow(0, i, 1)
+            .unwrap()
+            .narrow(1, 0, b.token_lens[i])
+            .unwrap();
+        let alone = model
+            .forward(
+                features(&cfg, &one),
+                &[t],
+                &tok,
+                &[b.token_lens[i]],
+                &mut Mode::eval(),
+            )
+            .unwrap();
+        let tf = alone.frame_lens[0];
+        let u1 = b.token_lens[i] + 1;
+        let cut = |x: &Tensor| {
+            x.narrow(0, i, 1)
+                .unwrap()
+                .narrow(1, 0, tf)
+                .unwrap()
+                .narrow(2, 0, u1)
+                .unwrap()
+        };
+        let d = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(
+            d(&cut(&full.asr_logits), &alone.asr_logits) < 1e-5,
+            "{name}: ASR logits"
+        );
+        assert!(
+            d(&cut(&full.emotion_logits), &alone.emotion_logits) < 1e-5,
+            "{name}: emotion logits"
+        );
+        assert!(
+            d(
+                &full.utterance_logits.narrow(0, i, 1).unwrap(),
+                &alone.utterance_logits
+            ) < 1e-5,
+            "{name}: utterance"
+        );
+    }
+}
+
+#[test]
+fn wrong_inputs_are_errors() {
+    let (_, cfg) = variants().remove(0);
+    let (_, model) = build(&cfg);
+    let b = batch(&cfg, 4);
+    let e = model
+        .forward(
+            Features::Fbank(&b.feats),
+            &b.lens,
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("reads backbone hidden states"),
+        "{e}"
+    );
+    let e = model
+        .forward(
+            Features::Hidden(&b.feats),
+            &[6, 9, 5],
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("frame length 9 of utterance 1 exceeds the padded length 6"),
+        "{e}"
+    );
+    let wrong = Tensor::zeros((2, 3, 6, 8), DType::F32, &Device::Cpu).unwrap();
+    let e = model
+        .forward(
+            Features::Hidden(&wrong),
+            &b.lens,
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("mixes 3 states of width 8"), "{e}");
+    let bad = ModelConfig {
+        neutral: 4,
+        ..ModelConfig::default()
+    };
+    let e = Model::new(
+        &bad,
+        VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("neutral: 4 must be below num_emotions 4"),
+        "{e}"
+    );
+    let _ = Var::zeros(1, DType::F32, &Device::Cpu);
+}
+
+#[test]
+fn config_round_trips_through_json_with_paper_defaults() {
+    let cfg: ModelConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(cfg, ModelConfig::default());
+    assert_eq!(cfg.encoder_hidden, 384);
+    assert_eq!(cfg.predictor_embed, 640);
+    let fb = ModelConfig::fbank_small();
+    let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&fb).unwrap()).unwrap();
+    assert_eq!(back, fb);
+    let e = serde_json::from_str::<ModelConfig>(r#"{"encoder_hiden": 3}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field"), "{e}");
+}
