@@ -142,6 +142,186 @@ pub fn load_resampled(path: impl AsRef<Path>, sample_rate: u32) -> Result<Audio,
         .map_err(|e| e.in_file(path))
 }
 
+/// What a file's header says about its audio; see [`probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// Samples per second (per channel), in Hz.
+    pub sample_rate: u32,
+    /// Channels as stored (decoding averages them into one).
+    pub channels: u16,
+    /// Length in frames (samples per channel) where the header states it exactly: WAV and FLAC.
+    /// `None` for Ogg Vorbis and MP3, whose stated lengths are estimates (decode to measure
+    /// them), and for FLAC streams that leave it unset.
+    pub frames: Option<u64>,
+}
+
+impl AudioInfo {
+    /// Length in seconds, when [`AudioInfo::frames`] is known.
+    pub fn duration_secs(&self) -> Option<f64> {
+        self.frames.map(|f| f as f64 / self.sample_rate as f64)
+    }
+}
+
+/// Reads only the header of an audio file: sample rate, channels and, where exact, length.
+///
+/// Much cheaper than [`load`], for checking thousands of files before training. WAV goes through
+/// `hound` (and is checked against the file size, so a WAV cut short is reported as truncated);
+/// FLAC, Ogg Vorbis and MP3 through symphonia's probe. Errors are those of [`load`] and name the
+/// file; damage past the header (a corrupt packet) is only found by decoding.
+pub fn probe(path: impl AsRef<Path>) -> Result<AudioInfo, FeatureError> {
+    let path = path.as_ref();
+    let io_err = |source| FeatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(io_err(io::Error::other("is a directory")));
+    }
+    let input = Input::file(path);
+    let extension = path.extension().and_then(|e| e.to_str());
+    // As in `decode_source`: a parser panic on malformed bytes is reported, not propagated.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        probe_unguarded(Box::new(file), &input, extension, meta.len())
+    }))
+    .unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(corrupt(
+            &input,
+            format!("the header parser failed on malformed data ({why})"),
+        ))
+    })
+}
+
+fn probe_unguarded(
+    mut src: Box<dyn Source>,
+    input: &Input,
+    extension: Option<&str>,
+    file_len: u64,
+) -> Result<AudioInfo, FeatureError> {
+    let io_err = |e: io::Error| io_error(input, e);
+    let mut head = [0u8; 4096];
+    let n = read_up_to(&mut src, &mut head).map_err(io_err)?;
+    let head = &head[..n];
+    src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    if n == 0 {
+        return Err(FeatureError::Empty {
+            input: input.clone(),
+            detail: ": the file is empty (0 bytes)".into(),
+        });
+    }
+    let riff = head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE";
+    if riff {
+        let fmt = wav_fmt(head);
+        match hound::WavReader::new(io::BufReader::new(&mut src)) {
+            Ok(reader) => {
+                let spec = reader.spec();
+                if spec.channels == 0 || spec.sample_rate == 0 {
+                    return Err(corrupt(
+                        input,
+                        format!("{} channels at {} Hz", spec.channels, spec.sample_rate),
+                    ));
+                }
+                let frames = reader.duration() as u64;
+                // hound stops at the start of the data chunk.
+                let data_start = reader.into_inner().stream_position().map_err(io_err)?;
+                let block = fmt.map_or(0, |f| f.block_align as u64);
+                if let Some(present) = file_len.saturating_sub(data_start).checked_div(block)
+                    && present < frames
+                {
+                    let rate = spec.sample_rate as f64;
+                    return Err(truncated(
+                        input,
+                        format!(
+                            "the WAV data ends after {:.3} s of the {:.3} s its header states",
+                            present as f64 / rate,
+                            frames as f64 / rate
+                        ),
+                    ));
+                }
+                return Ok(AudioInfo {
+                    sample_rate: spec.sample_rate,
+                    channels: spec.channels,
+                    frames: Some(frames),
+                });
+            }
+            Err(e @ (hound::Error::Unsupported | hound::Error::FormatError(_))) => {
+                // symphonia may read it (see `decode_unguarded`), if the header is sane.
+                match fmt {
+                    Some(f) if f.plausible() => {}
+                    Some(f) => {
+                        return Err(corrupt(
+                            input,
+                            format!("bad WAV header: {} channels of {} bits", f.channels, f.bits),
+                        ));
+                    }
+                    None => return Err(hound_error(input, e)),
+                }
+                src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+            }
+            Err(e) => return Err(hound_error(input, e)),
+        }
+    }
+    let source: Box<dyn MediaSource> =
+        Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let format = format_probe(riff)
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => FeatureError::Unsupported {
+                input: input.clone(),
+                detail: "not WAV, FLAC, Ogg Vorbis or MP3".into(),
+            },
+            other => sym_error(input, other, "inside the header"),
+        })?;
+    let track =
+        format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| FeatureError::Unsupported {
+                input: input.clone(),
+                detail: "no audio track".into(),
+            })?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| FeatureError::Unsupported {
+            input: input.clone(),
+            detail: "audio track without codec parameters".into(),
+        })?;
+    let sample_rate = params
+        .sample_rate
+        .filter(|&r| r > 0)
+        .ok_or_else(|| corrupt(input, "the header states no sample rate"))?;
+    let channels = params
+        .channels
+        .as_ref()
+        .map(|c| c.count())
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|&c| c > 0)
+        .ok_or_else(|| corrupt(input, "the header states no channels"))?;
+    let exact_length = matches!(format.format_info().short_name, "flac" | "wave" | "aiff");
+    Ok(AudioInfo {
+        sample_rate,
+        channels,
+        frames: track.num_frames.filter(|_| exact_length),
+    })
+}
+
 /// Decodes audio held in memory (the format is recognised from the bytes).
 pub fn decode(bytes: &[u8]) -> Result<Audio, FeatureError> {
     decode_segment(bytes, Segment::WHOLE)
@@ -214,7 +394,7 @@ impl<T: Read + Seek + Send + Sync> Source for T {}
 ///
 /// The decoders are fuzzed (tests/it/fuzz.rs, fuzz/), and the symphonia 0.6.1 panics fuzzing
 /// found are kept from it before they happen (see `WavFmt::plausible`, `flac_seek_table_ok`,
-/// `guarded_seek`, `probe`). This guard is the last line of defence for the ones not yet
+/// `guarded_seek`, `format_probe`). This guard is the last line of defence for the ones not yet
 /// found: a decoder bug must not take a training run down with it, so such input is reported
 /// as corrupt (and the fuzz tests count that as a failure). (With `panic = "abort"` nothing can be
 /// caught; the panic message is printed by the panic hook either way.)
@@ -580,7 +760,7 @@ fn sym_error(input: &Input, e: SymError, during: &str) -> FeatureError {
 /// `with_wav` (the file starts with a RIFF/WAVE header whose `fmt ` chunk was checked). The
 /// default probe would also find a RIFF header behind leading junk and hand it to a WAV parser
 /// that overflows on some headers (found by fuzzing); such bytes are not a WAV file.
-fn probe(with_wav: bool) -> &'static Probe {
+fn format_probe(with_wav: bool) -> &'static Probe {
     use symphonia::default::{formats, meta};
     static PROBES: [OnceLock<Probe>; 2] = [OnceLock::new(), OnceLock::new()];
     PROBES[usize::from(with_wav)].get_or_init(|| {
@@ -659,7 +839,7 @@ fn decode_symphonia(
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let mut format = probe(riff_at_start)
+    let mut format = format_probe(riff_at_start)
         .probe(
             &hint,
             mss,

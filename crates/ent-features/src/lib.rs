@@ -21,7 +21,7 @@
 //! ```
 //!
 //! - [`audio`]: WAV (hound), FLAC, Ogg Vorbis and MP3 (symphonia) to mono f32; segments;
-//!   parallel batches.
+//!   header probes ([`probe`]); parallel batches.
 //! - [`resample`]: band-limited sample-rate conversion (rubato), quality settings documented there.
 //! - [`fbank`]: [`Fbank`], matching `kaldi-native-fbank` within 1e-3 (see its module docs for the
 //!   sample scale).
@@ -39,8 +39,8 @@ pub mod rng;
 pub mod specaug;
 
 pub use audio::{
-    Audio, Segment, decode, decode_segment, fbank_batch, load, load_batch, load_resampled,
-    load_segment,
+    Audio, AudioInfo, Segment, decode, decode_segment, fbank_batch, load, load_batch,
+    load_resampled, load_segment, probe,
 };
 pub use cmvn::{CmvnStats, GlobalCmvn};
 pub use error::{FeatureError, Input};
