@@ -1,0 +1,172 @@
+//! Checkpoints that never lose work.
+//!
+//! One checkpoint is one safetensors file holding the model weights (`model.<name>`), the
+//! optimiser moments (`optim.m.<name>`, `optim.v.<name>`) and, in the file's metadata, the
+//! model configuration, vocabulary, emotion classes and training state (step, epoch, position in
+//! the epoch, random generator state, best validation score) as JSON. It is written to a
+//! temporary file in the same folder, flushed to disk (`fsync`), renamed over the old file and
+//! the folder is synced, so a crash at any moment leaves either the previous checkpoint or the
+//! new one, never a torn file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load;
+use candle_core::{Device, Tensor};
+use ent_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{EmotionMap, Vocab};
+use crate::error::TrainError;
+
+/// Metadata key of the format version.
+const FORMAT_KEY: &str = "ent.format";
+/// The current format.
+const FORMAT: &str = "1";
+/// Metadata key of the [`CheckpointMeta`] JSON.
+const META_KEY: &str = "ent.meta";
+
+/// Where training stands, enough to continue exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Current epoch (0-based).
+    pub epoch: u64,
+    /// Batches of the current epoch already consumed.
+    pub batch_in_epoch: u64,
+    /// State of the dropout generator.
+    pub rng_state: u64,
+    /// Best validation score so far and the step it was reached at.
+    pub best: Option<(f64, u64)>,
+}
+
+/// Everything in a checkpoint besides tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The model's configuration.
+    pub model: ModelConfig,
+    /// The vocabulary the model's outputs index.
+    pub vocab: Vocab,
+    /// The emotion classes the model's outputs index.
+    pub emotions: EmotionMap,
+    /// Training state (absent in an exported inference checkpoint).
+    pub state: Option<TrainState>,
+    /// Free-form provenance: the training configuration as JSON, the data, the date.
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+}
+
+/// A checkpoint in memory.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Configuration, vocabulary, labels and state.
+    pub meta: CheckpointMeta,
+    /// Model parameters and buffers by name.
+    pub model: BTreeMap<String, Tensor>,
+    /// Optimiser moments (`m.<name>`, `v.<name>`); empty for inference-only checkpoints.
+    pub optim: BTreeMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename, fsync of the
+    /// folder).
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, &Tensor)> = Vec::new();
+        for (k, t) in &self.model {
+            tensors.push((format!("model.{k}"), t));
+        }
+        for (k, t) in &self.optim {
+            tensors.push((format!("optim.{k}"), t));
+        }
+        let mut info = HashMap::new();
+        info.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
+        info.insert(
+            META_KEY.to_string(),
+            serde_json::to_string(&self.meta).map_err(|e| TrainError::io(path, e.to_string()))?,
+        );
+        let bytes = safetensors::serialize(tensors, Some(info))
+            .map_err(|e| TrainError::io(path, format!("cannot serialise the checkpoint: {e}")))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::save`], tensors on `dev`.
+    pub fn load(path: &Path, dev: &Device) -> Result<Self, TrainError> {
+        let bytes = fs::read(path).map_err(|e| TrainError::io(path, e.to_string()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| TrainError::io(path, format!("not a safetensors checkpoint: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| TrainError::io(path, format!("not a safetensors checkpoint: {e}")))?;
+        let info = header.metadata().clone().unwrap_or_default();
+        match info.get(FORMAT_KEY).map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(TrainError::io(
+                    path,
+                    format!(
+                        "checkpoint format {other} is not supported (this build reads {FORMAT})"
+                    ),
+                ));
+            }
+            None => {
+                return Err(TrainError::io(
+                    path,
+                    "not an ent checkpoint (no ent.format metadata)",
+                ));
+            }
+        }
+        let meta: CheckpointMeta = info
+            .get(META_KEY)
+            .ok_or_else(|| TrainError::io(path, "checkpoint has no ent.meta metadata"))
+            .and_then(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| TrainError::io(path, format!("bad ent.meta: {e}")))
+            })?;
+        let mut model = BTreeMap::new();
+        let mut optim = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let t = view
+                .load(dev)
+                .map_err(|e| TrainError::io(path, format!("tensor {name}: {e}")))?;
+            if let Some(k) = name.strip_prefix("model.") {
+                model.insert(k.to_string(), t);
+            } else if let Some(k) = name.strip_prefix("optim.") {
+                optim.insert(k.to_string(), t);
+            } else {
+                return Err(TrainError::io(path, format!("unexpected tensor {name}")));
+            }
+        }
+        Ok(Self { meta, model, optim })
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync, rename,
+/// fsync the folder. Readers see the old file or the new one, never a mixture.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e.to_string()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        // The rename is durable once the folder entry is.
+        File::open(&dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(TrainError::io(path, e.to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! Training for ENT and FENT (ENT-SPEC §3–4, §7–8).
+//!
+//! - [`data`]: manifests (SpeechBrain JSON, Kaldi/ESPnet folders, Lhotse, IEMOCAP, ZED), the
+//!   character vocabulary, emotion labels, checks for bad data, bucketed batches;
+//! - [`features`]: audio to filterbanks or to frozen backbone hidden states;
+//! - [`optim`]: AdamW with parameter groups, the cosine schedule, clipping, accumulation;
+//! - [`checkpoint`]: one-file checkpoints written atomically;
+//! - [`Trainer`]: the loop, validation and best-checkpoint selection, progress bars, the JSONL
+//!   metrics log and exact resumption;
+//! - [`load_splits`]: the training, validation and test splits a [`TrainConfig`] names.
+
+pub mod checkpoint;
+mod config;
+pub mod data;
+mod error;
+pub mod features;
+pub mod optim;
+mod splits;
+mod trainer;
+
+pub use checkpoint::{Checkpoint, CheckpointMeta, TrainState};
+pub use config::{DataConfig, SelectMetric, Selection, TrainConfig};
+pub use error::TrainError;
+pub use splits::{Splits, load_splits};
+pub use trainer::{BEST, EvalScores, LAST, METRICS, Summary, Trainer};

@@ -1,0 +1,606 @@
+//! The training loop: bucketed batches, AdamW with the cosine schedule, gradient accumulation
+//! and clipping, validation with best-checkpoint selection, progress bars, a JSONL metrics log,
+//! atomic checkpoints and exact resumption.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use ent_features::rng::SplitMix64;
+use ent_model::{Features, FrontEnd, Mode, Model, SeededVarMap, Targets};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
+use crate::config::{SelectMetric, TrainConfig};
+use crate::data::{PreparedUtt, Vocab, bucketed_batches};
+use crate::error::TrainError;
+use crate::features::FeatureSource;
+use crate::optim::{self, AdamW, CosineSchedule};
+
+/// File name of the newest checkpoint in the output folder.
+pub const LAST: &str = "last.safetensors";
+/// File name of the best checkpoint on the selection split.
+pub const BEST: &str = "best.safetensors";
+/// File name of the metrics log.
+pub const METRICS: &str = "metrics.jsonl";
+
+/// Scores of the model on a split, teacher-forced (the transcript feeds the predictor).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EvalScores {
+    /// Mean total loss per utterance.
+    pub loss: f64,
+    /// Weighted accuracy of the utterance head, percent.
+    pub wa: f64,
+    /// Unweighted (mean per-class) accuracy of the utterance head, percent; classes absent from
+    /// the split are left out of the mean.
+    pub ua: f64,
+    /// Utterances scored.
+    pub utterances: usize,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Optimiser steps taken in total.
+    pub steps: u64,
+    /// Best selection score and its step.
+    pub best: Option<(f64, u64)>,
+    /// Scores of the last validation.
+    pub last_valid: Option<EvalScores>,
+}
+
+/// A training run over prepared utterances.
+pub struct Trainer {
+    cfg: TrainConfig,
+    dev: Device,
+    vars: SeededVarMap,
+    model: Model,
+    opt: AdamW,
+    features: FeatureSource,
+    train: Vec<PreparedUtt>,
+    valid: Vec<PreparedUtt>,
+    vocab: Vocab,
+    state: TrainState,
+    rng: SplitMix64,
+    out_dir: PathBuf,
+    log: File,
+    batches_per_epoch: u64,
+    schedule: CosineSchedule,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("out_dir", &self.out_dir)
+            .field("state", &self.state)
+            .field("train", &self.train.len())
+            .field("valid", &self.valid.len())
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct StepLog<'a> {
+    kind: &'a str,
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    rnnt: f64,
+    lattice: f64,
+    head: f64,
+    lr: f64,
+    grad_norm: f64,
+    utt_per_sec: f64,
+}
+
+#[derive(Serialize)]
+struct EpochLog<'a> {
+    kind: &'a str,
+    epoch: u64,
+    step: u64,
+    train_loss: f64,
+    valid: Option<EvalScores>,
+    best: Option<(f64, u64)>,
+    seconds: f64,
+}
+
+impl Trainer {
+    /// A fresh run: the model of `cfg.model` initialised from `cfg.seed`, on `dev`, writing
+    /// checkpoints and `metrics.jsonl` to `out_dir`. For a filterbank front end the global CMVN
+    /// statistics are computed over `train` here.
+    pub fn new(
+        cfg: TrainConfig,
+        train: Vec<PreparedUtt>,
+        valid: Vec<PreparedUtt>,
+        out_dir: &Path,
+        dev: &Device,
+    ) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        if train.is_empty() {
+            return Err(TrainError::Config("no training utterances".into()));
+        }
+        let vars = SeededVarMap::new(cfg.seed);
+        let model = Model::new(&cfg.model, vars.var_builder(DType::F32, dev))?;
+        let features =
+            FeatureSource::new(&cfg.model, cfg.backbone.as_deref(), cfg.cache_features, dev)?;
+        if let FrontEnd::Fbank { .. } = cfg.model.front_end {
+            let list: Vec<_> = train
+                .iter()
+                .map(|u| (u.id.as_str(), u.audio.as_path(), u.segment))
+                .collect();
+            if let Some(cmvn) = features.cmvn(&list)? {
+                let data = vars
+                    .var_map()
+                    .data()
+                    .lock()
+                    .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+                for (name, values) in [
+                    ("front_end.cmvn.mean", cmvn.mean()),
+                    ("front_end.cmvn.scale", cmvn.scale()),
+                ] {
+                    let var = data
+                        .get(name)
+                        .ok_or_else(|| TrainError::Config(format!("model has no {name}")))?;
+                    var.set(&Tensor::new(values, dev)?)?;
+                }
+            }
+        }
+        let trainable: Vec<_> = vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Config("var map poisoned".into()))?
+            .iter()
+            .filter(|(n, _)| !Model::is_buffer(n))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let opt = AdamW::new(trainable, cfg.optim.clone())?;
+        std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e.to_string()))?;
+        let log_path = out_dir.join(METRICS);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| TrainError::io(&log_path, e.to_string()))?;
+        let batches_per_epoch = Self::epoch_batches(&cfg, &train, 0).len() as u64;
+        let steps_per_epoch = batches_per_epoch.div_ceil(cfg.accumulate as u64).max(1);
+        let schedule = CosineSchedule {
+            peak: cfg.optim.lr,
+            start: cfg.optim.warmup_start_lr,
+            min: cfg.optim.min_lr,
+            warmup_steps: (cfg.optim.warmup_epochs * steps_per_epoch as f64).round() as u64,
+            total_steps: cfg.epochs * steps_per_epoch,
+        };
+        let rng = SplitMix64::new(cfg.seed ^ 0x5EED_D80F_0000_0000);
+        let state = TrainState {
+            rng_state: rng.state(),
+            ..Default::default()
+        };
+        Ok(Self {
+            vocab: Vocab::characters(),
+            cfg,
+            dev: dev.clone(),
+            vars,
+            model,
+            opt,
+            features,
+            train,
+            valid,
+            state,
+            rng,
+            out_dir: out_dir.to_path_buf(),
+            log,
+            batches_per_epoch,
+            schedule,
+        })
+    }
+
+    /// Continues from a checkpoint written by this trainer: weights, optimiser moments, step,
+    /// position in the epoch and generator state. The data and configuration must be the ones
+    /// the checkpoint was trained with.
+    pub fn resume(&mut self, path: &Path) -> Result<(), TrainError> {
+        let ck = Checkpoint::load(path, &self.dev)?;
+        if ck.meta.model != self.cfg.model {
+            return Err(TrainError::io(
+                path,
+                "the checkpoint's model config differs from the training config",
+            ));
+        }
+        let state = ck.meta.state.clone().ok_or_else(|| {
+            TrainError::io(path, "an inference-only checkpoint cannot be resumed")
+        })?;
+        self.load_weights(&ck.model, path)?;
+        self.opt
+            .load_state(&ck.optim, state.step)
+            .map_err(|e| TrainError::io(path, e))?;
+        self.rng = SplitMix64::new(state.rng_state);
+        self.state = state;
+        Ok(())
+    }
+
+    fn load_weights(
+        &self,
+        weights: &BTreeMap<String, Tensor>,
+        path: &Path,
+    ) -> Result<(), TrainError> {
+        let data = self
+            .vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+        for (name, var) in data.iter() {
+            let t = weights
+                .get(name)
+                .ok_or_else(|| TrainError::io(path, format!("checkpoint has no tensor {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(TrainError::io(
+                    path,
+                    format!(
+                        "{name} has shape {:?}, the model {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model's variables by name.
+    pub fn var_map(&self) -> &candle_nn::VarMap {
+        self.vars.var_map()
+    }
+
+    /// Where training stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// Optimiser steps in the whole run.
+    pub fn total_steps(&self) -> u64 {
+        self.schedule.total_steps
+    }
+
+    fn epoch_batches(cfg: &TrainConfig, train: &[PreparedUtt], epoch: u64) -> Vec<Vec<usize>> {
+        let lengths: Vec<f64> = train.iter().map(|u| u.duration).collect();
+        bucketed_batches(
+            &lengths,
+            cfg.batch_size,
+            cfg.max_batch_secs,
+            cfg.seed,
+            epoch,
+            true,
+        )
+    }
+
+    /// The checkpoint of the current state.
+    pub fn checkpoint(&self) -> Result<Checkpoint, TrainError> {
+        let data = self
+            .vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+        let model = data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let mut notes = BTreeMap::new();
+        notes.insert(
+            "train_config".to_string(),
+            serde_json::to_string(&self.cfg).map_err(|e| TrainError::Config(e.to_string()))?,
+        );
+        Ok(Checkpoint {
+            meta: CheckpointMeta {
+                model: self.cfg.model.clone(),
+                vocab: self.vocab.clone(),
+                emotions: self.cfg.data.emotions.clone(),
+                state: Some(TrainState {
+                    rng_state: self.rng.state(),
+                    ..self.state.clone()
+                }),
+                notes,
+            },
+            model,
+            optim: self.opt.state().into_iter().collect(),
+        })
+    }
+
+    fn save(&self, name: &str) -> Result<PathBuf, TrainError> {
+        let path = self.out_dir.join(name);
+        self.checkpoint()?.save(&path)?;
+        Ok(path)
+    }
+
+    fn log_line(&mut self, line: &impl Serialize) -> Result<(), TrainError> {
+        let path = self.out_dir.join(METRICS);
+        let mut s =
+            serde_json::to_string(line).map_err(|e| TrainError::io(&path, e.to_string()))?;
+        s.push('\n');
+        self.log
+            .write_all(s.as_bytes())
+            .map_err(|e| TrainError::io(&path, e.to_string()))
+    }
+
+    /// Forward pass and loss of one batch; also the utterance-head logits `[B, K]` and the
+    /// labels, for scoring.
+    fn run_batch(
+        &self,
+        utts: &[&PreparedUtt],
+        mode: &mut Mode,
+    ) -> Result<(ent_model::Losses, Tensor, Vec<u32>), TrainError> {
+        let list: Vec<_> = utts
+            .iter()
+            .map(|u| (u.id.as_str(), u.audio.as_path(), u.segment))
+            .collect();
+        let inputs = self.features.inputs(&list, &self.dev)?;
+        let feats = match self.cfg.model.front_end {
+            FrontEnd::Fbank { .. } => Features::Fbank(&inputs.features),
+            FrontEnd::Backbone { .. } => Features::Hidden(&inputs.features),
+        };
+        let u = utts.iter().map(|x| x.tokens.len()).max().unwrap_or(0);
+        let mut tok = vec![0u32; utts.len() * u];
+        for (b, x) in utts.iter().enumerate() {
+            tok[b * u..b * u + x.tokens.len()].copy_from_slice(&x.tokens);
+        }
+        let tokens = Tensor::from_vec(tok, (utts.len(), u), &self.dev)?;
+        let token_lens: Vec<usize> = utts.iter().map(|x| x.tokens.len()).collect();
+        let emotions: Vec<u32> = utts.iter().map(|x| x.emotion as u32).collect();
+        let intensity: Vec<Option<f32>> = utts.iter().map(|x| x.intensity).collect();
+        let gender: Vec<Option<u32>> = utts.iter().map(|x| x.gender.map(|g| g as u32)).collect();
+        let out = self
+            .model
+            .forward(feats, &inputs.lens, &tokens, &token_lens, mode)?;
+        let targets = Targets {
+            tokens: &tokens,
+            token_lens: &token_lens,
+            emotions: &emotions,
+            intensity: &intensity,
+            gender: &gender,
+        };
+        let losses = self.model.loss(&out, &targets, &self.cfg.loss)?;
+        Ok((losses, out.utterance_logits, emotions))
+    }
+
+    fn last_good(&self) -> String {
+        let p = self.out_dir.join(LAST);
+        if p.exists() {
+            p.display().to_string()
+        } else {
+            "none (no checkpoint written yet)".to_string()
+        }
+    }
+
+    /// One optimiser step over the batches `group` (gradient accumulation). Returns the mean
+    /// total, RNN-T, lattice and head losses, the learning rate and the gradient norm.
+    fn step(&mut self, group: &[Vec<usize>]) -> Result<[f64; 6], TrainError> {
+        let mut acc = BTreeMap::new();
+        let mut sums = [0f64; 4];
+        for batch in group {
+            let utts: Vec<&PreparedUtt> = batch.iter().map(|&i| &self.train[i]).collect();
+            let mut rng = SplitMix64::new(self.rng.next_u64());
+            let (losses, _, _) = self.run_batch(&utts, &mut Mode::train(&mut rng))?;
+            let per = losses
+                .per_utterance
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            let bad: Vec<&str> = per
+                .iter()
+                .zip(&utts)
+                .filter(|(l, _)| !l.is_finite())
+                .map(|(_, u)| u.id.as_str())
+                .collect();
+            if !bad.is_empty() {
+                return Err(TrainError::NonFiniteLoss {
+                    step: self.state.step,
+                    epoch: self.state.epoch,
+                    ids: bad.join(", "),
+                    last_good: self.last_good(),
+                });
+            }
+            let grads = losses.total.backward()?;
+            optim::accumulate(&mut acc, &grads, self.opt.vars())?;
+            for (s, t) in
+                sums.iter_mut()
+                    .zip([&losses.total, &losses.rnnt, &losses.lattice, &losses.head])
+            {
+                *s += t.to_dtype(DType::F64)?.to_scalar::<f64>()? / group.len() as f64;
+            }
+        }
+        optim::scale(&mut acc, 1.0 / group.len() as f64)?;
+        let norm = optim::clip_grad_norm(&mut acc, self.cfg.optim.clip_grad_norm)?;
+        if !norm.is_finite() {
+            let ids: Vec<&str> = group
+                .iter()
+                .flatten()
+                .map(|&i| self.train[i].id.as_str())
+                .collect();
+            return Err(TrainError::NonFiniteLoss {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                ids: format!(
+                    "{} (the loss is finite, its gradient is not)",
+                    ids.join(", ")
+                ),
+                last_good: self.last_good(),
+            });
+        }
+        let lr = self.schedule.lr(self.state.step);
+        self.opt.step(&acc, lr)?;
+        self.state.step += 1;
+        Ok([sums[0], sums[1], sums[2], sums[3], lr, norm])
+    }
+
+    /// Teacher-forced loss and utterance-head accuracy over `utts`, in batches of the training
+    /// batch size, without dropout.
+    pub fn evaluate(&self, utts: &[PreparedUtt]) -> Result<EvalScores, TrainError> {
+        let k = self.cfg.model.num_emotions;
+        let mut correct = vec![0usize; k];
+        let mut total = vec![0usize; k];
+        let mut loss = 0f64;
+        let lengths: Vec<f64> = utts.iter().map(|u| u.duration).collect();
+        for batch in bucketed_batches(&lengths, self.cfg.batch_size.max(8), None, 0, 0, false) {
+            let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
+            let (l, logits, emotions) = self.run_batch(&refs, &mut Mode::eval())?;
+            loss += l
+                .per_utterance
+                .to_dtype(DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+            let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+            for (p, &e) in pred.iter().zip(&emotions) {
+                total[e as usize] += 1;
+                if *p == e {
+                    correct[e as usize] += 1;
+                }
+            }
+        }
+        let n: usize = total.iter().sum();
+        let present: Vec<f64> = (0..k)
+            .filter(|&c| total[c] > 0)
+            .map(|c| correct[c] as f64 / total[c] as f64)
+            .collect();
+        Ok(EvalScores {
+            loss: loss / n.max(1) as f64,
+            wa: 100.0 * correct.iter().sum::<usize>() as f64 / n.max(1) as f64,
+            ua: 100.0 * present.iter().sum::<f64>() / present.len().max(1) as f64,
+            utterances: n,
+        })
+    }
+
+    fn score(&self, s: &EvalScores) -> f64 {
+        match self.cfg.select_metric {
+            SelectMetric::Ua => s.ua,
+            SelectMetric::Wa => s.wa,
+            SelectMetric::Loss => -s.loss,
+        }
+    }
+
+    /// Trains to the configured number of epochs (or `max_steps`), validating and writing
+    /// `last.safetensors` after every epoch and `best.safetensors` whenever the selection score
+    /// improves.
+    pub fn run(&mut self) -> Result<Summary, TrainError> {
+        let mut last_valid = None;
+        while self.state.epoch < self.cfg.epochs {
+            let epoch = self.state.epoch;
+            let started = Instant::now();
+            let batches = Self::epoch_batches(&self.cfg, &self.train, epoch);
+            let groups: Vec<Vec<Vec<usize>>> = batches
+                .chunks(self.cfg.accumulate)
+                .map(|c| c.to_vec())
+                .collect();
+            let done = self.state.batch_in_epoch as usize;
+            let bar = self.progress_bar(epoch, batches.len() as u64);
+            bar.set_position(done as u64);
+            let mut consumed = 0usize;
+            let mut loss_sum = 0f64;
+            let mut loss_n = 0usize;
+            for group in &groups {
+                let size = group.len();
+                if consumed + size <= done {
+                    consumed += size;
+                    continue;
+                }
+                if self.cfg.max_steps.is_some_and(|m| self.state.step >= m) {
+                    bar.abandon();
+                    return Ok(Summary {
+                        steps: self.state.step,
+                        best: self.state.best,
+                        last_valid,
+                    });
+                }
+                let t0 = Instant::now();
+                let utts: usize = group.iter().map(Vec::len).sum();
+                let [loss, rnnt, lattice, head, lr, grad_norm] = self.step(group)?;
+                let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                consumed += size;
+                self.state.batch_in_epoch = consumed as u64;
+                loss_sum += loss;
+                loss_n += 1;
+                bar.set_position(consumed as u64);
+                bar.set_message(format!("loss {loss:.3}  {ups:.1} utt/s"));
+                self.log_line(&StepLog {
+                    kind: "step",
+                    step: self.state.step,
+                    epoch,
+                    loss,
+                    rnnt,
+                    lattice,
+                    head,
+                    lr,
+                    grad_norm,
+                    utt_per_sec: ups,
+                })?;
+                if self
+                    .cfg
+                    .save_every_steps
+                    .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
+                {
+                    self.save(LAST)?;
+                }
+            }
+            bar.finish_and_clear();
+            self.state.epoch += 1;
+            self.state.batch_in_epoch = 0;
+            let valid = if self.valid.is_empty() {
+                None
+            } else {
+                Some(self.evaluate(&self.valid)?)
+            };
+            if let Some(v) = &valid {
+                let s = self.score(v);
+                if self.state.best.is_none_or(|(b, _)| s > b) {
+                    self.state.best = Some((s, self.state.step));
+                    self.save(BEST)?;
+                }
+            }
+            self.save(LAST)?;
+            last_valid = valid;
+            self.log_line(&EpochLog {
+                kind: "epoch",
+                epoch,
+                step: self.state.step,
+                train_loss: loss_sum / loss_n.max(1) as f64,
+                valid,
+                best: self.state.best,
+                seconds: started.elapsed().as_secs_f64(),
+            })?;
+        }
+        Ok(Summary {
+            steps: self.state.step,
+            best: self.state.best,
+            last_valid,
+        })
+    }
+
+    fn progress_bar(&self, epoch: u64, len: u64) -> ProgressBar {
+        if !self.cfg.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        let style = ProgressStyle::with_template(&format!(
+            "epoch {}/{} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  [{{elapsed}} < {{eta}}]",
+            epoch + 1,
+            self.cfg.epochs
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.batches_per_epoch
+    }
+}

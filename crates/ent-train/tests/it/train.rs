@@ -1,0 +1,423 @@
+//! The training loop: exact resumption, atomic checkpoints, non-finite losses, the optimiser.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use ent_model::{FbankEncoder, FrontEnd, ModelConfig};
+use ent_train::data::{EmotionMap, Utterance, Vocab, prepare};
+use ent_train::optim::{AdamW, CosineSchedule, OptimConfig, clip_grad_norm};
+use ent_train::{Checkpoint, LAST, TrainConfig, TrainError, Trainer};
+
+/// A folder under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "ent-train-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// 16-bit mono PCM WAV at 16 kHz: a tone whose pitch depends on `k`, with a little noise.
+fn write_tone(path: &Path, k: usize, secs: f64, seed: u64) {
+    let n = (secs * 16000.0) as usize;
+    let mut rng = ent_features::rng::SplitMix64::new(seed);
+    let f = 150.0 + 80.0 * k as f64;
+    let samples: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / 16000.0;
+            let v = 0.3 * (2.0 * std::f64::consts::PI * f * t).sin() + 0.02 * (rng.uniform() - 0.5);
+            (v * 32767.0) as i16
+        })
+        .collect();
+    let mut bytes = Vec::with_capacity(44 + 2 * n);
+    let data_len = (2 * n) as u32;
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&16000u32.to_le_bytes());
+    bytes.extend_from_slice(&32000u32.to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+const LABELS: [&str; 4] = ["hap", "ang", "sad", "neu"];
+const TEXTS: [&str; 4] = ["YES", "NO WAY", "OH", "OK THEN"];
+
+/// `n` utterances of 0.3 to 0.6 s written into `dir`.
+fn corpus(dir: &Path, n: usize) -> Vec<Utterance> {
+    (0..n)
+        .map(|i| {
+            let k = i % 4;
+            let path = dir.join(format!("u{i}.wav"));
+            write_tone(&path, k, 0.3 + 0.05 * (i % 7) as f64, i as u64);
+            Utterance {
+                id: format!("u{i}"),
+                audio: path,
+                segment: ent_features::Segment::WHOLE,
+                duration: None,
+                text: Some(TEXTS[k].to_string()),
+                emotion: Some(LABELS[k].to_string()),
+                intervals: vec![],
+                speaker: Some(format!("s{}", i % 3)),
+                gender: None,
+                intensity: None,
+                session: None,
+            }
+        })
+        .collect()
+}
+
+fn tiny_config() -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            front_end: FrontEnd::Fbank {
+                num_mel_bins: 20,
+                conv_channels: 4,
+                dim: 16,
+                layers: 1,
+                encoder: FbankEncoder::Conformer {
+                    heads: 2,
+                    ff_dim: 32,
+                    kernel: 3,
+                },
+                dropout: 0.1,
+            },
+            encoder_hidden: 8,
+            predictor_embed: 8,
+            predictor_hidden: 8,
+            joint_dim: 12,
+            ..ModelConfig::default()
+        },
+        epochs: 2,
+        batch_size: 2,
+        progress: false,
+        optim: OptimConfig {
+            warmup_epochs: 1.0,
+            ..OptimConfig::default()
+        },
+        ..TrainConfig::default()
+    }
+}
+
+fn prepared(dir: &Path, n: usize) -> Vec<ent_train::data::PreparedUtt> {
+    let utts = corpus(dir, n);
+    prepare(
+        &utts,
+        &Vocab::characters(),
+        &EmotionMap::default(),
+        &Default::default(),
+    )
+    .unwrap()
+    .utterances
+}
+
+fn weights(t: &Trainer) -> BTreeMap<String, Vec<f32>> {
+    t.var_map()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// N steps straight and k steps, stop, resume to N give bit-identical weights.
+#[test]
+fn resume_continues_exactly() {
+    let data = TempDir::new("resume-data");
+    let train = prepared(&data.0, 7);
+    let dev = Device::Cpu;
+    for accumulate in [1, 2] {
+        let cfg = TrainConfig {
+            accumulate,
+            ..tiny_config()
+        };
+        let straight_dir = TempDir::new("straight");
+        let mut straight =
+            Trainer::new(cfg.clone(), train.clone(), vec![], &straight_dir.0, &dev).unwrap();
+        let total = straight.total_steps();
+        assert!(total >= 3, "{total} steps");
+        straight.run().unwrap();
+        assert_eq!(straight.state().step, total);
+
+        let dir = TempDir::new("stopped");
+        let stop_at = total / 2 + 1; // in the middle of the second epoch
+        let first = TrainConfig {
+            max_steps: Some(stop_at),
+            save_every_steps: Some(1),
+            ..cfg.clone()
+        };
+        let mut a = Trainer::new(first, train.clone(), vec![], &dir.0, &dev).unwrap();
+        a.run().unwrap();
+        assert_eq!(a.state().step, stop_at);
+        drop(a);
+        let mut b = Trainer::new(cfg.clone(), train.clone(), vec![], &dir.0, &dev).unwrap();
+        b.resume(&dir.0.join(LAST)).unwrap();
+        assert_eq!(b.state().step, stop_at);
+        b.run().unwrap();
+        assert_eq!(b.state().step, total);
+        let (w1, w2) = (weights(&straight), weights(&b));
+        assert_eq!(w1.len(), w2.len());
+        for (k, v) in &w1 {
+            assert!(
+                v == &w2[k],
+                "accumulate {accumulate}: {k} differs after resuming"
+            );
+        }
+        // And training moved the weights at all.
+        let fresh =
+            Trainer::new(cfg, train.clone(), vec![], &TempDir::new("fresh").0, &dev).unwrap();
+        let w0 = weights(&fresh);
+        assert!(
+            w0.iter()
+                .any(|(k, v)| !ent_model::Model::is_buffer(k) && v != &w1[k])
+        );
+    }
+}
+
+/// A metrics line per step and per epoch, and the checkpoints, land in the output folder.
+#[test]
+fn run_writes_metrics_and_checkpoints() {
+    let data = TempDir::new("metrics-data");
+    let train = prepared(&data.0, 6);
+    let valid = prepared(&data.0, 4);
+    let out = TempDir::new("metrics-out");
+    let mut t = Trainer::new(tiny_config(), train, valid, &out.0, &Device::Cpu).unwrap();
+    let summary = t.run().unwrap();
+    let log = std::fs::read_to_string(out.0.join(ent_train::METRICS)).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps = lines.iter().filter(|l| l["kind"] == "step").count() as u64;
+    let epochs: Vec<_> = lines.iter().filter(|l| l["kind"] == "epoch").collect();
+    assert_eq!(steps, summary.steps);
+    assert_eq!(epochs.len(), 2);
+    assert!(epochs[1]["valid"]["ua"].as_f64().is_some());
+    for l in lines.iter().filter(|l| l["kind"] == "step") {
+        assert!(l["loss"].as_f64().unwrap().is_finite());
+        assert!(l["utt_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    assert!(summary.best.is_some());
+    let best = Checkpoint::load(&out.0.join(ent_train::BEST), &Device::Cpu).unwrap();
+    assert_eq!(best.meta.model, tiny_config().model);
+    assert!(best.model.contains_key("front_end.cmvn.mean"));
+    let last = Checkpoint::load(&out.0.join(LAST), &Device::Cpu).unwrap();
+    assert_eq!(last.meta.state.unwrap().step, summary.steps);
+}
+
+/// A failed write leaves the previous checkpoint readable and no temporary file behind.
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_one() {
+    let data = TempDir::new("atomic-data");
+    let out = TempDir::new("atomic-out");
+    let t = Trainer::new(
+        tiny_config(),
+        prepared(&data.0, 4),
+        vec![],
+        &out.0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let path = out.0.join(LAST);
+    let ck = t.checkpoint().unwrap();
+    ck.save(&path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // Occupy the temporary file's name with a folder: the write fails before the rename.
+    let tmp = out.0.join(format!(".{LAST}.tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    assert!(ck.save(&path).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    std::fs::remove_dir_all(&tmp).unwrap();
+    let back = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.model.len(), ck.model.len());
+    // Not a checkpoint at all:
+    std::fs::write(out.0.join("junk.safetensors"), b"not a checkpoint").unwrap();
+    let e = Checkpoint::load(&out.0.join("junk.safetensors"), &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("junk.safetensors"), "{e}");
+}
+
+/// An absurd learning rate drives the loss to infinity: training stops naming the step, the
+/// utterances and the last good checkpoint, which still loads.
+#[test]
+fn non_finite_loss_stops_training_with_names() {
+    let data = TempDir::new("nan-data");
+    let out = TempDir::new("nan-out");
+    let cfg = TrainConfig {
+        optim: OptimConfig {
+            lr: 1e36,
+            warmup_epochs: 0.0,
+            clip_grad_norm: None,
+            weight_decay: 0.0,
+            ..OptimConfig::default()
+        },
+        save_every_steps: Some(1),
+        epochs: 5,
+        ..tiny_config()
+    };
+    let mut t = Trainer::new(cfg, prepared(&data.0, 4), vec![], &out.0, &Device::Cpu).unwrap();
+    match t.run() {
+        Err(TrainError::NonFiniteLoss {
+            step,
+            ids,
+            last_good,
+            ..
+        }) => {
+            assert!(step >= 1, "step {step}");
+            assert!(ids.contains('u'), "{ids}");
+            assert!(last_good.ends_with(LAST), "{last_good}");
+            let ck = Checkpoint::load(Path::new(&last_good), &Device::Cpu).unwrap();
+            assert_eq!(ck.meta.state.unwrap().step, step);
+        }
+        other => panic!("expected a non-finite loss error, got {other:?}"),
+    }
+}
+
+/// AdamW against the update written out by hand in f64 (PyTorch's formula), with decay on the
+/// matrix only.
+#[test]
+fn adamw_matches_the_formula() {
+    let dev = Device::Cpu;
+    let w = Var::from_tensor(&Tensor::new(&[[1.0f64, -2.0]], &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::new(&[0.5f64], &dev).unwrap()).unwrap();
+    let cfg = OptimConfig::default();
+    let mut opt = AdamW::new(
+        vec![("l.weight".into(), w.clone()), ("l.bias".into(), b.clone())],
+        cfg.clone(),
+    )
+    .unwrap();
+    let gw = [[0.3f64, -0.1], [0.2, 0.4]];
+    let gb = [1.0f64, -3.0];
+    let (mut pw, mut pb) = ([1.0f64, -2.0], 0.5f64);
+    let (mut mw, mut vw, mut mb, mut vb) = ([0.0; 2], [0.0; 2], 0.0, 0.0);
+    let lr = 1e-2;
+    for s in 0..2 {
+        let mut grads = BTreeMap::new();
+        grads.insert("l.weight".to_string(), Tensor::new(&[gw[s]], &dev).unwrap());
+        grads.insert("l.bias".to_string(), Tensor::new(&[gb[s]], &dev).unwrap());
+        opt.step(&grads, lr).unwrap();
+        let t = (s + 1) as i32;
+        let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+        for j in 0..2 {
+            pw[j] *= 1.0 - lr * 0.05;
+            mw[j] = 0.9 * mw[j] + 0.1 * gw[s][j];
+            vw[j] = 0.999 * vw[j] + 0.001 * gw[s][j] * gw[s][j];
+            pw[j] -= lr * (mw[j] / c1) / ((vw[j] / c2).sqrt() + 1e-8);
+        }
+        mb = 0.9 * mb + 0.1 * gb[s];
+        vb = 0.999 * vb + 0.001 * gb[s] * gb[s];
+        pb -= lr * (mb / c1) / ((vb / c2).sqrt() + 1e-8); // no decay on the bias
+    }
+    let got = w
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    for j in 0..2 {
+        assert!(
+            (got[j] - pw[j]).abs() < 1e-15,
+            "weight[{j}] {} vs {}",
+            got[j],
+            pw[j]
+        );
+    }
+    let gotb = b.as_tensor().to_vec1::<f64>().unwrap()[0];
+    assert!((gotb - pb).abs() < 1e-15, "bias {gotb} vs {pb}");
+    assert!(
+        ent_train::optim::decays("x.weight", 2)
+            && !ent_train::optim::decays("x.bias", 2)
+            && !ent_train::optim::decays("mix.weights", 1)
+    );
+}
+
+#[test]
+fn cosine_schedule_and_clipping() {
+    let s = CosineSchedule {
+        peak: 5e-4,
+        start: 5e-7,
+        min: 5e-6,
+        warmup_steps: 10,
+        total_steps: 110,
+    };
+    assert_eq!(s.lr(0), 5e-7);
+    assert!((s.lr(5) - (5e-7 + (5e-4 - 5e-7) * 0.5)).abs() < 1e-18);
+    assert!((s.lr(10) - 5e-4).abs() < 1e-18);
+    assert!((s.lr(60) - (5e-6 + (5e-4 - 5e-6) * 0.5)).abs() < 1e-15);
+    assert!((s.lr(110) - 5e-6).abs() < 1e-18);
+    assert!((11..110).all(|i| s.lr(i) < s.lr(i - 1)));
+
+    let dev = Device::Cpu;
+    let mut g = BTreeMap::new();
+    g.insert("a".to_string(), Tensor::new(&[3.0f32, 0.0], &dev).unwrap());
+    g.insert("b".to_string(), Tensor::new(&[[4.0f32]], &dev).unwrap());
+    let norm = clip_grad_norm(&mut g, Some(1.0)).unwrap();
+    assert!((norm - 5.0).abs() < 1e-12);
+    let after = clip_grad_norm(&mut g, None).unwrap();
+    assert!((after - 1.0).abs() < 1e-6, "{after}");
+}
+
+#[test]
+fn config_defaults_are_the_papers() {
+    let c: TrainConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(
+        (
+            c.optim.lr,
+            c.optim.weight_decay,
+            c.optim.warmup_start_lr,
+            c.optim.min_lr
+        ),
+        (5e-4, 0.05, 5e-7, 5e-6)
+    );
+    assert_eq!(
+        (c.epochs, c.batch_size, c.seed, c.optim.clip_grad_norm),
+        (50, 2, 42, Some(5.0))
+    );
+    assert_eq!((c.loss.rnnt, c.loss.head, c.loss.lattice), (0.5, 0.5, 0.5));
+    assert_eq!(c.data.max_duration, Some(18.75));
+    let e = serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field"), "{e}");
+    let bad = TrainConfig {
+        batch_size: 0,
+        ..TrainConfig::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch_size")
+    );
+    let _ = DType::F32;
+}
