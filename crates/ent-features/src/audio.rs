@@ -182,19 +182,8 @@ pub fn probe(path: impl AsRef<Path>) -> Result<AudioInfo, FeatureError> {
     let input = Input::file(path);
     let extension = path.extension().and_then(|e| e.to_str());
     // As in `decode_source`: a parser panic on malformed bytes is reported, not propagated.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    catch_parser_panic(&input, "the header parser", || {
         probe_unguarded(Box::new(file), &input, extension, meta.len())
-    }))
-    .unwrap_or_else(|payload| {
-        let why = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        Err(corrupt(
-            &input,
-            format!("the header parser failed on malformed data ({why})"),
-        ))
     })
 }
 
@@ -205,16 +194,8 @@ fn probe_unguarded(
     file_len: u64,
 ) -> Result<AudioInfo, FeatureError> {
     let io_err = |e: io::Error| io_error(input, e);
-    let mut head = [0u8; 4096];
-    let n = read_up_to(&mut src, &mut head).map_err(io_err)?;
-    let head = &head[..n];
-    src.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    if n == 0 {
-        return Err(FeatureError::Empty {
-            input: input.clone(),
-            detail: ": the file is empty (0 bytes)".into(),
-        });
-    }
+    let head = read_head(&mut src, input)?;
+    let head = head.as_slice();
     let riff = head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE";
     if riff {
         let fmt = wav_fmt(head);
@@ -404,10 +385,19 @@ fn decode_source(
     extension: Option<&str>,
     segment: Segment,
 ) -> Result<Audio, FeatureError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    catch_parser_panic(input, "the decoder", || {
         decode_unguarded(src, input, extension, segment)
-    }))
-    .unwrap_or_else(|payload| {
+    })
+}
+
+/// Runs `f`, turning a panic inside it (a parser bug on malformed bytes) into a "corrupt"
+/// error naming `what` and the panic message.
+fn catch_parser_panic<T>(
+    input: &Input,
+    what: &str,
+    f: impl FnOnce() -> Result<T, FeatureError>,
+) -> Result<T, FeatureError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         let why = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -415,9 +405,25 @@ fn decode_source(
             .unwrap_or_else(|| "unknown".into());
         Err(corrupt(
             input,
-            format!("the decoder failed on malformed data ({why})"),
+            format!("{what} failed on malformed data ({why})"),
         ))
     })
+}
+
+/// Reads up to the first 4096 bytes of `src` (for format detection) and rewinds it; an
+/// empty source is an error.
+fn read_head(src: &mut Box<dyn Source>, input: &Input) -> Result<Vec<u8>, FeatureError> {
+    let io_err = |e: io::Error| io_error(input, e);
+    let mut head = [0u8; 4096];
+    let n = read_up_to(src, &mut head).map_err(io_err)?;
+    src.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    if n == 0 {
+        return Err(FeatureError::Empty {
+            input: input.clone(),
+            detail: ": the file is empty (0 bytes)".into(),
+        });
+    }
+    Ok(head[..n].to_vec())
 }
 
 fn decode_unguarded(
@@ -427,16 +433,8 @@ fn decode_unguarded(
     segment: Segment,
 ) -> Result<Audio, FeatureError> {
     let io_err = |e: io::Error| io_error(input, e);
-    let mut head = [0u8; 4096];
-    let n = read_up_to(&mut src, &mut head).map_err(io_err)?;
-    let head = &head[..n];
-    src.seek(SeekFrom::Start(0)).map_err(io_err)?;
-    if n == 0 {
-        return Err(FeatureError::Empty {
-            input: input.clone(),
-            detail: ": the file is empty (0 bytes)".into(),
-        });
-    }
+    let head = read_head(&mut src, input)?;
+    let head = head.as_slice();
     let audio = if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
         let fmt = wav_fmt(head);
         match decode_wav(&mut src, fmt, input, segment) {

@@ -1,6 +1,7 @@
 //! The sequence-level LSTM against candle-nn's step-wise LSTM on the same weights, and its
 //! gradients against central finite differences in f64.
 
+use crate::max_diff;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::rnn::{Direction, LSTMConfig, RNN};
 use candle_nn::{VarBuilder, VarMap};
@@ -11,21 +12,6 @@ const T: usize = 7;
 const I: usize = 5;
 const H: usize = 4;
 const LENS: [usize; B] = [7, 4, 1];
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
 
 /// Runs both implementations on the same weights and returns (ours, reference) for the output
 /// and for the gradients of `sum(out * r)` with respect to x and the four parameters.

@@ -314,18 +314,7 @@ fn batching_does_not_change_an_utterance() {
                 .narrow(2, 0, u1)
                 .unwrap()
         };
-        let d = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let d = crate::max_diff;
         assert!(
             d(&cut(&full.asr_logits), &alone.asr_logits) < 1e-5,
             "{name}: ASR logits"

@@ -1,24 +1,10 @@
 //! The differentiable building blocks against candle-nn's fused (forward-only) versions and
 //! finite differences.
 
+use crate::max_diff;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::nn::{LayerNorm, ScalarMix, masked_mean, softmax};
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
 
 #[test]
 fn layer_norm_matches_candle_nn_and_has_gradients() {
