@@ -255,27 +255,8 @@ fn probe_unguarded(
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let format = format_probe(riff)
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| match e {
-            SymError::Unsupported(_) => FeatureError::Unsupported {
-                input: input.clone(),
-                detail: "not WAV, FLAC, Ogg Vorbis or MP3".into(),
-            },
-            other => sym_error(input, other, "inside the header"),
-        })?;
-    let track =
-        format
-            .default_track(TrackType::Audio)
-            .ok_or_else(|| FeatureError::Unsupported {
-                input: input.clone(),
-                detail: "no audio track".into(),
-            })?;
+    let format = open_format(riff, &hint, mss, input)?;
+    let track = audio_track(format.as_ref(), input)?;
     let params = track
         .codec_params
         .as_ref()
@@ -521,6 +502,43 @@ fn read_up_to(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Opens the container with symphonia's probe (`riff`: the stream starts with a RIFF/WAVE
+/// header, see [`format_probe`]).
+fn open_format(
+    riff: bool,
+    hint: &Hint,
+    mss: MediaSourceStream<'static>,
+    input: &Input,
+) -> Result<Box<dyn FormatReader>, FeatureError> {
+    format_probe(riff)
+        .probe(
+            hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => FeatureError::Unsupported {
+                input: input.clone(),
+                detail: "not WAV, FLAC, Ogg Vorbis or MP3".into(),
+            },
+            other => sym_error(input, other, "inside the header"),
+        })
+}
+
+/// The container's default audio track.
+fn audio_track<'a>(
+    format: &'a dyn FormatReader,
+    input: &Input,
+) -> Result<&'a symphonia::core::formats::Track, FeatureError> {
+    format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| FeatureError::Unsupported {
+            input: input.clone(),
+            detail: "no audio track".into(),
+        })
 }
 
 fn io_error(input: &Input, e: io::Error) -> FeatureError {
@@ -837,27 +855,8 @@ fn decode_symphonia(
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let mut format = format_probe(riff_at_start)
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| match e {
-            SymError::Unsupported(_) => FeatureError::Unsupported {
-                input: input.clone(),
-                detail: "not WAV, FLAC, Ogg Vorbis or MP3".into(),
-            },
-            other => sym_error(input, other, "inside the header"),
-        })?;
-    let track =
-        format
-            .default_track(TrackType::Audio)
-            .ok_or_else(|| FeatureError::Unsupported {
-                input: input.clone(),
-                detail: "no audio track".into(),
-            })?;
+    let mut format = open_format(riff_at_start, &hint, mss, input)?;
+    let track = audio_track(format.as_ref(), input)?;
     let track_id = track.id;
     let time_base = track.time_base;
     let declared_frames = track.num_frames;
