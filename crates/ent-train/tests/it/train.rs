@@ -421,3 +421,66 @@ fn config_defaults_are_the_papers() {
     );
     let _ = DType::F32;
 }
+
+/// The paper's front end: a (tiny) wav2vec2 checkpoint, scalar mix, BiLSTM. One epoch trains,
+/// the backbone stays frozen (its weights are not in the checkpoint), and a model whose layer
+/// count does not match the backbone is refused before any work.
+#[test]
+fn trains_on_a_pretrained_backbone() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ent-backbone/tests/fixtures/wav2vec2-base");
+    let data = TempDir::new("backbone-data");
+    let train = prepared(&data.0, 4);
+    let valid = prepared(&data.0, 2);
+    let out = TempDir::new("backbone-out");
+    let mut cfg = TrainConfig {
+        model: ModelConfig {
+            front_end: FrontEnd::Backbone { layers: 3, dim: 32 },
+            encoder_hidden: 8,
+            predictor_embed: 8,
+            predictor_hidden: 8,
+            joint_dim: 12,
+            ..ModelConfig::default()
+        },
+        backbone: Some(fixture.clone()),
+        epochs: 1,
+        ..tiny_config()
+    };
+    let before = {
+        let t = Trainer::new(
+            cfg.clone(),
+            train.clone(),
+            valid.clone(),
+            &out.0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        weights(&t)
+    };
+    let mut t = Trainer::new(
+        cfg.clone(),
+        train.clone(),
+        valid.clone(),
+        &out.0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let summary = t.run().unwrap();
+    assert!(summary.steps >= 2);
+    let scores = summary.last_valid.unwrap();
+    assert!(scores.loss.is_finite(), "{scores:?}");
+    let after = weights(&t);
+    assert!(after.keys().all(|k| !k.starts_with("backbone")));
+    // The scalar mix over the backbone's layers is what only this front end has: it learns.
+    assert_ne!(after["mix.weights"], before["mix.weights"]);
+    assert_ne!(after["mix.gamma"], before["mix.gamma"]);
+
+    cfg.model.front_end = FrontEnd::Backbone {
+        layers: 13,
+        dim: 32,
+    };
+    let Err(err) = Trainer::new(cfg, train, valid, &out.0, &Device::Cpu) else {
+        panic!("a layer-count mismatch is refused");
+    };
+    assert!(err.to_string().contains("3 hidden states"), "{err}");
+}
