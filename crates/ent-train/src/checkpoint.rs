@@ -14,8 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::Load;
-use candle_core::{Device, Tensor};
-use ent_model::ModelConfig;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use ent_model::{Model, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EmotionMap, Vocab};
@@ -95,9 +96,15 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`], tensors on `dev`.
     pub fn load(path: &Path, dev: &Device) -> Result<Self, TrainError> {
         let bytes = fs::read(path).map_err(|e| TrainError::io(path, e.to_string()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        Self::from_bytes(&bytes, path, dev)
+    }
+
+    /// Reads a checkpoint from the bytes of a file written by [`Checkpoint::save`]; `path` names
+    /// it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, dev: &Device) -> Result<Self, TrainError> {
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| TrainError::io(path, format!("not a safetensors checkpoint: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| TrainError::io(path, format!("not a safetensors checkpoint: {e}")))?;
         let info = header.metadata().clone().unwrap_or_default();
         match info.get(FORMAT_KEY).map(String::as_str) {
@@ -139,6 +146,50 @@ impl Checkpoint {
             }
         }
         Ok(Self { meta, model, optim })
+    }
+
+    /// The model these weights belong to, ready for inference on `dev`; `path` names the
+    /// checkpoint in errors (a missing tensor or a shape that does not match the config).
+    pub fn build_model(&self, path: &Path, dev: &Device) -> Result<Model, TrainError> {
+        let vm = VarMap::new();
+        let model = Model::new(
+            &self.meta.model,
+            VarBuilder::from_varmap(&vm, DType::F32, dev),
+        )?;
+        let data = vm
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+        for (name, var) in data.iter() {
+            let t = self
+                .model
+                .get(name)
+                .ok_or_else(|| TrainError::io(path, format!("checkpoint has no tensor {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(TrainError::io(
+                    path,
+                    format!(
+                        "{name} has shape {:?}, the model {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(dev)?)?;
+        }
+        Ok(model)
+    }
+
+    /// The same checkpoint without training state and optimiser moments: what inference needs.
+    pub fn for_inference(&self) -> Self {
+        Self {
+            meta: CheckpointMeta {
+                state: None,
+                ..self.meta.clone()
+            },
+            model: self.model.clone(),
+            optim: BTreeMap::new(),
+        }
     }
 }
 

@@ -1,0 +1,4 @@
+//! Integration tests of ent-decode.
+
+mod metrics;
+mod search;
