@@ -11,6 +11,8 @@
 //!   against kaldi-native-fbank on the same audio, the backbone against transformers on the same
 //!   weights. The peers are installed from PyPI into
 //!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
+//! - `demo-data [--check] [--out DIR]`: the synthetic demo corpus in `data/demo` (espeak-ng
+//!   voices in four prosody styles, FLAC and manifests); `--check` verifies it without espeak-ng.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,18 +20,26 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cuda;
+mod demo;
 use serde_json::Value;
 
 const USAGE: &str =
     "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]
        cargo xtask cuda-toolkit
        cargo xtask kernels [--check]
+       cargo xtask demo-data [--check] [--out DIR]
 
   cuda-toolkit   install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
                  target/cuda-13.0 (about 190 MB; no GPU needed)
   kernels        compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the
                  toolkit above ($CUDA_HOME if set) and print registers, spills and stack;
                  --check fails on a spill
+  demo-data      synthesise the demo corpus into data/demo (or DIR) with espeak-ng and flac
+                 (`apt-get install espeak-ng flac`): English sentences in several voices and
+                 four prosody styles standing for neutral, happy, angry and sad, FLAC files,
+                 SpeechBrain-style train/valid/test manifests and a ZED-style diarization set;
+                 --check verifies the manifests against the FLAC headers and the 10 MB limit
+                 (needs neither tool)
 
   bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
           the same shapes and threads (benches/torchaudio_rnnt.py); run
@@ -47,6 +57,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("cuda-toolkit") => cuda::toolkit(&root()).map(|_| ()),
         Some("kernels") => cuda::kernels(&root(), &args[1..]),
+        Some("demo-data") => demo::generate(&root(), &args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -1,2 +1,3 @@
 mod data;
+mod demo_corpus;
 mod train;
