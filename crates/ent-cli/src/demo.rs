@@ -1,0 +1,131 @@
+//! `ent demo`: the whole method on the bundled synthetic corpus, on a CPU, in minutes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use candle_core::Device;
+use clap::Args;
+use ent_decode::Search;
+use ent_train::data::{BadDataPolicy, Vocab, prepare, read_zed};
+use ent_train::{BEST, Checkpoint, LAST, TrainConfig, Trainer, load_splits};
+
+use crate::engine::Engine;
+use crate::eval::{EvalOptions, evaluate};
+
+/// Options of `ent demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo corpus (manifests, audio and config.json) [default: data/demo of this
+    /// repository].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output folder: checkpoints, metrics.jsonl, reports, plots and the exported model.
+    /// Files of an earlier demo run there are replaced.
+    #[arg(long, short, default_value = "demo-out")]
+    out: PathBuf,
+    /// Training epochs [default: the corpus' config.json].
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Skip training and score this checkpoint instead.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// The corpus folder: `--data`, else `data/demo` under the working directory, else the one
+/// next to this crate's sources.
+fn corpus_dir(arg: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = arg {
+        return Ok(d.to_path_buf());
+    }
+    let here = Path::new("data/demo");
+    if here.join("config.json").exists() {
+        return Ok(here.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/demo");
+    if built.join("config.json").exists() {
+        return Ok(built);
+    }
+    bail!("no demo corpus found: pass --data DIR (the repository's data/demo)")
+}
+
+/// Trains (unless `--model`), then scores the held-out voices and the diarization set.
+pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
+    let started = Instant::now();
+    let data = corpus_dir(a.data.as_deref())?;
+    eprintln!(
+        "demo corpus: {} (synthetic speech: espeak-ng voices, emotions acted by prosody settings)",
+        data.display()
+    );
+    let mut cfg = TrainConfig::from_file(&data.join("config.json"))?;
+    if let Some(e) = a.epochs {
+        cfg.epochs = e;
+    }
+    let splits = load_splits(&cfg)?;
+    for (name, report) in &splits.reports {
+        eprintln!("{name}: {report}");
+    }
+    let model_path = match &a.model {
+        Some(m) => m.clone(),
+        None => {
+            let mut trainer =
+                Trainer::new(cfg.clone(), splits.train.clone(), splits.valid, &a.out, dev)?;
+            eprintln!(
+                "training ENT (filterbank front end) for {} epochs, {} optimiser steps",
+                cfg.epochs,
+                trainer.total_steps()
+            );
+            let summary = trainer.run()?;
+            eprintln!(
+                "trained {} steps in {:.0} s",
+                summary.steps,
+                started.elapsed().as_secs_f64()
+            );
+            if a.out.join(BEST).exists() {
+                a.out.join(BEST)
+            } else {
+                a.out.join(LAST)
+            }
+        }
+    };
+    let engine = Engine::load(Some(&model_path), None, dev, Search::default())?;
+    let opts = |name| EvalOptions {
+        name,
+        batch_size: 16,
+        progress: cfg.progress,
+    };
+    let (test, test_scored) = evaluate(&engine, &splits.test, &opts("test"))?;
+    let diar_raw = read_zed(&data.join("diar.json"), None)?;
+    let diar_utts = prepare(
+        &diar_raw,
+        &Vocab::characters(),
+        &engine.meta.emotions,
+        &BadDataPolicy::default(),
+    )?
+    .utterances;
+    let (diar, diar_scored) = evaluate(&engine, &diar_utts, &opts("diar"))?;
+    println!();
+    println!("held-out voices of the synthetic demo corpus:");
+    print!("{}", test.table());
+    print!("{}", diar.table());
+    crate::save_report(&a.out, &test, &test_scored, engine.labels(), 4)?;
+    crate::save_report(&a.out, &diar, &diar_scored, engine.labels(), 8)?;
+    let export = a.out.join("demo-model.safetensors");
+    Checkpoint::load(&model_path, &Device::Cpu)?
+        .for_inference()
+        .save(&export)?;
+    println!(
+        "\nplots, reports and the model ({}) are in {}; {:.0} s in all",
+        export.display(),
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(first) = diar_utts.first() {
+        println!(
+            "next: cargo run --release -p ent-cli -- transcribe --model {} {}",
+            export.display(),
+            first.audio.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! Decoding a prepared test set and scoring it: emotion (WA, UA, macro-F1, confusion), ASR
+//! (WER, CER) and emotion diarization (EDER, where the data has emotion intervals).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ent_decode::metrics::{AsrScores, Confusion, EderMean, Segment, eder, reference_segments};
+use ent_train::data::PreparedUtt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::engine::{Engine, Transcript};
+use crate::plot::{self, Timeline};
+
+/// Scores of one evaluated set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Name of the set.
+    pub name: String,
+    /// Utterances scored.
+    pub utterances: usize,
+    /// Weighted accuracy, percent.
+    pub wa: Option<f64>,
+    /// Unweighted accuracy (mean recall), percent.
+    pub ua: Option<f64>,
+    /// Macro-F1, percent.
+    pub macro_f1: Option<f64>,
+    /// Confusion matrix of the utterance emotion.
+    pub confusion: Confusion,
+    /// Word and character error counts.
+    pub asr: AsrScores,
+    /// WER, percent.
+    pub wer: Option<f64>,
+    /// CER, percent.
+    pub cer: Option<f64>,
+    /// Mean EDER over the utterances with emotion intervals, percent.
+    pub eder: Option<f64>,
+    /// Utterances EDER was computed on.
+    pub eder_utterances: usize,
+    /// Chance level of UA (100 / classes present in the reference), percent.
+    pub chance_ua: Option<f64>,
+}
+
+/// One utterance's reference and result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scored {
+    /// The decoded output.
+    pub transcript: Transcript,
+    /// Reference transcript.
+    pub reference_text: String,
+    /// Reference emotion label.
+    pub reference_emotion: String,
+    /// Reference segments (from emotion intervals), if any.
+    pub reference_segments: Option<Vec<Segment>>,
+    /// Per-frame emotion probabilities (for plots).
+    #[serde(skip)]
+    pub frame_probs: Vec<Vec<f32>>,
+    /// Per-frame emotion (for plots).
+    #[serde(skip)]
+    pub frame_emotions: Vec<usize>,
+    /// Utterance EDER, if it has intervals.
+    pub eder: Option<f64>,
+    /// Decoded utterance class.
+    #[serde(skip)]
+    pub class: usize,
+}
+
+/// Options of an evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions<'a> {
+    /// Name shown in the report.
+    pub name: &'a str,
+    /// Utterances per decoding batch.
+    pub batch_size: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Decodes and scores `utts`.
+pub fn evaluate(
+    engine: &Engine,
+    utts: &[PreparedUtt],
+    opts: &EvalOptions,
+) -> Result<(Report, Vec<Scored>)> {
+    let labels = engine.labels().to_vec();
+    let neutral = engine.meta.emotions.neutral;
+    // Longest first keeps padding low; results go back to input order.
+    let mut order: Vec<usize> = (0..utts.len()).collect();
+    order.sort_by(|&a, &b| utts[b].duration.total_cmp(&utts[a].duration));
+    let bar = progress_bar(utts.len() as u64, opts.name, opts.progress);
+    let mut scored: Vec<Option<Scored>> = vec![None; utts.len()];
+    for chunk in order.chunks(opts.batch_size.max(1)) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                (
+                    utts[i].id.as_str(),
+                    utts[i].audio.as_path(),
+                    utts[i].segment,
+                )
+            })
+            .collect();
+        let decoded = engine
+            .decode(&items)
+            .with_context(|| format!("decoding {}", items[0].0))?;
+        for (&i, d) in chunk.iter().zip(decoded) {
+            let u = &utts[i];
+            let reference = if u.intervals.is_empty() {
+                None
+            } else {
+                let mut spans = Vec::with_capacity(u.intervals.len());
+                for iv in &u.intervals {
+                    let label = engine
+                        .meta
+                        .emotions
+                        .class_of(&iv.emotion)
+                        .with_context(|| {
+                            format!("{}: unknown interval emotion {:?}", u.id, iv.emotion)
+                        })?;
+                    if label != neutral {
+                        spans.push(Segment {
+                            start: iv.start,
+                            end: iv.end,
+                            label,
+                        });
+                    }
+                }
+                Some(reference_segments(u.duration, &spans, neutral)?)
+            };
+            let e = match &reference {
+                Some(r) => Some(eder(&d.segments, r, u.duration)?),
+                None => None,
+            };
+            scored[i] = Some(Scored {
+                transcript: engine.transcript(&u.id, &d),
+                reference_text: u.text.clone(),
+                reference_emotion: labels[u.emotion].clone(),
+                reference_segments: reference,
+                frame_probs: d.hypothesis.frame_probs.clone(),
+                frame_emotions: d.hypothesis.frame_emotions.clone(),
+                eder: e,
+                class: d.utterance_emotion,
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let scored: Vec<Scored> = scored.into_iter().flatten().collect();
+    let mut confusion = Confusion::new(labels.clone());
+    let mut asr = AsrScores::default();
+    let mut eders = EderMean::default();
+    for (u, s) in utts.iter().zip(&scored) {
+        confusion.add(u.emotion, s.class)?;
+        if !u.text.is_empty() {
+            asr.add(&u.text, &s.transcript.text);
+        }
+        if let Some(e) = s.eder {
+            eders.add(e);
+        }
+    }
+    let present = confusion
+        .counts
+        .iter()
+        .filter(|row| row.iter().sum::<u64>() > 0)
+        .count();
+    let report = Report {
+        name: opts.name.to_string(),
+        utterances: scored.len(),
+        wa: confusion.wa(),
+        ua: confusion.ua(),
+        macro_f1: confusion.macro_f1(),
+        wer: asr.wer(),
+        cer: asr.cer(),
+        eder: eders.mean().map(|e| 100.0 * e),
+        eder_utterances: eders.count(),
+        chance_ua: (present > 0).then(|| 100.0 / present as f64),
+        confusion,
+        asr,
+    };
+    Ok((report, scored))
+}
+
+/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} utterances ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.1}%"))
+}
+
+impl Report {
+    /// A few aligned lines for a terminal.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{} ({} utterances)", self.name, self.utterances);
+        let _ = writeln!(
+            s,
+            "  emotion   WA {}   UA {}   macro-F1 {}   (chance UA {})",
+            pct(self.wa),
+            pct(self.ua),
+            pct(self.macro_f1),
+            pct(self.chance_ua)
+        );
+        let w = &self.asr.words;
+        let c = &self.asr.chars;
+        let _ = writeln!(
+            s,
+            "  ASR       WER {} (S {} D {} I {} of {} words)   CER {} (of {} characters)",
+            pct(self.wer),
+            w.substitutions,
+            w.deletions,
+            w.insertions,
+            w.reference_len,
+            pct(self.cer),
+            c.reference_len
+        );
+        if self.eder_utterances > 0 {
+            let _ = writeln!(
+                s,
+                "  EDER      {} over {} utterances with emotion intervals",
+                pct(self.eder),
+                self.eder_utterances
+            );
+        }
+        s
+    }
+}
+
+/// Writes the confusion matrix and up to `timelines` emotion timelines under `dir`.
+pub fn write_plots(
+    dir: &Path,
+    report: &Report,
+    scored: &[Scored],
+    labels: &[String],
+    timelines: usize,
+) -> Result<()> {
+    plot::confusion_matrix(
+        &dir.join(format!("{}-confusion.svg", report.name)),
+        &format!("{}: utterance emotion (UA {})", report.name, pct(report.ua)),
+        labels,
+        &report.confusion.counts,
+    )?;
+    for s in scored.iter().take(timelines) {
+        write_timeline(&dir.join("timelines"), s, labels)?;
+    }
+    Ok(())
+}
+
+/// One utterance's emotion timeline as `<dir>/<id>.svg`.
+pub fn write_timeline(dir: &Path, s: &Scored, labels: &[String]) -> Result<()> {
+    let t = &s.transcript;
+    let tokens: Vec<(String, f64, usize)> = t
+        .tokens
+        .iter()
+        .map(|k| {
+            let e = labels.iter().position(|l| *l == k.emotion).unwrap_or(0);
+            (k.token.clone(), k.start, e)
+        })
+        .collect();
+    let reference: Option<Vec<(f64, f64, usize)>> = s
+        .reference_segments
+        .as_ref()
+        .map(|r| r.iter().map(|g| (g.start, g.end, g.label)).collect());
+    let title = format!("{}: \"{}\" ({})", t.id, t.text, t.emotion.label);
+    let file = dir.join(format!("{}.svg", safe_name(&t.id)));
+    plot::emotion_timeline(
+        &file,
+        &Timeline {
+            title: &title,
+            frame_shift: t.frame_shift,
+            frame_emotions: &s.frame_emotions,
+            frame_probs: Some(&s.frame_probs),
+            labels,
+            tokens: &tokens,
+            reference: reference.as_deref(),
+        },
+    )
+}
+
+/// A file name from an utterance id or path: letters, digits, `-`, `_` and `.` kept.
+pub fn safe_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
