@@ -156,27 +156,7 @@ impl Checkpoint {
             &self.meta.model,
             VarBuilder::from_varmap(&vm, DType::F32, dev),
         )?;
-        let data = vm
-            .data()
-            .lock()
-            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
-        for (name, var) in data.iter() {
-            let t = self
-                .model
-                .get(name)
-                .ok_or_else(|| TrainError::io(path, format!("checkpoint has no tensor {name}")))?;
-            if t.dims() != var.dims() {
-                return Err(TrainError::io(
-                    path,
-                    format!(
-                        "{name} has shape {:?}, the model {:?}",
-                        t.dims(),
-                        var.dims()
-                    ),
-                ));
-            }
-            var.set(&t.to_dtype(DType::F32)?.to_device(dev)?)?;
-        }
+        load_vars(&vm, &self.model, path)?;
         Ok(model)
     }
 
@@ -191,6 +171,36 @@ impl Checkpoint {
             optim: BTreeMap::new(),
         }
     }
+}
+
+/// Sets every variable of `vm` from `weights` (same name and shape, converted to the
+/// variable's dtype and device); `path` names the checkpoint in errors.
+pub(crate) fn load_vars(
+    vm: &VarMap,
+    weights: &BTreeMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+    for (name, var) in data.iter() {
+        let t = weights
+            .get(name)
+            .ok_or_else(|| TrainError::io(path, format!("checkpoint has no tensor {name}")))?;
+        if t.dims() != var.dims() {
+            return Err(TrainError::io(
+                path,
+                format!(
+                    "{name} has shape {:?}, the model {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync, rename,

@@ -213,42 +213,12 @@ impl Trainer {
         let state = ck.meta.state.clone().ok_or_else(|| {
             TrainError::io(path, "an inference-only checkpoint cannot be resumed")
         })?;
-        self.load_weights(&ck.model, path)?;
+        crate::checkpoint::load_vars(self.vars.var_map(), &ck.model, path)?;
         self.opt
             .load_state(&ck.optim, state.step)
             .map_err(|e| TrainError::io(path, e))?;
         self.rng = SplitMix64::new(state.rng_state);
         self.state = state;
-        Ok(())
-    }
-
-    fn load_weights(
-        &self,
-        weights: &BTreeMap<String, Tensor>,
-        path: &Path,
-    ) -> Result<(), TrainError> {
-        let data = self
-            .vars
-            .var_map()
-            .data()
-            .lock()
-            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
-        for (name, var) in data.iter() {
-            let t = weights
-                .get(name)
-                .ok_or_else(|| TrainError::io(path, format!("checkpoint has no tensor {name}")))?;
-            if t.dims() != var.dims() {
-                return Err(TrainError::io(
-                    path,
-                    format!(
-                        "{name} has shape {:?}, the model {:?}",
-                        t.dims(),
-                        var.dims()
-                    ),
-                ));
-            }
-            var.set(&t.to_dtype(var.dtype())?)?;
-        }
         Ok(())
     }
 
