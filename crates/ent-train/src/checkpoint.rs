@@ -42,6 +42,10 @@ pub struct TrainState {
     pub rng_state: u64,
     /// Best validation score so far and the step it was reached at.
     pub best: Option<(f64, u64)>,
+    /// Validation loss of the best checkpoint: among equal scores the lower loss wins (a small
+    /// validation set reaches 100 % accuracy long before training has converged).
+    #[serde(default)]
+    pub best_loss: Option<f64>,
 }
 
 /// Everything in a checkpoint besides tensors.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ent_model::{LossConfig, ModelConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{BadDataPolicy, EmotionMap, ManifestFormat};
+use crate::data::{BadDataPolicy, EmotionMap, JoinConfig, ManifestFormat};
 use crate::error::TrainError;
 use crate::optim::OptimConfig;
 
@@ -110,6 +110,9 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// Data.
     pub data: DataConfig,
+    /// Joined training examples (neutral, any, neutral) added to the training set; none by
+    /// default.
+    pub join: JoinConfig,
     /// Backbone checkpoint folder (for a backbone front end).
     pub backbone: Option<PathBuf>,
     /// Epochs.
@@ -143,6 +146,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             data: DataConfig::default(),
+            join: JoinConfig::default(),
             backbone: None,
             epochs: 50,
             batch_size: 2,

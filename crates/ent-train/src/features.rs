@@ -152,18 +152,47 @@ impl FeatureSource {
         utts: &[(&str, &Path, Segment)],
         dev: &Device,
     ) -> Result<Inputs, TrainError> {
+        let joined: Vec<Vec<(&str, &Path, Segment)>> = utts.iter().map(|&u| vec![u]).collect();
+        self.inputs_joined(&joined, dev)
+    }
+
+    /// Padded inputs on `dev` for examples each made of one or more stretches of audio
+    /// (id, path, segment) played one after the other. Filterbanks are computed (and cached)
+    /// per stretch and joined frame by frame; a backbone hears the joined waveform.
+    pub fn inputs_joined(
+        &self,
+        utts: &[Vec<(&str, &Path, Segment)>],
+        dev: &Device,
+    ) -> Result<Inputs, TrainError> {
+        if let Some(i) = utts.iter().position(Vec::is_empty) {
+            return Err(TrainError::Config(format!(
+                "example {i} of the batch has no audio"
+            )));
+        }
         match self {
             FeatureSource::Fbank { fbank, .. } => {
                 let dim = fbank.dim();
-                let feats: Vec<Arc<Vec<f32>>> = utts
+                let feats: Vec<Vec<Arc<Vec<f32>>>> = utts
                     .par_iter()
-                    .map(|&(id, path, seg)| self.fbank_of(id, path, seg))
+                    .map(|parts| {
+                        parts
+                            .iter()
+                            .map(|&(id, path, seg)| self.fbank_of(id, path, seg))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
                     .collect::<Result<_, _>>()?;
-                let lens: Vec<usize> = feats.iter().map(|f| f.len() / dim).collect();
+                let lens: Vec<usize> = feats
+                    .iter()
+                    .map(|p| p.iter().map(|f| f.len() / dim).sum())
+                    .collect();
                 let t = lens.iter().copied().max().unwrap_or(0);
                 let mut data = vec![0f32; utts.len() * t * dim];
-                for (b, f) in feats.iter().enumerate() {
-                    data[b * t * dim..b * t * dim + f.len()].copy_from_slice(f);
+                for (b, parts) in feats.iter().enumerate() {
+                    let mut at = b * t * dim;
+                    for f in parts {
+                        data[at..at + f.len()].copy_from_slice(f);
+                        at += f.len();
+                    }
                 }
                 Ok(Inputs {
                     features: Tensor::from_vec(data, (utts.len(), t, dim), dev)?,
@@ -173,7 +202,13 @@ impl FeatureSource {
             FeatureSource::Backbone(bb) => {
                 let waves: Vec<Vec<f32>> = utts
                     .par_iter()
-                    .map(|&(_, path, seg)| load_audio(path, seg))
+                    .map(|parts| -> Result<Vec<f32>, TrainError> {
+                        let mut w = Vec::new();
+                        for &(_, path, seg) in parts {
+                            w.extend(load_audio(path, seg)?);
+                        }
+                        Ok(w)
+                    })
                     .collect::<Result<_, _>>()?;
                 let s = waves.iter().map(Vec::len).max().unwrap_or(0);
                 let mut data = vec![0f32; utts.len() * s];

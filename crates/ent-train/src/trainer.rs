@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
 use crate::config::{SelectMetric, TrainConfig};
-use crate::data::{PreparedUtt, Vocab, bucketed_batches};
+use crate::data::{PreparedUtt, Vocab, bucketed_batches, joined_examples};
 use crate::error::TrainError;
 use crate::features::FeatureSource;
 use crate::optim::{self, AdamW, CosineSchedule};
@@ -108,6 +108,15 @@ struct EpochLog<'a> {
     seconds: f64,
 }
 
+/// Whether a validation `score` (higher is better) with validation `loss` beats the best so
+/// far: a higher score, or an equal score with a lower loss.
+fn improves(best: Option<(f64, u64)>, best_loss: Option<f64>, score: f64, loss: f64) -> bool {
+    match best {
+        None => true,
+        Some((b, _)) => score > b || (score == b && best_loss.is_none_or(|l| loss < l)),
+    }
+}
+
 impl Trainer {
     /// A fresh run: the model of `cfg.model` initialised from `cfg.seed`, on `dev`, writing
     /// checkpoints and `metrics.jsonl` to `out_dir`. For a filterbank front end the global CMVN
@@ -159,6 +168,30 @@ impl Trainer {
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         let opt = AdamW::new(trainable, cfg.optim.clone())?;
+        let vocab = Vocab::characters();
+        let mut train = train;
+        if cfg.join.examples > 0 {
+            if let Some(u) = train.iter().find(|u| !u.then.is_empty()) {
+                return Err(TrainError::Config(format!(
+                    "training utterance {} is already joined; pass utterances as prepared",
+                    u.id
+                )));
+            }
+            let joined = joined_examples(
+                &train,
+                &cfg.join,
+                cfg.model.neutral,
+                vocab.space(),
+                cfg.seed,
+            );
+            if joined.is_empty() {
+                return Err(TrainError::Config(
+                    "join.examples is set but no speaker has three neutral training utterances to join"
+                        .into(),
+                ));
+            }
+            train.extend(joined);
+        }
         std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e.to_string()))?;
         let log_path = out_dir.join(METRICS);
         let log = OpenOptions::new()
@@ -181,7 +214,7 @@ impl Trainer {
             ..Default::default()
         };
         Ok(Self {
-            vocab: Vocab::characters(),
+            vocab,
             cfg,
             dev: dev.clone(),
             vars,
@@ -235,6 +268,11 @@ impl Trainer {
     /// Where training stands.
     pub fn state(&self) -> &TrainState {
         &self.state
+    }
+
+    /// How many joined examples ([`crate::data::joined_examples`]) the training set holds.
+    pub fn joined(&self) -> usize {
+        self.train.iter().filter(|u| !u.then.is_empty()).count()
     }
 
     /// Optimiser steps in the whole run.
@@ -310,11 +348,19 @@ impl Trainer {
         utts: &[&PreparedUtt],
         mode: &mut Mode,
     ) -> Result<(ent_model::Losses, Tensor, Vec<u32>), TrainError> {
-        let list: Vec<_> = utts
+        let list: Vec<Vec<_>> = utts
             .iter()
-            .map(|u| (u.id.as_str(), u.audio.as_path(), u.segment))
+            .map(|u| {
+                std::iter::once((u.id.as_str(), u.audio.as_path(), u.segment))
+                    .chain(
+                        u.then
+                            .iter()
+                            .map(|p| (p.id.as_str(), p.audio.as_path(), p.segment)),
+                    )
+                    .collect()
+            })
             .collect();
-        let inputs = self.features.inputs(&list, &self.dev)?;
+        let inputs = self.features.inputs_joined(&list, &self.dev)?;
         let feats = match self.cfg.model.front_end {
             FrontEnd::Fbank { .. } => Features::Fbank(&inputs.features),
             FrontEnd::Backbone { .. } => Features::Hidden(&inputs.features),
@@ -459,7 +505,7 @@ impl Trainer {
 
     /// Trains to the configured number of epochs (or `max_steps`), validating and writing
     /// `last.safetensors` after every epoch and `best.safetensors` whenever the selection score
-    /// improves.
+    /// improves (equal scores: when the validation loss is lower).
     pub fn run(&mut self) -> Result<Summary, TrainError> {
         let mut last_valid = None;
         while self.state.epoch < self.cfg.epochs {
@@ -530,8 +576,9 @@ impl Trainer {
             };
             if let Some(v) = &valid {
                 let s = self.score(v);
-                if self.state.best.is_none_or(|(b, _)| s > b) {
+                if improves(self.state.best, self.state.best_loss, s, v.loss) {
                     self.state.best = Some((s, self.state.step));
+                    self.state.best_loss = Some(v.loss);
                     self.save(BEST)?;
                 }
             }
@@ -572,5 +619,22 @@ impl Trainer {
     /// Batches per epoch.
     pub fn batches_per_epoch(&self) -> u64 {
         self.batches_per_epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::improves;
+
+    #[test]
+    fn equal_scores_are_decided_by_the_loss() {
+        assert!(improves(None, None, 0.0, 9.0));
+        assert!(improves(Some((90.0, 10)), Some(1.0), 95.0, 2.0));
+        assert!(!improves(Some((90.0, 10)), Some(1.0), 85.0, 0.1));
+        assert!(improves(Some((100.0, 10)), Some(1.0), 100.0, 0.5));
+        assert!(!improves(Some((100.0, 10)), Some(1.0), 100.0, 1.0));
+        assert!(!improves(Some((100.0, 10)), Some(1.0), 100.0, 1.5));
+        // A checkpoint written before losses were recorded: an equal score wins.
+        assert!(improves(Some((100.0, 10)), None, 100.0, 1.5));
     }
 }

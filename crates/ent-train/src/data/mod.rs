@@ -11,7 +11,9 @@
 //!    (V = 31), label mapped by an [`EmotionMap`] (K = 4 by default), audio probed from the
 //!    header. Nothing is dropped silently: problems are errors listing every utterance concerned,
 //!    or, where a [`BadDataPolicy`] flag allows skipping, counted in the [`DataReport`].
-//! 3. [`bucketed_batches`] groups utterances of similar length into batches, reshuffled per
+//! 3. Optionally, [`joined_examples`] adds longer examples joined from one speaker's
+//!    utterances (neutral, any, neutral), labelled with the middle one's emotion.
+//! 4. [`bucketed_batches`] groups utterances of similar length into batches, reshuffled per
 //!    epoch from a seed.
 //!
 //! ```no_run
@@ -31,6 +33,7 @@
 mod batch;
 mod emotion;
 mod error;
+mod join;
 mod manifest;
 mod prepare;
 mod text;
@@ -39,6 +42,7 @@ mod utterance;
 pub use batch::bucketed_batches;
 pub use emotion::EmotionMap;
 pub use error::{BadAudio, DataError};
+pub use join::{JoinConfig, Piece, joined_examples};
 pub use manifest::{
     ManifestFormat, iemocap_folds, load_manifest, read_iemocap, read_kaldi, read_lhotse,
     read_speechbrain, read_zed,

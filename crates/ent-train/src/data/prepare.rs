@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::duplicates;
 use super::utterance::segment_serde;
-use super::{BadAudio, DataError, EmotionInterval, EmotionMap, Utterance, Vocab, normalize_text};
+use super::{
+    BadAudio, DataError, EmotionInterval, EmotionMap, Piece, Utterance, Vocab, normalize_text,
+};
 
 /// How far a stated duration may reach past the end of the audio before the utterance counts as
 /// bad (Kaldi's `extract-segments --max-overshoot` default); within it the duration is cut to
@@ -70,6 +72,10 @@ pub struct PreparedUtt {
     /// The part of the file to load (`ent_features::load_segment`).
     #[serde(with = "segment_serde")]
     pub segment: Segment,
+    /// Audio appended after `audio`'s, in order: empty for utterances read from a manifest,
+    /// the middle and last utterance of a joined example ([`super::joined_examples`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Piece>,
     /// The normalised transcript ([`normalize_text`]).
     pub text: String,
     /// Token ids of `text`, `[U]`, values in `0..V` (no blank, no `<sos/eos>`).
@@ -385,6 +391,7 @@ pub fn prepare(
             id: u.id.clone(),
             audio: u.audio.clone(),
             segment: u.segment,
+            then: Vec::new(),
             text: c.text,
             tokens,
             emotion: c.emotion,

@@ -238,6 +238,96 @@ fn run_writes_metrics_and_checkpoints() {
     assert_eq!(last.meta.state.unwrap().step, summary.steps);
 }
 
+/// Joined examples: their filterbanks are their parts' frames one after the other, the trainer
+/// adds them to the epoch and trains on them; without neutral material to join it says so.
+#[test]
+fn joined_examples_are_their_parts_in_a_row() {
+    use ent_train::data::{JoinConfig, joined_examples};
+    use ent_train::features::FeatureSource;
+    let data = TempDir::new("join-data");
+    let train = prepared(&data.0, 24);
+    let cfg = tiny_config();
+    let join = JoinConfig {
+        examples: 6,
+        max_duration: None,
+    };
+    let space = Vocab::characters().space();
+    let joined = joined_examples(&train, &join, cfg.model.neutral, space, cfg.seed);
+    assert_eq!(joined.len(), 6);
+
+    let dev = Device::Cpu;
+    let src = FeatureSource::new(&cfg.model, None, true, &dev).unwrap();
+    let x = &joined[0];
+    let parts: Vec<_> = std::iter::once((x.id.as_str(), x.audio.as_path(), x.segment))
+        .chain(
+            x.then
+                .iter()
+                .map(|p| (p.id.as_str(), p.audio.as_path(), p.segment)),
+        )
+        .collect();
+    assert_eq!(parts.len(), 3);
+    let whole = src
+        .inputs_joined(std::slice::from_ref(&parts), &dev)
+        .unwrap();
+    let mut rows = Vec::new();
+    for &p in &parts {
+        let one = src.inputs(&[p], &dev).unwrap();
+        rows.push(one.features.squeeze(0).unwrap());
+        assert_eq!(one.lens[0], rows.last().unwrap().dim(0).unwrap());
+    }
+    let expected = Tensor::cat(&rows, 0).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(whole.lens, vec![expected.len()]);
+    assert_eq!(
+        whole.features.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+        expected
+    );
+    // Padded next to a short utterance: the short one is zero past its end.
+    let short = (
+        train[0].id.as_str(),
+        train[0].audio.as_path(),
+        train[0].segment,
+    );
+    let both = src.inputs_joined(&[vec![short], parts], &dev).unwrap();
+    assert_eq!(both.lens[1], expected.len());
+    let pad = both
+        .features
+        .get(0)
+        .unwrap()
+        .narrow(0, both.lens[0], expected.len() - both.lens[0]);
+    assert_eq!(
+        pad.unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+
+    let out = TempDir::new("join-out");
+    let plain = Trainer::new(cfg.clone(), train.clone(), vec![], &out.0, &dev).unwrap();
+    let mut with = TrainConfig {
+        join: join.clone(),
+        epochs: 1,
+        ..cfg.clone()
+    };
+    let mut t = Trainer::new(with.clone(), train.clone(), vec![], &out.0, &dev).unwrap();
+    assert_eq!(plain.batches_per_epoch(), 12);
+    assert_eq!(t.batches_per_epoch(), 15);
+    let summary = t.run().unwrap();
+    assert_eq!(summary.steps, 15);
+
+    // No speaker with three neutral utterances: an error, not a silent plain run.
+    with.join.examples = 1;
+    let no_neutral: Vec<_> = train
+        .into_iter()
+        .filter(|u| u.emotion != cfg.model.neutral)
+        .collect();
+    let err = Trainer::new(with, no_neutral, vec![], &out.0, &dev).unwrap_err();
+    assert!(err.to_string().contains("join.examples"), "{err}");
+}
+
 /// A failed write leaves the previous checkpoint readable and no temporary file behind.
 #[test]
 fn a_failed_checkpoint_write_keeps_the_previous_one() {
