@@ -57,14 +57,7 @@ fn demo(c: &mut Criterion, samples: &[f32]) {
     };
     let emitted = run()[0].tokens.len();
     eprintln!("demo_fbank: {emitted} characters emitted in {SECONDS} s");
-    let mut group = c.benchmark_group("cpu/transcribe");
-    group.sample_size(10);
-    group.throughput(Throughput::Elements(SECONDS as u64));
-    group.bench_function(
-        BenchmarkId::from_parameter(format!("demo_fbank_{SECONDS}s")),
-        |b| b.iter(run),
-    );
-    group.finish();
+    bench_audio(c, "demo_fbank", run);
 }
 
 fn backbone(c: &mut Criterion, samples: &[f32]) {
@@ -93,12 +86,17 @@ fn backbone(c: &mut Criterion, samples: &[f32]) {
             .expect("encode");
         decode(&model, &enc, &Search::default()).expect("decode")
     };
+    bench_audio(c, "wav2vec2-base", run);
+}
+
+/// Times `run` (which transcribes `SECONDS` of audio) as `cpu/transcribe/{name}_{SECONDS}s`.
+fn bench_audio<R>(c: &mut Criterion, name: &str, mut run: impl FnMut() -> R) {
     let mut group = c.benchmark_group("cpu/transcribe");
     group.sample_size(10);
     group.throughput(Throughput::Elements(SECONDS as u64));
     group.bench_function(
-        BenchmarkId::from_parameter(format!("wav2vec2-base_{SECONDS}s")),
-        |b| b.iter(run),
+        BenchmarkId::from_parameter(format!("{name}_{SECONDS}s")),
+        |b| b.iter(&mut run),
     );
     group.finish();
 }

@@ -71,7 +71,10 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
             let mut trainer =
                 Trainer::new(cfg.clone(), splits.train.clone(), splits.valid, &a.out, dev)?;
             eprintln!(
-                "training ENT (filterbank front end) for {} epochs, {} optimiser steps",
+                "training ENT (filterbank front end) on {} utterances and {} joined examples \
+                 (neutral, any, neutral; one voice each) for {} epochs, {} optimiser steps",
+                splits.train.len(),
+                trainer.joined(),
                 cfg.epochs,
                 trainer.total_steps()
             );

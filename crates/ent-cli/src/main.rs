@@ -206,6 +206,12 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
     }
     let test = splits.test.clone();
     let mut trainer = Trainer::new(cfg.clone(), splits.train, splits.valid, &out, dev)?;
+    if trainer.joined() > 0 {
+        eprintln!(
+            "added {} joined training examples (neutral, any, neutral)",
+            trainer.joined()
+        );
+    }
     match a.resume {
         Some(p) if p.as_os_str().is_empty() => trainer.resume(&out.join(LAST))?,
         Some(p) => trainer.resume(&p)?,

@@ -633,30 +633,57 @@ fn drawn<E: std::fmt::Display>(r: Result<(), E>) -> DrawResult {
     r.map_err(|e| anyhow!("{e}"))
 }
 
-fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
-    let colors = class_colors(t.labels);
+/// An SVG page on a white background, drawn with three primitives.
+struct Page<'a> {
+    root: DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+}
+
+impl Page<'_> {
+    fn text(&self, s: &str, pos: (i32, i32), style: TextStyle<'static>) -> DrawResult {
+        drawn(self.root.draw(&Text::new(s.to_string(), pos, style)))
+    }
+
+    fn line(&self, points: Vec<(i32, i32)>, color: RGBColor, width: u32) -> DrawResult {
+        drawn(
+            self.root
+                .draw(&PathElement::new(points, color.stroke_width(width))),
+        )
+    }
+
+    fn rect(&self, a: (i32, i32), b: (i32, i32), color: RGBColor) -> DrawResult {
+        drawn(self.root.draw(&Rectangle::new([a, b], color.filled())))
+    }
+}
+
+/// Draws a `width` x `height` page with `draw` and returns the SVG text.
+fn render_svg(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&Page<'_>) -> DrawResult,
+) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (l.width, l.height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         drawn(root.fill(&WHITE))?;
-        let text = |s: &str, pos: (i32, i32), style: TextStyle<'static>| {
-            drawn(root.draw(&Text::new(s.to_string(), pos, style)))
-        };
-        let line = |points: Vec<(i32, i32)>, color: RGBColor, width: u32| {
-            drawn(root.draw(&PathElement::new(points, color.stroke_width(width))))
-        };
-        let rect = |a: (i32, i32), b: (i32, i32), color: RGBColor| {
-            drawn(root.draw(&Rectangle::new([a, b], color.filled())))
-        };
+        let page = Page { root };
+        draw(&page)?;
+        drawn(page.root.present())?;
+    }
+    Ok(svg)
+}
+
+fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
+    let colors = class_colors(t.labels);
+    render_svg(l.width, l.height, |page| {
         let outline = |x0: i32, y0: i32, x1: i32, y1: i32| {
-            line(
+            page.line(
                 vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)],
                 FRAME,
                 1,
             )
         };
         let left_label = |s: &str, y: i32| {
-            text(
+            page.text(
                 s,
                 (l.plot_left - 8, y),
                 font(12.0, &MUTED, HPos::Right, VPos::Center),
@@ -664,15 +691,15 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         };
 
         for (i, title) in l.title.iter().enumerate() {
-            text(
+            page.text(
                 title,
                 (MARGIN, MARGIN + i as i32 * TITLE_LINE),
                 bold(TITLE_PX, &BLACK, HPos::Left, VPos::Top),
             )?;
         }
         for &(x, y, class) in &l.legend {
-            rect((x, y + 2), (x + SWATCH, y + 2 + SWATCH), colors[class])?;
-            text(
+            page.rect((x, y + 2), (x + SWATCH, y + 2 + SWATCH), colors[class])?;
+            page.text(
                 &t.labels[class],
                 (x + SWATCH + 6, y + 2 + SWATCH / 2),
                 font(LEGEND_PX, &BLACK, HPos::Left, VPos::Center),
@@ -685,21 +712,21 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         if let (Some(top), Some(probs)) = (l.probs_top, t.frame_probs) {
             let bottom = top + PROBS_HEIGHT;
             for &tick in &ticks {
-                line(vec![(l.x(tick), top), (l.x(tick), bottom)], GRID, 1)?;
+                page.line(vec![(l.x(tick), top), (l.x(tick), bottom)], GRID, 1)?;
             }
             for p in [0.25, 0.5, 0.75] {
                 let y = TimelineLayout::prob_y(top, p);
-                line(vec![(l.plot_left, y), (l.plot_right(), y)], GRID, 1)?;
+                page.line(vec![(l.plot_left, y), (l.plot_right(), y)], GRID, 1)?;
             }
             for (p, s) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
                 let y = TimelineLayout::prob_y(top, p);
-                text(
+                page.text(
                     s,
                     (l.plot_left - 6, y),
                     font(11.0, &MUTED, HPos::Right, VPos::Center),
                 )?;
             }
-            text(
+            page.text(
                 "probability",
                 (MARGIN + 10, top + PROBS_HEIGHT / 2),
                 font(12.0, &MUTED, HPos::Center, VPos::Center).transform(FontTransform::Rotate270),
@@ -718,7 +745,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
                     })
                     .collect();
                 if points.len() >= 2 {
-                    line(points, color, 2)?;
+                    page.line(points, color, 2)?;
                 }
             }
         }
@@ -729,14 +756,14 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         for (start, end, class) in runs(t.frame_emotions) {
             let x0 = l.x(start as f64 * t.frame_shift);
             let x1 = l.x(end as f64 * t.frame_shift);
-            rect(
+            page.rect(
                 (x0, top),
                 (x1.max(x0 + 1), top + BAND_HEIGHT),
                 colors[class],
             )?;
             let name = &t.labels[class];
             if f64::from(x1 - x0) >= text_width(name, 12.0) + 10.0 {
-                text(
+                page.text(
                     name,
                     ((x0 + x1) / 2, top + BAND_HEIGHT / 2),
                     font(
@@ -749,7 +776,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
             }
         }
         if t.frame_emotions.is_empty() {
-            text(
+            page.text(
                 "no frames",
                 (l.plot_left + 8, top + BAND_HEIGHT / 2),
                 font(12.0, &MUTED, HPos::Left, VPos::Center),
@@ -762,14 +789,14 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
             left_label("reference", top + BAND_HEIGHT / 2)?;
             for &(start, end, class) in reference {
                 let (x0, x1) = (l.x(start), l.x(end));
-                rect(
+                page.rect(
                     (x0, top),
                     (x1.max(x0 + 1), top + BAND_HEIGHT),
                     colors[class],
                 )?;
                 let name = &t.labels[class];
                 if f64::from(x1 - x0) >= text_width(name, 12.0) + 10.0 {
-                    text(
+                    page.text(
                         name,
                         ((x0 + x1) / 2, top + BAND_HEIGHT / 2),
                         font(
@@ -796,7 +823,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
                 continue;
             }
             let x = l.x(*time);
-            line(
+            page.line(
                 vec![(x, l.marker_top), (x, l.marker_top + MARKER_HEIGHT)],
                 colors[*class],
                 2,
@@ -804,7 +831,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         }
         for word in &l.words {
             let y = l.words_top + word.row as i32 * WORD_ROW + WORD_ROW / 2;
-            text(
+            page.text(
                 &word.text,
                 (word.x, y),
                 font(WORD_PX, &BLACK, HPos::Left, VPos::Center),
@@ -813,24 +840,23 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
 
         // Time axis.
         let y = l.axis_y;
-        line(vec![(l.plot_left, y), (l.plot_right(), y)], BLACK, 1)?;
+        page.line(vec![(l.plot_left, y), (l.plot_right(), y)], BLACK, 1)?;
         for &tick in &ticks {
             let x = l.x(tick);
-            line(vec![(x, y), (x, y + 5)], BLACK, 1)?;
-            text(
+            page.line(vec![(x, y), (x, y + 5)], BLACK, 1)?;
+            page.text(
                 &format!("{tick:.decimals$}"),
                 (x, y + 8),
                 font(TICK_PX, &BLACK, HPos::Center, VPos::Top),
             )?;
         }
-        text(
+        page.text(
             "time (s)",
             (l.plot_left - 20, y + 8 + 7),
             font(12.0, &MUTED, HPos::Right, VPos::Center),
         )?;
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -928,28 +954,15 @@ fn render_confusion(
         None => "n = 0 (no samples)".to_string(),
     };
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (l.width, l.height)).into_drawing_area();
-        drawn(root.fill(&WHITE))?;
-        let text = |s: &str, pos: (i32, i32), style: TextStyle<'static>| {
-            drawn(root.draw(&Text::new(s.to_string(), pos, style)))
-        };
-        let rect = |a: (i32, i32), b: (i32, i32), color: RGBColor| {
-            drawn(root.draw(&Rectangle::new([a, b], color.filled())))
-        };
-        let line = |points: Vec<(i32, i32)>, color: RGBColor, width: u32| {
-            drawn(root.draw(&PathElement::new(points, color.stroke_width(width))))
-        };
-
+    render_svg(l.width, l.height, |page| {
         for (i, title) in l.title.iter().enumerate() {
-            text(
+            page.text(
                 title,
                 (MARGIN, MARGIN + i as i32 * TITLE_LINE),
                 bold(TITLE_PX, &BLACK, HPos::Left, VPos::Top),
             )?;
         }
-        text(
+        page.text(
             &summary,
             (MARGIN, l.summary_y),
             font(13.0, &MUTED, HPos::Left, VPos::Top),
@@ -961,12 +974,12 @@ fn render_confusion(
         let grid_right = gl + kk * c;
         let grid_bottom = gt + kk * c;
 
-        text(
+        page.text(
             "hypothesis",
             ((gl + grid_right) / 2, gt - 30),
             bold(13.0, &BLACK, HPos::Center, VPos::Bottom),
         )?;
-        text(
+        page.text(
             "reference",
             (MARGIN + 10, (gt + grid_bottom) / 2),
             bold(13.0, &BLACK, HPos::Center, VPos::Center).transform(FontTransform::Rotate270),
@@ -976,30 +989,30 @@ fn render_confusion(
             let i32_i = i as i32;
             // Column header with a colour bar.
             let cx = gl + i32_i * c + c / 2;
-            text(
+            page.text(
                 name,
                 (cx, gt - 10),
                 font(CLASS_PX, &BLACK, HPos::Center, VPos::Bottom),
             )?;
-            rect(
+            page.rect(
                 (gl + i32_i * c + 4, gt - 6),
                 (gl + (i32_i + 1) * c - 4, gt - 3),
                 colors[i],
             )?;
             // Row header with a swatch.
             let cy = gt + i32_i * c + c / 2;
-            text(
+            page.text(
                 name,
                 (gl - 10, cy),
                 font(CLASS_PX, &BLACK, HPos::Right, VPos::Center),
             )?;
-            rect(
+            page.rect(
                 (gl - 6, gt + i32_i * c + 4),
                 (gl - 3, gt + (i32_i + 1) * c - 4),
                 colors[i],
             )?;
             // Row total.
-            text(
+            page.text(
                 &format!("n = {}", totals[i]),
                 (grid_right + 8, cy),
                 font(12.0, &MUTED, HPos::Left, VPos::Center),
@@ -1012,15 +1025,15 @@ fn render_confusion(
                 let y0 = gt + r as i32 * c;
                 let share = percent(count, totals[r]);
                 let fill = shade(share.unwrap_or(0.0) / 100.0);
-                rect((x0, y0), (x0 + c, y0 + c), fill)?;
+                page.rect((x0, y0), (x0 + c, y0 + c), fill)?;
                 let ink = text_color_on(fill);
-                text(
+                page.text(
                     &count.to_string(),
                     (x0 + c / 2, y0 + c / 2 - 9),
                     bold(15.0, &ink, HPos::Center, VPos::Center),
                 )?;
                 let share = share.map_or_else(|| "–".to_string(), |p| format!("{p:.1}%"));
-                text(
+                page.text(
                     &share,
                     (x0 + c / 2, y0 + c / 2 + 11),
                     font(12.0, &ink, HPos::Center, VPos::Center),
@@ -1029,12 +1042,12 @@ fn render_confusion(
         }
         // Grid lines, and the diagonal outlined.
         for i in 0..=kk {
-            line(vec![(gl, gt + i * c), (grid_right, gt + i * c)], GRID, 1)?;
-            line(vec![(gl + i * c, gt), (gl + i * c, grid_bottom)], GRID, 1)?;
+            page.line(vec![(gl, gt + i * c), (grid_right, gt + i * c)], GRID, 1)?;
+            page.line(vec![(gl + i * c, gt), (gl + i * c, grid_bottom)], GRID, 1)?;
         }
         for i in 0..kk {
             let (x0, y0) = (gl + i * c, gt + i * c);
-            line(
+            page.line(
                 vec![
                     (x0, y0),
                     (x0 + c, y0),
@@ -1046,14 +1059,13 @@ fn render_confusion(
                 2,
             )?;
         }
-        text(
+        page.text(
             "cell: count and share of the reference row",
             (gl, grid_bottom + 12),
             font(11.0, &MUTED, HPos::Left, VPos::Top),
         )?;
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -45,10 +45,16 @@ impl Drop for TempDir {
 
 /// The first `n` entries of a corpus manifest, audio paths made absolute.
 fn subset(name: &str, n: usize) -> serde_json::Value {
+    subset_where(name, n, |_| true)
+}
+
+/// The first `n` entries of manifest `name` (in id order) whose id passes `keep`.
+fn subset_where(name: &str, n: usize, keep: impl Fn(&str) -> bool) -> serde_json::Value {
     let text = std::fs::read_to_string(corpus().join(name)).unwrap();
     let all: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
     let picked: serde_json::Map<_, _> = all
         .into_iter()
+        .filter(|(k, _)| keep(k))
         .take(n)
         .map(|(k, mut v)| {
             let wav = corpus().join(v["wav"].as_str().unwrap());
@@ -167,29 +173,37 @@ fn eval_scores_a_manifest_and_writes_reports_and_plots() {
 #[test]
 fn demo_runs_end_to_end_on_a_small_corpus() {
     let dir = TempDir::new("demo");
-    for (name, n) in [
-        ("train.json", 8),
-        ("valid.json", 4),
-        ("test.json", 4),
-        ("diar.json", 2),
-    ] {
+    // One voice, three of its sentences in each style: enough neutral material for the
+    // joined training examples of the demo configuration.
+    let voice = |k: &str| k.starts_with("en-029-m6_") && k.contains("_s0");
+    let train = subset_where("train.json", 12, voice);
+    assert_eq!(train.as_object().unwrap().len(), 10);
+    std::fs::write(dir.0.join("train.json"), train.to_string()).unwrap();
+    for (name, n) in [("valid.json", 4), ("test.json", 4), ("diar.json", 2)] {
         std::fs::write(dir.0.join(name), subset(name, n).to_string()).unwrap();
     }
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(corpus().join("config.json")).unwrap())
             .unwrap();
     cfg["epochs"] = 1.into();
+    cfg["join"]["examples"] = 4.into();
     cfg["batch_size"] = 4.into();
     cfg["progress"] = false.into();
     std::fs::write(dir.0.join("config.json"), cfg.to_string()).unwrap();
     let out = dir.0.join("out");
-    let text = stdout(&ent(&[
+    let run = ent(&[
         "demo",
         "--data",
         dir.0.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]));
+    ]);
+    let text = stdout(&run);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        log.contains("on 10 utterances and 4 joined examples"),
+        "{log}"
+    );
     assert!(text.contains("test (4 utterances)"), "{text}");
     assert!(text.contains("diar (2 utterances)"), "{text}");
     for f in [
