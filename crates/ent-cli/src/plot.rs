@@ -653,6 +653,26 @@ impl Page<'_> {
     fn rect(&self, a: (i32, i32), b: (i32, i32), color: RGBColor) -> DrawResult {
         drawn(self.root.draw(&Rectangle::new([a, b], color.filled())))
     }
+
+    /// One segment of a timeline band: a block from `x0` to `x1` (at least a pixel wide) in
+    /// the class colour, with the class name centred in it when it fits.
+    fn band_block(
+        &self,
+        (x0, x1): (i32, i32),
+        top: i32,
+        color: RGBColor,
+        name: &str,
+    ) -> DrawResult {
+        self.rect((x0, top), (x1.max(x0 + 1), top + BAND_HEIGHT), color)?;
+        if f64::from(x1 - x0) >= text_width(name, 12.0) + 10.0 {
+            self.text(
+                name,
+                ((x0 + x1) / 2, top + BAND_HEIGHT / 2),
+                font(12.0, &text_color_on(color), HPos::Center, VPos::Center),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Draws a `width` x `height` page with `draw` and returns the SVG text.
@@ -756,24 +776,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         for (start, end, class) in runs(t.frame_emotions) {
             let x0 = l.x(start as f64 * t.frame_shift);
             let x1 = l.x(end as f64 * t.frame_shift);
-            page.rect(
-                (x0, top),
-                (x1.max(x0 + 1), top + BAND_HEIGHT),
-                colors[class],
-            )?;
-            let name = &t.labels[class];
-            if f64::from(x1 - x0) >= text_width(name, 12.0) + 10.0 {
-                page.text(
-                    name,
-                    ((x0 + x1) / 2, top + BAND_HEIGHT / 2),
-                    font(
-                        12.0,
-                        &text_color_on(colors[class]),
-                        HPos::Center,
-                        VPos::Center,
-                    ),
-                )?;
-            }
+            page.band_block((x0, x1), top, colors[class], &t.labels[class])?;
         }
         if t.frame_emotions.is_empty() {
             page.text(
@@ -788,25 +791,7 @@ fn render_timeline(t: &Timeline, l: &TimelineLayout) -> anyhow::Result<String> {
         if let (Some(top), Some(reference)) = (l.reference_top, t.reference) {
             left_label("reference", top + BAND_HEIGHT / 2)?;
             for &(start, end, class) in reference {
-                let (x0, x1) = (l.x(start), l.x(end));
-                page.rect(
-                    (x0, top),
-                    (x1.max(x0 + 1), top + BAND_HEIGHT),
-                    colors[class],
-                )?;
-                let name = &t.labels[class];
-                if f64::from(x1 - x0) >= text_width(name, 12.0) + 10.0 {
-                    page.text(
-                        name,
-                        ((x0 + x1) / 2, top + BAND_HEIGHT / 2),
-                        font(
-                            12.0,
-                            &text_color_on(colors[class]),
-                            HPos::Center,
-                            VPos::Center,
-                        ),
-                    )?;
-                }
+                page.band_block((l.x(start), l.x(end)), top, colors[class], &t.labels[class])?;
             }
             outline(l.plot_left, top, l.plot_right(), top + BAND_HEIGHT)?;
         }
