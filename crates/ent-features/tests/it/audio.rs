@@ -235,10 +235,9 @@ fn twenty_four_bit_in_four_byte_containers_seek_correctly() {
     assert_eq!(seg.samples, want[250..350]);
 }
 
-fn tmp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ent-features-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+/// Writes `bytes` to `name` in `dir`.
+fn tmp(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
     p
 }
@@ -259,12 +258,17 @@ fn bad_files_are_named_errors() {
     let e = load(std::env::temp_dir()).unwrap_err();
     assert!(matches!(e, FeatureError::Io { .. }), "{e}");
     // Empty file.
-    let p = tmp("empty.wav", b"");
+    let dir = tempfile::Builder::new()
+        .prefix("ent-features-")
+        .tempdir()
+        .unwrap();
+    let p = tmp(&dir, "empty.wav", b"");
     let e = load(&p).unwrap_err();
     assert!(matches!(e, FeatureError::Empty { .. }), "{e}");
     named(&e, &p);
     // Not audio.
     let p = tmp(
+        &dir,
         "notes.mp3",
         b"these are not the samples you are looking for\n",
     );
@@ -279,13 +283,13 @@ fn bad_files_are_named_errors() {
     named(&e, &p);
     // Truncated WAV: the header promises more data than the file holds.
     let wav = std::fs::read(fixture("tone.wav")).unwrap();
-    let p = tmp("cut.wav", &wav[..wav.len() / 2]);
+    let p = tmp(&dir, "cut.wav", &wav[..wav.len() / 2]);
     let e = load(&p).unwrap_err();
     assert!(matches!(e, FeatureError::Truncated { .. }), "{e}");
     named(&e, &p);
     // Truncated FLAC.
     let flac = std::fs::read(fixture("tone.flac")).unwrap();
-    let p = tmp("cut.flac", &flac[..flac.len() * 2 / 3]);
+    let p = tmp(&dir, "cut.flac", &flac[..flac.len() * 2 / 3]);
     let e = load(&p).unwrap_err();
     assert!(
         matches!(
@@ -296,7 +300,7 @@ fn bad_files_are_named_errors() {
     );
     named(&e, &p);
     // A WAV header with no samples.
-    let p = tmp("silent.wav", &wav_24_in_32(&[], 16000));
+    let p = tmp(&dir, "silent.wav", &wav_24_in_32(&[], 16000));
     let e = load(&p).unwrap_err();
     assert!(matches!(e, FeatureError::Empty { .. }), "{e}");
     named(&e, &p);
@@ -304,7 +308,7 @@ fn bad_files_are_named_errors() {
     let mut f32wav = std::fs::read(fixture("tone_f32.wav")).unwrap();
     let at = f32wav.len() - 4 * 100;
     f32wav[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let p = tmp("nan.wav", &f32wav);
+    let p = tmp(&dir, "nan.wav", &f32wav);
     let e = load(&p).unwrap_err();
     assert!(matches!(e, FeatureError::NonFinite { .. }), "{e}");
     assert!(named(&e, &p).contains("is not finite"));

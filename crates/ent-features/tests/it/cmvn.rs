@@ -11,11 +11,12 @@ fn feats(frames: usize, dim: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (frames, dim), &Device::Cpu).unwrap()
 }
 
-/// A fresh folder per test (tests run in parallel).
-fn tmp(test: &str, name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ent-cmvn-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A fresh folder per test (tests run in parallel), removed when the test ends.
+fn tmp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ent-cmvn-")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -72,7 +73,8 @@ fn merging_equals_accumulating_everything() {
 fn save_and_load_round_trip_exactly() {
     let mut stats = CmvnStats::new(5);
     stats.accumulate(&feats(33, 5, 9)).unwrap();
-    let path = tmp("roundtrip", "stats.json");
+    let dir = tmp_dir();
+    let path = dir.path().join("stats.json");
     stats.save(&path).unwrap();
     assert_eq!(CmvnStats::load(&path).unwrap(), stats);
     // Saving again replaces the file and leaves no temporary behind.
@@ -88,7 +90,8 @@ fn save_and_load_round_trip_exactly() {
 
 #[test]
 fn bad_statistics_files_are_named_errors() {
-    let p = tmp("bad", "bad.json");
+    let dir = tmp_dir();
+    let p = dir.path().join("bad.json");
     std::fs::write(&p, b"{\"count\": 3}").unwrap();
     let e = CmvnStats::load(&p).unwrap_err();
     assert!(matches!(e, FeatureError::Stats { .. }), "{e}");
@@ -104,7 +107,7 @@ fn bad_statistics_files_are_named_errors() {
             .to_string()
             .contains("sums of squares")
     );
-    let e = CmvnStats::load(tmp("bad", "missing.json")).unwrap_err();
+    let e = CmvnStats::load(dir.path().join("missing.json")).unwrap_err();
     assert!(matches!(e, FeatureError::Io { .. }));
 }
 
