@@ -4,7 +4,9 @@
 //!
 //! - [`rnnt_loss`]: the transducer loss `-log P(y | x)` with the log-softmax fused in and a
 //!   hand-written backward pass;
-//! - [`lattice_max_pool_loss`]: weakly supervised emotion pooling over the lattice nodes.
+//! - [`lattice_max_pool_loss`]: weakly supervised emotion pooling over the lattice nodes;
+//! - [`rnnt_best_path`]: the most probable alignment (Viterbi), the nodes greedy decoding
+//!   visits, for pooling over the alignment only.
 //!
 //! Both take and return candle tensors and are differentiable with `backward()`. The same
 //! computations work on plain slices in [`cpu`], for callers who manage their own memory.
@@ -32,6 +34,7 @@
 //!
 //! [candle]: https://github.com/huggingface/candle
 
+mod align;
 mod config;
 mod elem;
 mod error;
@@ -41,14 +44,16 @@ mod problem;
 mod rnnt;
 mod rowops;
 
+pub use align::Alignment;
 pub use config::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
 pub use elem::{Acc, Logit};
 pub use error::LatticeError;
-pub use op::{lattice_max_pool_loss, rnnt_loss};
+pub use op::{lattice_max_pool_loss, rnnt_best_path, rnnt_loss};
 pub use problem::{Index, LatticeDims};
 
 /// The losses on plain slices, without candle tensors.
 pub mod cpu {
+    pub use crate::align::rnnt_best_path_slice as rnnt_best_path;
     pub use crate::pool::lattice_max_pool_loss_slice as lattice_max_pool_loss;
     pub use crate::rnnt::rnnt_loss_slice as rnnt_loss;
 }

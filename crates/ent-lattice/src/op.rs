@@ -7,6 +7,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 use half::{bf16, f16};
 
+use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
 use crate::elem::{Acc, Logit};
 use crate::error::LatticeError;
@@ -115,6 +116,66 @@ pub fn rnnt_loss(
     };
     let costs = logits.contiguous()?.apply_op1(op)?;
     reduce(costs, cfg.reduction, b)
+}
+
+/// The most probable alignment of each utterance through the RNN-T lattice (Viterbi over the
+/// same log-probabilities as [`rnnt_loss`]); arguments as for [`rnnt_loss`], with `blank` the
+/// blank index. No gradient: the logits are read on the host (copied there from a GPU).
+///
+/// Each [`Alignment`] lists, for every valid frame `t`, the predictor position `u_t` whose
+/// blank leaves that frame: the node where greedy decoding reads frame `t`'s emotion.
+pub fn rnnt_best_path(
+    logits: &Tensor,
+    targets: &Tensor,
+    logit_lens: &Tensor,
+    target_lens: &Tensor,
+    blank: usize,
+) -> candle_core::Result<Vec<Alignment>> {
+    let dims = dims4("logits", logits, "V")?;
+    if dims.batch == 0 {
+        Err(LatticeError::EmptyBatch { arg: "logits" })?;
+    }
+    check_logit_dtype("logits", logits)?;
+    let b = dims.batch;
+    let targets = host_index("targets", targets, &[b, dims.targets])?;
+    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
+    let target_lens = host_index("target_lens", target_lens, &[b])?;
+    let flat = logits.detach().flatten_all()?;
+    let paths = match logits.dtype() {
+        DType::F64 => align::rnnt_best_path_slice(
+            &flat.to_vec1::<f64>()?,
+            dims,
+            &targets,
+            &logit_lens,
+            &target_lens,
+            blank,
+        ),
+        DType::F16 => align::rnnt_best_path_slice(
+            &flat.to_vec1::<f16>()?,
+            dims,
+            &targets,
+            &logit_lens,
+            &target_lens,
+            blank,
+        ),
+        DType::BF16 => align::rnnt_best_path_slice(
+            &flat.to_vec1::<bf16>()?,
+            dims,
+            &targets,
+            &logit_lens,
+            &target_lens,
+            blank,
+        ),
+        _ => align::rnnt_best_path_slice(
+            &flat.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            dims,
+            &targets,
+            &logit_lens,
+            &target_lens,
+            blank,
+        ),
+    }?;
+    Ok(paths)
 }
 
 /// What the RNN-T forward pass keeps for the backward pass.

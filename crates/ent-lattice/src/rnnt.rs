@@ -163,25 +163,27 @@ pub(crate) struct Forward {
     coefs: Vec<Coef>,
 }
 
-/// Passes A and B. With `buf` (the future gradient, `[B][T][U+1][V]`) it also stores
-/// `exp(z - max)` for every valid node and the coefficients for [`backward`].
-pub(crate) fn forward<E: Logit>(
+/// Pass A's results, `[B][T][U+1]` each, NaN outside the valid nodes.
+pub(crate) struct NodeLogProbs {
+    /// `log softmax(z[t,u])[blank]`.
+    pub lp_blank: Vec<f64>,
+    /// `log softmax(z[t,u])[y_{u+1}]` for `u < U_b`.
+    pub lp_label: Vec<f64>,
+    /// `sum_k exp(z[t,u,k] - max_k z[t,u,k])`.
+    pub sums: Vec<f64>,
+}
+
+/// Pass A: one read of each valid node's logits gives the blank and label log-probabilities.
+/// With `buf` (`[B][T][U+1][V]`) it also stores `exp(z - max)` for every valid node.
+pub(crate) fn log_probs<E: Logit>(
     logits: &[E],
     p: &RnntProblem,
-    cfg: &RnntLossConfig,
     buf: Option<&mut [E::Acc]>,
-) -> Result<Forward, LatticeError> {
+) -> NodeLogProbs {
     let dims = p.dims;
-    check_buffer("logits", logits.len(), &dims)?;
-    let want_grad = buf.is_some();
-    if let Some(buf) = &buf {
-        check_buffer("gradient buffer", buf.len(), &dims)?;
-    }
     let (t_max, u1, v) = (dims.frames, dims.positions(), dims.classes);
-    let nodes = dims.nodes()?;
+    let nodes = dims.batch * t_max * u1;
     let row_len = u1 * v;
-
-    // Pass A.
     let mut lp_blank = vec![f64::NAN; nodes];
     let mut lp_label = vec![f64::NAN; nodes];
     let mut sums = vec![f64::NAN; nodes];
@@ -218,6 +220,37 @@ pub(crate) fn forward<E: Logit>(
                 }
             },
         );
+
+    NodeLogProbs {
+        lp_blank,
+        lp_label,
+        sums,
+    }
+}
+
+/// Passes A and B. With `buf` (the future gradient, `[B][T][U+1][V]`) it also stores
+/// `exp(z - max)` for every valid node and the coefficients for [`backward`].
+pub(crate) fn forward<E: Logit>(
+    logits: &[E],
+    p: &RnntProblem,
+    cfg: &RnntLossConfig,
+    buf: Option<&mut [E::Acc]>,
+) -> Result<Forward, LatticeError> {
+    let dims = p.dims;
+    check_buffer("logits", logits.len(), &dims)?;
+    let want_grad = buf.is_some();
+    if let Some(buf) = &buf {
+        check_buffer("gradient buffer", buf.len(), &dims)?;
+    }
+    let (t_max, u1) = (dims.frames, dims.positions());
+    let nodes = dims.nodes()?;
+
+    // Pass A.
+    let NodeLogProbs {
+        lp_blank,
+        lp_label,
+        sums,
+    } = log_probs(logits, p, buf);
 
     // Pass B.
     let per_utt = t_max * u1;

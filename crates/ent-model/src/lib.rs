@@ -26,7 +26,7 @@ pub use error::ModelError;
 pub use frontend::FbankFrontEnd;
 pub use heads::{CtaRnn, Joint, Predictor, PredictorState, UtteranceHead};
 pub use model::{
-    Encoded, Features, LossConfig, Losses, Model, NeutralPooling, Output, PoolingMode, Predicted,
-    Targets,
+    Encoded, Features, LossConfig, Losses, Model, NeutralPooling, Output, PoolNodes, PoolingMode,
+    Predicted, Targets,
 };
 pub use nn::{Mode, SeededVarMap};

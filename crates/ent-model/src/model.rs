@@ -90,6 +90,20 @@ pub enum PoolingMode {
     FullU,
 }
 
+/// Which lattice nodes the pooling chooses from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolNodes {
+    /// Every valid node `(t, u)` of the lattice (ENT-SPEC §3).
+    #[default]
+    Lattice,
+    /// Only the node of each frame on the most probable alignment of the transcript under the
+    /// current ASR joint ([`ent_lattice::rnnt_best_path`]): where greedy decoding reads the
+    /// frame's emotion. The whole lattice lets the pooling pick nodes that decoding never
+    /// visits, so emotional frames can stay neutral on the decoded path.
+    Alignment,
+}
+
 /// The neutral pooling term, as in [`ent_lattice::NeutralTerm`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +135,8 @@ pub struct LossConfig {
     pub pool_mode: PoolingMode,
     /// The neutral term of the pooling.
     pub neutral_term: NeutralPooling,
+    /// Which nodes the pooling chooses from.
+    pub pool_nodes: PoolNodes,
 }
 
 impl Default for LossConfig {
@@ -133,6 +149,7 @@ impl Default for LossConfig {
             gender: 0.1,
             pool_mode: PoolingMode::One,
             neutral_term: NeutralPooling::Min,
+            pool_nodes: PoolNodes::Lattice,
         }
     }
 }
@@ -536,11 +553,19 @@ impl Model {
             },
         )?;
         let labels = Tensor::from_vec(targets.emotions.to_vec(), b, dev)?;
+        let (emotion_nodes, pool_token_lens) = match cfg.pool_nodes {
+            PoolNodes::Lattice => (out.emotion_logits.clone(), token_lens.clone()),
+            PoolNodes::Alignment => {
+                let nodes =
+                    alignment_nodes(out, targets, &frame_lens, &token_lens, self.cfg.blank)?;
+                (nodes, Tensor::zeros(b, DType::U32, dev)?)
+            }
+        };
         let lattice = ent_lattice::lattice_max_pool_loss(
-            &out.emotion_logits,
+            &emotion_nodes,
             &labels,
             &frame_lens,
-            &token_lens,
+            &pool_token_lens,
             &LatticePoolConfig {
                 neutral: self.cfg.neutral,
                 mode: match cfg.pool_mode {
@@ -588,6 +613,41 @@ impl Model {
             head: head.mean_all()?,
         })
     }
+}
+
+/// The emotion logits at each frame's node on the best alignment, `[B, T, 1, K]`: a lattice
+/// with one predictor position, so the pooling chooses among those nodes only. Padded frames
+/// repeat node `(0, 0)` and are never read.
+fn alignment_nodes(
+    out: &Output,
+    targets: &Targets,
+    frame_lens: &Tensor,
+    token_lens: &Tensor,
+    blank: usize,
+) -> Result<Tensor, ModelError> {
+    let (b, t, u1, k) = out.emotion_logits.dims4()?;
+    let paths = ent_lattice::rnnt_best_path(
+        &out.asr_logits,
+        targets.tokens,
+        frame_lens,
+        token_lens,
+        blank,
+    )?;
+    let mut index = vec![0u32; b * t];
+    for (i, path) in paths.iter().enumerate() {
+        for (f, &u) in path.blank_positions.iter().enumerate() {
+            index[i * t + f] = ((i * t + f) * u1 + u) as u32;
+        }
+        for f in path.blank_positions.len()..t {
+            index[i * t + f] = ((i * t) * u1) as u32;
+        }
+    }
+    let index = Tensor::from_vec(index, b * t, out.emotion_logits.device())?;
+    Ok(out
+        .emotion_logits
+        .reshape((b * t * u1, k))?
+        .index_select(&index, 0)?
+        .reshape((b, t, 1, k))?)
 }
 
 /// Per-row cross-entropy `[B]` of `logits` `[B, K]` against `labels` `[B]` (u32).

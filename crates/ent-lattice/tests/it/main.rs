@@ -3,6 +3,7 @@
 // Lattice loops read best with explicit (t, u) indices.
 #![allow(clippy::needless_range_loop)]
 
+mod align;
 mod candle_api;
 mod errors;
 mod peer;

@@ -405,3 +405,103 @@ fn config_round_trips_through_json_with_paper_defaults() {
     let e = serde_json::from_str::<ModelConfig>(r#"{"encoder_hiden": 3}"#).unwrap_err();
     assert!(e.to_string().contains("unknown field"), "{e}");
 }
+
+/// Pooling over the alignment: the lattice term is the max/min pooling over the emotion
+/// logits at the best alignment's nodes (recomputed here by hand from the paths), and only
+/// those nodes receive gradient.
+#[test]
+fn alignment_pooling_reads_only_the_best_path() {
+    let (_, mcfg) = variants().remove(0);
+    let (_, model) = build(&mcfg);
+    let dev = Device::Cpu;
+    let (b, t, u, v, k) = (3, 7, 4, 31, mcfg.num_emotions);
+    let mut rng = SplitMix64::new(11);
+    let mut randn =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| 3.0 * rng.gaussian() as f32).collect() };
+    let asr = Tensor::from_vec(randn(b * t * (u + 1) * v), (b, t, u + 1, v), &dev).unwrap();
+    let emo = Var::from_vec(randn(b * t * (u + 1) * k), (b, t, u + 1, k), &dev).unwrap();
+    let out = ent_model::Output {
+        asr_logits: asr.clone(),
+        emotion_logits: emo.as_tensor().clone(),
+        utterance_logits: Tensor::zeros((b, k), DType::F32, &dev).unwrap(),
+        intensity: None,
+        gender_logits: None,
+        frame_lens: vec![7, 5, 3],
+    };
+    let tokens = Tensor::new(&[[3u32, 4, 5, 6], [7, 8, 0, 0], [9, 10, 11, 0]], &dev).unwrap();
+    let token_lens = [4usize, 2, 3];
+    let emotions = [0u32, mcfg.neutral as u32, 2];
+    let targets = Targets {
+        tokens: &tokens,
+        token_lens: &token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+    };
+    let cfg = LossConfig {
+        pool_nodes: ent_model::PoolNodes::Alignment,
+        ..Default::default()
+    };
+    let l = model.loss(&out, &targets, &cfg).unwrap();
+
+    let u32s = |x: &[usize]| Tensor::from_vec(x.iter().map(|&v| v as u32).collect(), x.len(), &dev);
+    let paths = ent_lattice::rnnt_best_path(
+        &asr,
+        &tokens,
+        &u32s(&out.frame_lens).unwrap(),
+        &u32s(&token_lens).unwrap(),
+        mcfg.blank,
+    )
+    .unwrap();
+    let z: Vec<Vec<Vec<Vec<f32>>>> = (0..b)
+        .map(|i| emo.get(i).unwrap().to_vec3::<f32>().unwrap())
+        .collect();
+    let softmax = |row: &[f32]| -> Vec<f64> {
+        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|x| x / s).collect()
+    };
+    let mut want = 0.0;
+    let mut on_path = vec![vec![vec![false; u + 1]; t]; b];
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(p.blank_positions.len(), out.frame_lens[i]);
+        assert_eq!(*p.blank_positions.last().unwrap(), token_lens[i]);
+        let probs: Vec<Vec<f64>> = p
+            .blank_positions
+            .iter()
+            .enumerate()
+            .map(|(f, &pu)| {
+                on_path[i][f][pu] = true;
+                softmax(&z[i][f][pu])
+            })
+            .collect();
+        let best = probs
+            .iter()
+            .map(|p| p[emotions[i] as usize])
+            .fold(0.0, f64::max);
+        let least_neutral = probs.iter().map(|p| p[mcfg.neutral]).fold(1.0, f64::min);
+        want += -best.max(1e-8).ln() - least_neutral.max(1e-8).ln();
+    }
+    want /= b as f64;
+    let got = l.lattice.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - want).abs() < 1e-5 * want.max(1.0), "{got} vs {want}");
+
+    let grads = l.lattice.backward().unwrap();
+    let g = grads.get(&emo).expect("emotion logits have a gradient");
+    let mut touched = 0;
+    for (i, path) in on_path.iter().enumerate() {
+        let gi = g.get(i).unwrap().to_vec3::<f32>().unwrap();
+        for (f, (grow, prow)) in gi.iter().zip(path).enumerate() {
+            for (pu, (gz, &on)) in grow.iter().zip(prow).enumerate() {
+                let nz = gz.iter().any(|&x| x != 0.0);
+                assert!(!nz || on, "gradient off the path at {i} {f} {pu}");
+                touched += nz as usize;
+            }
+        }
+    }
+    assert!(
+        (b..=2 * b).contains(&touched),
+        "{touched} nodes received gradient"
+    );
+}
