@@ -98,16 +98,9 @@ pub fn rnnt_loss(
     target_lens: &Tensor,
     cfg: &RnntLossConfig,
 ) -> candle_core::Result<Tensor> {
-    let dims = dims4("logits", logits, "V")?;
-    if dims.batch == 0 {
-        Err(LatticeError::EmptyBatch { arg: "logits" })?;
-    }
-    check_logit_dtype("logits", logits)?;
-    let b = dims.batch;
-    let targets = host_index("targets", targets, &[b, dims.targets])?;
-    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
-    let target_lens = host_index("target_lens", target_lens, &[b])?;
-    let problem = rnnt::validate(dims, &targets, &logit_lens, &target_lens, cfg)?;
+    let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
+    let (dims, b) = (h.dims, h.dims.batch);
+    let problem = rnnt::validate(dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
     let op = RnntOp {
         problem: Arc::new(problem),
         cfg: cfg.clone(),
@@ -131,51 +124,59 @@ pub fn rnnt_best_path(
     target_lens: &Tensor,
     blank: usize,
 ) -> candle_core::Result<Vec<Alignment>> {
-    let dims = dims4("logits", logits, "V")?;
-    if dims.batch == 0 {
-        Err(LatticeError::EmptyBatch { arg: "logits" })?;
+    let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
+    fn run<E: Logit + candle_core::WithDType>(
+        flat: &Tensor,
+        h: &HostArgs,
+        blank: usize,
+    ) -> candle_core::Result<Vec<Alignment>> {
+        let (t, ll, tl) = (&h.targets, &h.logit_lens, &h.target_lens);
+        Ok(align::rnnt_best_path_slice(
+            &flat.to_vec1::<E>()?,
+            h.dims,
+            t,
+            ll,
+            tl,
+            blank,
+        )?)
     }
-    check_logit_dtype("logits", logits)?;
-    let b = dims.batch;
-    let targets = host_index("targets", targets, &[b, dims.targets])?;
-    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
-    let target_lens = host_index("target_lens", target_lens, &[b])?;
     let flat = logits.detach().flatten_all()?;
-    let paths = match logits.dtype() {
-        DType::F64 => align::rnnt_best_path_slice(
-            &flat.to_vec1::<f64>()?,
+    match logits.dtype() {
+        DType::F64 => run::<f64>(&flat, &h, blank),
+        DType::F16 => run::<f16>(&flat, &h, blank),
+        DType::BF16 => run::<bf16>(&flat, &h, blank),
+        _ => run::<f32>(&flat, &h, blank),
+    }
+}
+
+/// The checked shape of RNN-T logits and the integer arguments, copied to the host.
+struct HostArgs {
+    dims: LatticeDims,
+    targets: Vec<i64>,
+    logit_lens: Vec<i64>,
+    target_lens: Vec<i64>,
+}
+
+impl HostArgs {
+    fn read(
+        logits: &Tensor,
+        targets: &Tensor,
+        logit_lens: &Tensor,
+        target_lens: &Tensor,
+    ) -> candle_core::Result<Self> {
+        let dims = dims4("logits", logits, "V")?;
+        if dims.batch == 0 {
+            Err(LatticeError::EmptyBatch { arg: "logits" })?;
+        }
+        check_logit_dtype("logits", logits)?;
+        let b = dims.batch;
+        Ok(Self {
             dims,
-            &targets,
-            &logit_lens,
-            &target_lens,
-            blank,
-        ),
-        DType::F16 => align::rnnt_best_path_slice(
-            &flat.to_vec1::<f16>()?,
-            dims,
-            &targets,
-            &logit_lens,
-            &target_lens,
-            blank,
-        ),
-        DType::BF16 => align::rnnt_best_path_slice(
-            &flat.to_vec1::<bf16>()?,
-            dims,
-            &targets,
-            &logit_lens,
-            &target_lens,
-            blank,
-        ),
-        _ => align::rnnt_best_path_slice(
-            &flat.to_dtype(DType::F32)?.to_vec1::<f32>()?,
-            dims,
-            &targets,
-            &logit_lens,
-            &target_lens,
-            blank,
-        ),
-    }?;
-    Ok(paths)
+            targets: host_index("targets", targets, &[b, dims.targets])?,
+            logit_lens: host_index("logit_lens", logit_lens, &[b])?,
+            target_lens: host_index("target_lens", target_lens, &[b])?,
+        })
+    }
 }
 
 /// What the RNN-T forward pass keeps for the backward pass.
