@@ -23,7 +23,8 @@
 //   costs       [B]              f64
 //   grad_costs  [B]              f64
 //   grad        [B][T][U+1][K]   f32 (f64 for f64 logits), zeroed by the caller; the host
-//                                casts it to the logits' dtype
+//                                casts it to the logits' dtype. May be null (and grad_costs
+//                                with it): then only the costs are written.
 //
 // Launch contract: pool_<dt>: grid (B), block 256, shared memory 256 * 16 bytes. One block
 // per utterance: selection by a block-wide arg-max / arg-min reduction over the valid nodes,
@@ -63,7 +64,7 @@ __device__ Best block_best(Best mine, bool max, Best* sh) {
     sh[threadIdx.x] = mine;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s && better(sh[threadIdx.x + s], sh[threadIdx.x], max))
+        if ((int)threadIdx.x < s && better(sh[threadIdx.x + s], sh[threadIdx.x], max))
             sh[threadIdx.x] = sh[threadIdx.x + s];
         __syncthreads();
     }
@@ -76,7 +77,7 @@ __device__ double block_sum(double mine, double* sh) {
     sh[threadIdx.x] = mine;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
         __syncthreads();
     }
     double r = sh[0];
@@ -91,7 +92,7 @@ __device__ void pool(const E* __restrict__ logits, const uint32_t* __restrict__ 
                      const double* __restrict__ grad_costs, G* __restrict__ grad, int64_t T,
                      int64_t U1, int k, int neutral, int mode, int neutral_term,
                      double prob_clamp) {
-    extern __shared__ unsigned char smem[];
+    ENT_DYNAMIC_SHARED(unsigned char, smem);
     Best* shb = reinterpret_cast<Best*>(smem);
     double* shd = reinterpret_cast<double*>(smem);
     const int64_t b = blockIdx.x;
@@ -115,11 +116,13 @@ __device__ void pool(const E* __restrict__ logits, const uint32_t* __restrict__ 
     nan = __syncthreads_or(nan);
     emo = block_best(emo, true, shb);
     neu = block_best(neu, neutral_term != 0, shb);
-    const double g = grad_costs[b];
+    const bool want_grad = grad != nullptr;
+    const double g = want_grad ? grad_costs[b] : 0.0;
     if (nan) {
         if (threadIdx.x == 0) {
             costs[b] = NAN;
-            for (int c = 0; c < k; ++c) grad[base * k + c] = (G)NAN;
+            if (want_grad)
+                for (int c = 0; c < k; ++c) grad[base * k + c] = (G)NAN;
         }
         return;
     }
@@ -142,6 +145,7 @@ __device__ void pool(const E* __restrict__ logits, const uint32_t* __restrict__ 
                 cost -= w * log(prob_clamp);
             } else {
                 cost -= w * lp[cls];
+                if (!want_grad) continue;
                 G* out = grad + (base + t * U1 + u) * k;
                 for (int c = 0; c < k; ++c) {
                     const double d = w * exp(lp[c]) - (c == cls ? w : 0.0);

@@ -33,6 +33,7 @@
 //   lp          [B][T][U+1][3]   f64 scratch: blank, label, D
 //   alpha, beta [B][T][U+1]      f64 scratch
 //   log_p       [B][2]           f64: log P from alpha and from beta
+//   costs       [B]              f64: -log P (0 for +inf with zero_infinity)
 //   grad_costs  [B]              f64
 //   grad        [B][T][U+1][V]   same dtype as logits
 //
@@ -43,8 +44,12 @@
 //                         shared memory 2 * (U+1) * 8 bytes. The anti-diagonal wavefront
 //                         t + u = d advances one diagonal per step inside one block: no
 //                         cross-block synchronisation.
+//   rnnt_costs:           grid (ceil(B / 256)), block 256, no shared memory.
 //   rnnt_grad_<dt>:       grid (ceil(B*T*(U+1) / 8)), block 256 (one row per warp); one
 //                         streaming pass over the logits writing the gradient.
+//
+// f64 logits are computed in f64 throughout; f32, f16 and bf16 rows in f32 (the lattice is
+// f64 for every type), as the CPU reference does.
 
 #include "common.cuh"
 
@@ -80,8 +85,8 @@ __device__ void normalize_row(const T* __restrict__ logits, const uint32_t* __re
     const int64_t ub = target_lens[b];
     if (t >= (int64_t)logit_lens[b] || u > ub) return;  // padding: never read
     const T* z = logits + row * d.V;
-    Lse acc;
-    for_row(z, d.V, lane, 32, [&](int64_t, float x) { acc.push(x); });
+    Lse<acc_t<T>> acc;
+    for_row(z, d.V, lane, 32, [&](int64_t, acc_t<T> x) { acc.push(x); });
     acc = warp_lse(acc);
     if (lane == 0) {
         const double D = (double)acc.log_norm();
@@ -98,7 +103,7 @@ __device__ void normalize_row(const T* __restrict__ logits, const uint32_t* __re
 __device__ void alpha_beta(const double* __restrict__ lp, const uint32_t* __restrict__ logit_lens,
                            const uint32_t* __restrict__ target_lens, double* __restrict__ alpha,
                            double* __restrict__ beta, double* __restrict__ log_p, Dims d) {
-    extern __shared__ double diag[];  // [2][U+1]
+    ENT_DYNAMIC_SHARED(double, diag);  // [2][U+1]
     const int64_t b = blockIdx.x;
     const bool backward = blockIdx.y == 1;
     const int64_t tn = logit_lens[b], un = (int64_t)target_lens[b] + 1;
@@ -157,6 +162,7 @@ __device__ void grad_row(const T* __restrict__ logits, const uint32_t* __restric
                          const double* __restrict__ beta, const double* __restrict__ log_p,
                          const double* __restrict__ grad_costs, T* __restrict__ grad, Dims d,
                          int64_t blank, float lambda, float clamp) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x & 31;
     const WarpRow r = warp_row(d);
     if (!r.in_range) return;
@@ -164,7 +170,7 @@ __device__ void grad_row(const T* __restrict__ logits, const uint32_t* __restric
     const int64_t tn = logit_lens[b], ub = target_lens[b];
     T* g_row = grad + row * d.V;
     if (t >= tn || u > ub) {
-        for (int64_t i = lane; i < d.V; i += 32) g_row[i] = from_f32<T>(0.f);
+        for (int64_t i = lane; i < d.V; i += 32) g_row[i] = from_acc<T>(A(0));
         return;
     }
     const double g = grad_costs[b];
@@ -183,18 +189,19 @@ __device__ void grad_row(const T* __restrict__ logits, const uint32_t* __restric
                  exp(a + lp[row * 3 + 1] + beta[base + t * d.U1 + u + 1] - lpp);
         }
     }
-    const float D = (float)lp[row * 3 + 2];
-    const float common = (float)((bc + lc) * g);
-    const float gb = (float)(bc * g), gl = (float)(lc * g);
+    const A D = (A)lp[row * 3 + 2];
+    const A common = (A)((bc + lc) * g);
+    const A gb = (A)(bc * g), gl = (A)(lc * g);
     const int64_t y = u < ub ? (int64_t)targets[b * (d.U1 - 1) + u] : -1;
-    const float lim = clamp > 0.f ? clamp * (float)fabs(g) : INFINITY;
+    // The clamp's bound in f32 for every type, as the CPU reference computes it.
+    const A lim = clamp > 0.f ? (A)(clamp * (float)fabs(g)) : (A)INFINITY;
     const T* z = logits + row * d.V;
-    for_row(z, d.V, lane, 32, [&](int64_t v, float x) {
-        float r = expf(x - D) * common;
+    for_row(z, d.V, lane, 32, [&](int64_t v, A x) {
+        A r = exp_acc(x - D) * common;
         if (v == blank) r -= gb;
         if (v == y) r -= gl;
-        r = fminf(fmaxf(r, -lim), lim);
-        g_row[v] = from_f32<T>(r);
+        r = r < -lim ? -lim : (r > lim ? lim : r);
+        g_row[v] = from_acc<T>(r);
     });
 }
 
@@ -205,6 +212,14 @@ extern "C" __global__ void rnnt_alpha_beta(const double* lp, const uint32_t* log
                                            double* beta, double* log_p, int64_t B, int64_t T,
                                            int64_t U1) {
     alpha_beta(lp, logit_lens, target_lens, alpha, beta, log_p, Dims{B, T, U1, 0});
+}
+
+extern "C" __global__ void rnnt_costs(const double* log_p, double* costs, int64_t B,
+                                      int32_t zero_infinity) {
+    const int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) return;
+    const double c = -log_p[b * 2];
+    costs[b] = (zero_infinity && c == INFINITY) ? 0.0 : c;
 }
 
 #define RNNT_ENTRY(DT, TY)                                                                     \

@@ -11,6 +11,10 @@
 //!   against kaldi-native-fbank on the same audio, the backbone against transformers on the same
 //!   weights. The peers are installed from PyPI into
 //!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
+//! - `test-kernels [--mutants]`: the kernels' own CUDA sources compiled for the host over
+//!   emulated CUDA built-ins, tested against the CPU reference, then again under
+//!   ThreadSanitizer; `--mutants` breaks the kernels one way at a time and checks that the tests
+//!   notice.
 //! - `demo-data [--check] [--out DIR]`: the synthetic demo corpus in `data/demo` (espeak-ng
 //!   voices in four prosody styles, FLAC and manifests); `--check` verifies it without espeak-ng.
 
@@ -21,19 +25,26 @@ use anyhow::{Context, Result, bail};
 
 mod cuda;
 mod demo;
+mod emu;
 use serde_json::Value;
 
 const USAGE: &str =
     "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]
        cargo xtask cuda-toolkit
        cargo xtask kernels [--check]
+       cargo xtask test-kernels [--mutants]
        cargo xtask demo-data [--check] [--out DIR]
 
   cuda-toolkit   install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
                  target/cuda-13.0 (about 190 MB; no GPU needed)
   kernels        compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the
                  toolkit above ($CUDA_HOME if set) and print registers, spills and stack;
-                 --check fails on a spill
+                 --check fails on a spill and on entry points the emulation lacks
+  test-kernels   build the kernels' own sources for the host over emulated CUDA built-ins
+                 (ent-lattice's `emulate` feature; the system C++ compiler, no GPU), run their
+                 property tests against the CPU reference, then again with the kernels built
+                 under ThreadSanitizer; --mutants breaks the kernels one way at a time in a
+                 copy and fails unless the tests catch every mutant
   demo-data      synthesise the demo corpus into data/demo (or DIR) with espeak-ng and flac
                  (`apt-get install espeak-ng flac`): English sentences in several voices and
                  four prosody styles standing for neutral, happy, angry and sad, FLAC files,
@@ -57,6 +68,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("cuda-toolkit") => cuda::toolkit(&root()).map(|_| ()),
         Some("kernels") => cuda::kernels(&root(), &args[1..]),
+        Some("test-kernels") => emu::test_kernels(&root(), &args[1..]),
         Some("demo-data") => demo::generate(&root(), &args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");

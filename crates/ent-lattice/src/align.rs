@@ -19,7 +19,7 @@ use crate::config::RnntLossConfig;
 use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::problem::{Index, LatticeDims};
-use crate::rnnt::{self, NodeLogProbs, check_buffer};
+use crate::rnnt::{self, NodeLogProbs, RnntProblem, check_buffer};
 
 /// One utterance's best alignment.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,8 +49,22 @@ pub fn rnnt_best_path_slice<E: Logit, I: Index>(
     let NodeLogProbs {
         lp_blank, lp_label, ..
     } = rnnt::log_probs::<E>(logits, &p, None);
+    Ok(best_paths(&lp_blank, &lp_label, &p))
+}
+
+/// The blank and label log-probabilities out of the kernels' `[B][T][U+1][3]` normaliser
+/// output (blank, label, normaliser per node).
+#[cfg(any(feature = "emulate", feature = "cuda"))]
+pub(crate) fn split_node_log_probs(lp: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    lp.chunks_exact(3).map(|n| (n[0], n[1])).unzip()
+}
+
+/// Viterbi over the `[B][T][U+1]` blank and label log-probabilities of a validated problem
+/// (only valid nodes are read).
+pub(crate) fn best_paths(lp_blank: &[f64], lp_label: &[f64], p: &RnntProblem) -> Vec<Alignment> {
+    let dims = p.dims;
     let per_utt = dims.frames * dims.positions();
-    Ok((0..dims.batch)
+    (0..dims.batch)
         .into_par_iter()
         .map(|b| {
             let r = b * per_utt..(b + 1) * per_utt;
@@ -62,7 +76,7 @@ pub fn rnnt_best_path_slice<E: Logit, I: Index>(
                 dims.positions(),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Viterbi on one utterance's `frames x (targets + 1)` lattice; `stride` is the padded `U+1`.

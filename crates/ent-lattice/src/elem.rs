@@ -2,6 +2,7 @@
 
 use half::{bf16, f16};
 
+use crate::launch::KernelDType;
 use crate::rowops;
 
 mod sealed {
@@ -32,6 +33,10 @@ impl RowNorm {
 pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
     /// The type gradients are produced in: f32, or f64 for f64 logits.
     type Acc: Acc;
+
+    /// The element type as the CUDA kernels name it.
+    #[doc(hidden)]
+    const KERNEL: KernelDType;
 
     /// The value as f64.
     fn to_f64(self) -> f64;
@@ -117,6 +122,7 @@ fn normalise_f32_in_place(row: &mut [f32]) -> RowNorm {
 
 impl Logit for f32 {
     type Acc = f32;
+    const KERNEL: KernelDType = KernelDType::F32;
     #[inline]
     fn to_f64(self) -> f64 {
         self as f64
@@ -136,9 +142,10 @@ impl Logit for f32 {
 }
 
 macro_rules! half_logit {
-    ($t:ty) => {
+    ($t:ty, $k:expr) => {
         impl Logit for $t {
             type Acc = f32;
+            const KERNEL: KernelDType = $k;
             #[inline]
             fn to_f64(self) -> f64 {
                 self.to_f64()
@@ -163,11 +170,12 @@ macro_rules! half_logit {
         }
     };
 }
-half_logit!(f16);
-half_logit!(bf16);
+half_logit!(f16, KernelDType::F16);
+half_logit!(bf16, KernelDType::BF16);
 
 impl Logit for f64 {
     type Acc = f64;
+    const KERNEL: KernelDType = KernelDType::F64;
     #[inline]
     fn to_f64(self) -> f64 {
         self

@@ -71,6 +71,34 @@ pub enum LatticeError {
         dtype: String,
         expected: &'static str,
     },
+    /// A size beyond what the CUDA kernels support.
+    #[error(
+        "{what} exceeds {max}, the largest the CUDA kernels support: compute this batch on the CPU or split it"
+    )]
+    KernelLimit { what: String, max: usize },
+    /// A kernel launch failed (on a GPU, or in the emulated executor).
+    #[error("CUDA kernel {kernel}: {reason}")]
+    Launch { kernel: String, reason: String },
+    /// Arguments live on different devices.
+    #[error(
+        "{arg} is on {device} but {reference} is on {expected}: move every argument to one device"
+    )]
+    DeviceMismatch {
+        arg: &'static str,
+        device: String,
+        reference: &'static str,
+        expected: String,
+    },
+    /// A CUDA tensor reached a build of ent-lattice without its `cuda` feature.
+    #[error(
+        "{arg} is a CUDA tensor but ent-lattice was built without its `cuda` feature: build with `--features ent-lattice/cuda` (the `cuda` feature of ent-cli enables it) or move the tensors to the CPU"
+    )]
+    CudaNotEnabled { arg: &'static str },
+    /// A device the losses have no implementation for.
+    #[error(
+        "{arg} is on {device}, which ent-lattice has no kernels for: move the tensors to the CPU or a CUDA device"
+    )]
+    UnsupportedDevice { arg: &'static str, device: String },
     /// The tensor sizes multiply past the address space.
     #[error("{arg} dimensions {dims:?} overflow usize")]
     TooLarge { arg: &'static str, dims: Vec<usize> },

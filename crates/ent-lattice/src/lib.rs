@@ -37,7 +37,10 @@
 mod align;
 mod config;
 mod elem;
+#[cfg(feature = "emulate")]
+pub mod emulated;
 mod error;
+pub mod launch;
 mod op;
 mod pool;
 mod problem;

@@ -5,6 +5,8 @@
 
 mod align;
 mod candle_api;
+#[cfg(feature = "emulate")]
+mod emulated;
 mod errors;
 mod peer;
 mod pool;
