@@ -55,6 +55,20 @@ pub const RNNT_SHAPES: [Shape; 3] = [
 /// The emotion-lattice pooling shape of ENT (K = 4 classes).
 pub const POOL_SHAPES: [Shape; 1] = [Shape::new(8, 250, 60, 4, 'K')];
 
+/// The RNN-T shapes of the GPU benchmark (`cuda/rnnt_loss`): an ASR vocabulary at a large
+/// batch, the ENT character model, and a large vocabulary (1.9 G logits).
+pub const CUDA_RNNT_SHAPES: [Shape; 3] = [
+    Shape::new(32, 500, 100, 1000, 'V'),
+    Shape::new(8, 250, 60, 31, 'V'),
+    Shape::new(16, 300, 80, 5000, 'V'),
+];
+
+/// The pooling shapes of the GPU benchmark (`cuda/lattice_pool`).
+pub const CUDA_POOL_SHAPES: [Shape; 2] = [
+    Shape::new(8, 250, 60, 4, 'K'),
+    Shape::new(32, 500, 100, 4, 'K'),
+];
+
 /// SplitMix64: a small deterministic generator, so runs are comparable.
 #[derive(Debug)]
 pub struct Rng(u64);

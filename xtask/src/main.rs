@@ -11,6 +11,10 @@
 //!   against kaldi-native-fbank on the same audio, the backbone against transformers on the same
 //!   weights. The peers are installed from PyPI into
 //!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
+//! - `check-cuda`: clippy of the `cuda` features of ent-lattice and ent-cli with the pinned
+//!   toolkit and link-only stubs of the CUDA libraries; no GPU needed.
+//! - `gpu-bundle`: `target/gpu-bundle/`, the GPU tests and benchmark as stripped binaries with
+//!   a `run.sh` for a GPU machine without Rust.
 //! - `test-kernels [--mutants]`: the kernels' own CUDA sources compiled for the host over
 //!   emulated CUDA built-ins, tested against the CPU reference, then again under
 //!   ThreadSanitizer; `--mutants` breaks the kernels one way at a time and checks that the tests
@@ -33,6 +37,8 @@ const USAGE: &str =
        cargo xtask cuda-toolkit
        cargo xtask kernels [--check]
        cargo xtask test-kernels [--mutants]
+       cargo xtask check-cuda
+       cargo xtask gpu-bundle
        cargo xtask demo-data [--check] [--out DIR]
 
   cuda-toolkit   install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
@@ -40,6 +46,14 @@ const USAGE: &str =
   kernels        compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the
                  toolkit above ($CUDA_HOME if set) and print registers, spills and stack;
                  --check fails on a spill and on entry points the emulation lacks
+  check-cuda     clippy of ent-lattice and ent-cli with their `cuda` features, with the
+                 toolkit above, link-only stubs of the driver and CUDA libraries
+                 (target/cuda-stubs) and CUDA_COMPUTE_CAP=90; no GPU needed (the first run
+                 compiles candle's CUDA kernels: several minutes)
+  gpu-bundle     target/gpu-bundle (at most 60 MB): stripped binaries of ent-lattice's GPU tests
+                 and the GPU benchmark, built like check-cuda, with run.sh for a machine with an
+                 NVIDIA GPU, a CUDA 13 driver and Python with torch/torchaudio but no Rust:
+                 parity (ENT_REQUIRE_CUDA=1), compute-sanitizer, criterion beside torchaudio
   test-kernels   build the kernels' own sources for the host over emulated CUDA built-ins
                  (ent-lattice's `emulate` feature; the system C++ compiler, no GPU), run their
                  property tests against the CPU reference, then again with the kernels built
@@ -69,6 +83,8 @@ fn main() -> Result<()> {
         Some("cuda-toolkit") => cuda::toolkit(&root()).map(|_| ()),
         Some("kernels") => cuda::kernels(&root(), &args[1..]),
         Some("test-kernels") => emu::test_kernels(&root(), &args[1..]),
+        Some("check-cuda") => cuda::check_cuda(&root(), &args[1..]),
+        Some("gpu-bundle") => cuda::gpu_bundle(&root(), &args[1..]),
         Some("demo-data") => demo::generate(&root(), &args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");

@@ -596,7 +596,7 @@ pub(crate) fn u32_bytes(values: &[u32]) -> Vec<u8> {
 }
 
 /// Native-endian bytes of `values`.
-#[cfg_attr(not(any(feature = "cuda", feature = "emulate")), allow(dead_code))]
+#[cfg(feature = "emulate")]
 pub(crate) fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }

@@ -36,6 +36,8 @@
 
 mod align;
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod elem;
 #[cfg(feature = "emulate")]
 pub mod emulated;
@@ -51,7 +53,10 @@ pub use align::Alignment;
 pub use config::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
 pub use elem::{Acc, Logit};
 pub use error::LatticeError;
-pub use op::{lattice_max_pool_loss, rnnt_best_path, rnnt_loss};
+pub use op::{
+    lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_best_path, rnnt_loss,
+    rnnt_loss_with_grad,
+};
 pub use problem::{Index, LatticeDims};
 
 /// The losses on plain slices, without candle tensors.

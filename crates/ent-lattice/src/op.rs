@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor};
 use half::{bf16, f16};
 
 use crate::align::{self, Alignment};
@@ -45,7 +45,39 @@ fn check_logit_dtype(arg: &'static str, t: &Tensor) -> Result<(), LatticeError> 
     }
 }
 
-/// Copies an integer tensor of the expected shape to the host as i64.
+/// Where a loss can run its logits: the CPU, or CUDA when the `cuda` feature is built.
+fn check_device(arg: &'static str, t: &Tensor) -> Result<(), LatticeError> {
+    match t.device() {
+        Device::Cpu => Ok(()),
+        Device::Cuda(_) if cfg!(feature = "cuda") => Ok(()),
+        Device::Cuda(_) => Err(LatticeError::CudaNotEnabled { arg }),
+        other => Err(LatticeError::UnsupportedDevice {
+            arg,
+            device: format!("{:?}", other.location()),
+        }),
+    }
+}
+
+/// Every argument on the logits' device.
+fn check_same_device(
+    reference: (&'static str, &Tensor),
+    others: &[(&'static str, &Tensor)],
+) -> Result<(), LatticeError> {
+    for (arg, t) in others {
+        if !t.device().same_device(reference.1.device()) {
+            return Err(LatticeError::DeviceMismatch {
+                arg,
+                device: format!("{:?}", t.device().location()),
+                reference: reference.0,
+                expected: format!("{:?}", reference.1.device().location()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copies an integer tensor of the expected shape to the host as i64 (from a GPU too: the
+/// integer inputs are `O(B * U)`).
 fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Result<Vec<i64>> {
     if t.dims() != shape {
         Err(LatticeError::Shape {
@@ -62,7 +94,10 @@ fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Re
             expected: INDEX_DTYPES,
         })?,
     }
-    t.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()
+    t.flatten_all()?
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::I64)?
+        .to_vec1::<i64>()
 }
 
 fn reduce(costs: Tensor, reduction: Reduction, batch: usize) -> candle_core::Result<Tensor> {
@@ -111,6 +146,36 @@ pub fn rnnt_loss(
     reduce(costs, cfg.reduction, b)
 }
 
+/// The RNN-T loss and its gradient in one call, without autograd: the loss reduced as
+/// `cfg.reduction` says, and `d loss / d logits` (`[B, T, U+1, V]`, the logits' dtype; for
+/// [`Reduction::None`], the gradient of the sum of the costs). Arguments as for [`rnnt_loss`].
+///
+/// `rnnt_loss(..)?.backward()` computes the same gradient and then adds it into candle's
+/// gradient store (a zeroed tensor plus an addition: two more passes over a logits-sized
+/// tensor); callers who apply the gradient themselves, like a fused joint network, skip them.
+pub fn rnnt_loss_with_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    logit_lens: &Tensor,
+    target_lens: &Tensor,
+    cfg: &RnntLossConfig,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
+    let (dims, b) = (h.dims, h.dims.batch);
+    let problem = rnnt::validate(dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
+    let op = RnntOp {
+        problem: Arc::new(problem),
+        cfg: cfg.clone(),
+        keep_gradient: true,
+        saved: Mutex::new(None),
+    };
+    let z = logits.detach().contiguous()?;
+    let costs = z.apply_op1_no_bwd(&op)?;
+    let g = Tensor::full(rnnt::reduction_scale(cfg.reduction, b), b, z.device())?;
+    let grad = op.gradient(&z, &g)?;
+    Ok((reduce(costs, cfg.reduction, b)?, grad))
+}
+
 /// The most probable alignment of each utterance through the RNN-T lattice (Viterbi over the
 /// same log-probabilities as [`rnnt_loss`]); arguments as for [`rnnt_loss`], with `blank` the
 /// blank index. No gradient: the logits are read on the host (copied there from a GPU).
@@ -125,6 +190,9 @@ pub fn rnnt_best_path(
     blank: usize,
 ) -> candle_core::Result<Vec<Alignment>> {
     let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
+    if logits.device().is_cuda() {
+        return best_path_cuda(logits, &h, blank);
+    }
     fn run<E: Logit + candle_core::WithDType>(
         flat: &Tensor,
         h: &HostArgs,
@@ -149,6 +217,38 @@ pub fn rnnt_best_path(
     }
 }
 
+/// `rnnt_best_path` on a CUDA tensor: the normaliser kernel on the device, then the Viterbi
+/// pass over the `[B, T, U+1]` node log-probabilities on the host.
+fn best_path_cuda(
+    logits: &Tensor,
+    h: &HostArgs,
+    blank: usize,
+) -> candle_core::Result<Vec<Alignment>> {
+    let cfg = RnntLossConfig {
+        blank,
+        ..Default::default()
+    };
+    let p = rnnt::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, &cfg)?;
+    #[cfg(feature = "cuda")]
+    {
+        let logits = logits.contiguous()?;
+        let (storage, layout) = logits.storage_and_layout();
+        let Storage::Cuda(s) = &*storage else {
+            return Err(candle_core::Error::msg(
+                "rnnt_best_path: expected a CUDA tensor",
+            ));
+        };
+        let lp = crate::cuda::node_log_probs(&p, s, layout)?;
+        let (blank_lp, label_lp) = align::split_node_log_probs(&lp);
+        Ok(align::best_paths(&blank_lp, &label_lp, &p))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (logits, p);
+        Err(LatticeError::CudaNotEnabled { arg: "logits" })?
+    }
+}
+
 /// The checked shape of RNN-T logits and the integer arguments, copied to the host.
 struct HostArgs {
     dims: LatticeDims,
@@ -169,6 +269,15 @@ impl HostArgs {
             Err(LatticeError::EmptyBatch { arg: "logits" })?;
         }
         check_logit_dtype("logits", logits)?;
+        check_device("logits", logits)?;
+        check_same_device(
+            ("logits", logits),
+            &[
+                ("targets", targets),
+                ("logit_lens", logit_lens),
+                ("target_lens", target_lens),
+            ],
+        )?;
         let b = dims.batch;
         Ok(Self {
             dims,
@@ -183,6 +292,9 @@ impl HostArgs {
 enum Saved {
     F32(Vec<f32>, Forward),
     F64(Vec<f64>, Forward),
+    /// The device scratch of a CUDA forward pass.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::RnntDevice),
 }
 
 struct RnntOp {
@@ -306,12 +418,36 @@ impl CustomOp1 for RnntOp {
         Ok((costs_storage(&costs, s.dtype()), Shape::from(costs.len())))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (costs, state) = crate::cuda::rnnt_forward(&self.problem, &self.cfg, s, l)?;
+        if self.keep_gradient {
+            *lock(&self.saved, "rnnt_loss")? = Some(Saved::Cuda(state));
+        }
+        let b = self.problem.dims.batch;
+        Ok((crate::cuda::costs_as(costs, b, s.dtype())?, Shape::from(b)))
+    }
+
     fn bwd(
         &self,
         arg: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        self.gradient(arg, grad_res).map(Some)
+    }
+}
+
+impl RnntOp {
+    /// `sum_b grad_res[b] * d cost_b / d logits` for the logits `arg` of the forward pass.
+    fn gradient(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        if arg.device().is_cuda() {
+            return self.bwd_cuda(arg, grad_res);
+        }
         let g = grad_costs(grad_res)?;
         let saved = lock(&self.saved, "rnnt_loss")?.take();
         let saved = match saved {
@@ -328,7 +464,7 @@ impl CustomOp1 for RnntOp {
         };
         let p = &self.problem;
         let clamp = self.cfg.clamp;
-        Ok(Some(match saved {
+        Ok(match saved {
             Saved::F32(mut buf, fwd) => {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
@@ -337,7 +473,35 @@ impl CustomOp1 for RnntOp {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
             }
-        }))
+            #[cfg(feature = "cuda")]
+            Saved::Cuda(_) => Err(candle_core::Error::msg(
+                "rnnt_loss: CUDA state for a CPU backward pass",
+            ))?,
+        })
+    }
+
+    /// The gradient of CUDA logits, on the device, from the forward pass's scratch (or a
+    /// recomputed forward pass on a second backward).
+    fn bwd_cuda(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        {
+            let state = match lock(&self.saved, "rnnt_loss")?.take() {
+                Some(Saved::Cuda(st)) => Some(st),
+                _ => None,
+            };
+            let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
+            let op = crate::cuda::RnntGradOp {
+                problem: self.problem.clone(),
+                cfg: self.cfg.clone(),
+                state,
+            };
+            arg.apply_op2_no_bwd(&g, &op)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (arg, grad_res);
+            Err(LatticeError::CudaNotEnabled { arg: "logits" })?
+        }
     }
 }
 
@@ -357,25 +521,65 @@ pub fn lattice_max_pool_loss(
     target_lens: &Tensor,
     cfg: &LatticePoolConfig,
 ) -> candle_core::Result<Tensor> {
-    let dims = dims4("emotion_logits", emotion_logits, "K")?;
-    if dims.batch == 0 {
-        Err(LatticeError::EmptyBatch {
-            arg: "emotion_logits",
-        })?;
-    }
-    check_logit_dtype("emotion_logits", emotion_logits)?;
-    let b = dims.batch;
-    let labels = host_index("labels", labels, &[b])?;
-    let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
-    let target_lens = host_index("target_lens", target_lens, &[b])?;
-    let problem = pool::validate(dims, &labels, &logit_lens, &target_lens, cfg)?;
-    let op = PoolOp {
-        problem,
-        cfg: cfg.clone(),
-        saved: Mutex::new(None),
-    };
+    let (op, b) = PoolOp::new(emotion_logits, labels, logit_lens, target_lens, cfg)?;
     let costs = emotion_logits.contiguous()?.apply_op1(op)?;
     reduce(costs, cfg.reduction, b)
+}
+
+impl PoolOp {
+    /// Checks the arguments (on the host) and builds the op; returns it with the batch size.
+    fn new(
+        emotion_logits: &Tensor,
+        labels: &Tensor,
+        logit_lens: &Tensor,
+        target_lens: &Tensor,
+        cfg: &LatticePoolConfig,
+    ) -> candle_core::Result<(Self, usize)> {
+        let dims = dims4("emotion_logits", emotion_logits, "K")?;
+        if dims.batch == 0 {
+            Err(LatticeError::EmptyBatch {
+                arg: "emotion_logits",
+            })?;
+        }
+        check_logit_dtype("emotion_logits", emotion_logits)?;
+        check_device("emotion_logits", emotion_logits)?;
+        check_same_device(
+            ("emotion_logits", emotion_logits),
+            &[
+                ("labels", labels),
+                ("logit_lens", logit_lens),
+                ("target_lens", target_lens),
+            ],
+        )?;
+        let b = dims.batch;
+        let labels = host_index("labels", labels, &[b])?;
+        let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
+        let target_lens = host_index("target_lens", target_lens, &[b])?;
+        let problem = pool::validate(dims, &labels, &logit_lens, &target_lens, cfg)?;
+        let op = PoolOp {
+            problem,
+            cfg: cfg.clone(),
+            saved: Mutex::new(None),
+        };
+        Ok((op, b))
+    }
+}
+
+/// Lattice max pooling and its gradient in one call, without autograd (as
+/// [`rnnt_loss_with_grad`] is to [`rnnt_loss`]); arguments as for [`lattice_max_pool_loss`].
+pub fn lattice_max_pool_loss_with_grad(
+    emotion_logits: &Tensor,
+    labels: &Tensor,
+    logit_lens: &Tensor,
+    target_lens: &Tensor,
+    cfg: &LatticePoolConfig,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (op, b) = PoolOp::new(emotion_logits, labels, logit_lens, target_lens, cfg)?;
+    let z = emotion_logits.detach().contiguous()?;
+    let costs = z.apply_op1_no_bwd(&op)?;
+    let g = Tensor::full(rnnt::reduction_scale(cfg.reduction, b), b, z.device())?;
+    let grad = op.gradient(&z, &g)?;
+    Ok((reduce(costs, cfg.reduction, b)?, grad))
 }
 
 struct PoolOp {
@@ -411,12 +615,47 @@ impl CustomOp1 for PoolOp {
         Ok((storage, Shape::from(n)))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let costs = crate::cuda::pool_forward(&self.problem, &self.cfg, s, l)?;
+        let b = self.problem.dims.batch;
+        Ok((crate::cuda::costs_as(costs, b, s.dtype())?, Shape::from(b)))
+    }
+
     fn bwd(
         &self,
         arg: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        self.gradient(arg, grad_res).map(Some)
+    }
+}
+
+impl PoolOp {
+    /// `sum_b grad_res[b] * d cost_b / d emotion_logits`, in the logits' dtype.
+    fn gradient(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+        if arg.device().is_cuda() {
+            // The selection is recomputed on the device (O(B T (U+1) K), cheap), so the
+            // forward pass keeps nothing.
+            #[cfg(feature = "cuda")]
+            {
+                let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
+                let op = crate::cuda::PoolGradOp {
+                    problem: self.problem.clone(),
+                    cfg: self.cfg.clone(),
+                };
+                return arg.apply_op2_no_bwd(&g, &op)?.to_dtype(arg.dtype());
+            }
+            #[cfg(not(feature = "cuda"))]
+            Err(LatticeError::CudaNotEnabled {
+                arg: "emotion_logits",
+            })?;
+        }
         let g = grad_costs(grad_res)?;
         let fwd = lock(&self.saved, "lattice_max_pool_loss")?
             .clone()
@@ -425,14 +664,14 @@ impl CustomOp1 for PoolOp {
             })?;
         let k = self.problem.dims.classes;
         let n = arg.elem_count();
-        Ok(Some(if arg.dtype() == DType::F64 {
+        if arg.dtype() == DType::F64 {
             let mut buf = vec![0f64; n];
             pool::scatter(&mut buf, k, &fwd, &g);
-            grad_tensor(buf, arg)?
+            grad_tensor(buf, arg)
         } else {
             let mut buf = vec![0f32; n];
             pool::scatter(&mut buf, k, &fwd, &g);
-            grad_tensor(buf, arg)?
-        }))
+            grad_tensor(buf, arg)
+        }
     }
 }

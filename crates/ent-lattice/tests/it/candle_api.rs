@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ent_lattice::{
     LatticeDims, LatticePoolConfig, PoolMode, Reduction, RnntLossConfig, cpu,
-    lattice_max_pool_loss, rnnt_loss,
+    lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_loss, rnnt_loss_with_grad,
 };
 
 const DIMS: LatticeDims = LatticeDims {
@@ -273,5 +273,59 @@ fn pool_backward_matches_slice_api() {
             rows >= 1 && rows <= 2 * 3 * DIMS.frames.max(DIMS.positions()),
             "{rows} rows"
         );
+    }
+}
+
+/// The fused calls return the loss and the gradient that `backward()` produces, for every
+/// reduction and logit type (the RNN-T gradient bitwise: the same kernels run; pooling too).
+#[test]
+fn with_grad_equals_backward() {
+    let b = batch();
+    for dtype in [DType::F32, DType::F64, DType::F16, DType::BF16] {
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            let cfg = RnntLossConfig {
+                reduction,
+                clamp: Some(0.3),
+                ..Default::default()
+            };
+            let (logits, targets, tl, ul) = tensors(&b, dtype);
+            let loss = rnnt_loss(&logits, &targets, &tl, &ul, &cfg).unwrap();
+            let grads = loss.sum_all().unwrap().backward().unwrap();
+            let (loss2, grad2) = rnnt_loss_with_grad(&logits, &targets, &tl, &ul, &cfg).unwrap();
+            assert_eq!(flat(&loss), flat(&loss2), "{dtype:?} {reduction:?}");
+            let (g1, g2) = (flat(grads.get(&logits).unwrap()), flat(&grad2));
+            // With a reduction candle's incoming gradient is 1/B rounded to the loss's type;
+            // the fused call scales by 1/B in f64: two ulp of the type apart at most.
+            let ulps = match dtype {
+                DType::F64 => 1e-12,
+                DType::F32 => 4e-7,
+                DType::F16 => 2e-3,
+                _ => 1.6e-2,
+            };
+            for (x, y) in g1.iter().zip(&g2) {
+                assert!(
+                    (x - y).abs() <= ulps * y.abs().max(1e-3),
+                    "{dtype:?} {reduction:?}: {x} vs {y}"
+                );
+            }
+            if reduction == Reduction::None {
+                assert_eq!(g1, g2, "{dtype:?}: an incoming gradient of 1 is exact");
+            }
+
+            let pcfg = LatticePoolConfig {
+                reduction,
+                mode: PoolMode::FullT,
+                ..Default::default()
+            };
+            let labels = Tensor::new(&[0u32, 3, 2], &Device::Cpu).unwrap();
+            let loss = lattice_max_pool_loss(&logits, &labels, &tl, &ul, &pcfg).unwrap();
+            let grads = loss.sum_all().unwrap().backward().unwrap();
+            let (loss2, grad2) =
+                lattice_max_pool_loss_with_grad(&logits, &labels, &tl, &ul, &pcfg).unwrap();
+            assert_eq!(flat(&loss), flat(&loss2), "pool {dtype:?} {reduction:?}");
+            if reduction == Reduction::None {
+                assert_eq!(flat(grads.get(&logits).unwrap()), flat(&grad2));
+            }
+        }
     }
 }

@@ -5,9 +5,13 @@
 
 mod align;
 mod candle_api;
+#[cfg(feature = "cuda")]
+mod cuda;
 #[cfg(feature = "emulate")]
 mod emulated;
 mod errors;
+#[cfg(any(feature = "emulate", feature = "cuda"))]
+mod kernel_cases;
 mod peer;
 mod pool;
 mod reference;

@@ -1,0 +1,427 @@
+//! The CUDA executor (feature `cuda`): the [launch plans](crate::launch) run on candle's CUDA
+//! device and stream, with the kernels' PTX embedded in the binary and loaded once per device
+//! (`CudaDevice::get_or_load_custom_func`, cached by module name).
+//!
+//! Memory: the uploaded integer inputs, `O(B * T * (U+1))` f64 scratch, the `[B]` costs and,
+//! in the backward pass, the gradient. No `B * T * (U+1) * V` data crosses to the host; only
+//! `rnnt_best_path` copies the `[B, T, U+1, 3]` node log-probabilities back for its Viterbi
+//! pass.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape};
+use half::{bf16, f16};
+
+use crate::config::{LatticePoolConfig, RnntLossConfig};
+use crate::error::LatticeError;
+use crate::launch::{
+    self, ArgValue, BufferSpec, Elem, Executor, Init, KernelDType, Launch, PoolPlan, Prepared,
+    RnntPlan, Role, Uploads,
+};
+use crate::pool::PoolProblem;
+use crate::rnnt::RnntProblem;
+
+/// PTX of `kernels/rnnt.cu` and `kernels/pool.cu`, compiled by build.rs.
+const RNNT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rnnt.ptx"));
+const POOL_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pool.ptx"));
+
+/// The module (name, PTX) that holds an entry point.
+fn module(kernel: &str) -> (&'static str, &'static str) {
+    if kernel.starts_with("pool_") {
+        ("ent_lattice_pool", POOL_PTX)
+    } else {
+        ("ent_lattice_rnnt", RNNT_PTX)
+    }
+}
+
+pub(crate) fn kernel_dtype(dtype: DType) -> Result<KernelDType, LatticeError> {
+    Ok(match dtype {
+        DType::F32 => KernelDType::F32,
+        DType::F64 => KernelDType::F64,
+        DType::F16 => KernelDType::F16,
+        DType::BF16 => KernelDType::BF16,
+        d => {
+            return Err(LatticeError::DType {
+                arg: "logits",
+                dtype: format!("{d:?}"),
+                expected: "f32, f16, bf16, f64",
+            });
+        }
+    })
+}
+
+/// Plans run on one device's stream.
+struct Cuda {
+    dev: CudaDevice,
+    stream: Arc<CudaStream>,
+}
+
+impl Cuda {
+    fn new(dev: &CudaDevice) -> Self {
+        Cuda {
+            dev: dev.clone(),
+            stream: dev.cuda_stream(),
+        }
+    }
+
+    fn address_of<T>(&self, s: &CudaSlice<T>) -> u64 {
+        // The guard records a read event for other streams; everything here runs in order on
+        // candle's one stream.
+        s.device_ptr(&self.stream).0
+    }
+}
+
+impl Executor for Cuda {
+    type Mem = CudaSlice<u8>;
+    type Error = candle_core::Error;
+
+    fn alloc(&mut self, spec: &BufferSpec) -> candle_core::Result<CudaSlice<u8>> {
+        match spec.init {
+            Init::Zeroed => self.dev.alloc_zeros::<u8>(spec.bytes()),
+            // SAFETY: scratch whose cells are all written before they are read (the plan's
+            // contract, checked by the emulated executor, which fills it with NaN).
+            Init::Uninit => unsafe { self.dev.alloc::<u8>(spec.bytes()) },
+        }
+    }
+
+    fn upload(&mut self, _role: Role, bytes: &[u8]) -> candle_core::Result<CudaSlice<u8>> {
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().max(8), 0);
+        self.dev.clone_htod(&padded)
+    }
+
+    fn address(&self, mem: &CudaSlice<u8>) -> u64 {
+        self.address_of(mem)
+    }
+
+    fn launch(&mut self, l: &Launch, args: &[ArgValue]) -> candle_core::Result<()> {
+        let (name, ptx) = module(&l.kernel);
+        let func = self.dev.get_or_load_custom_func(&l.kernel, name, ptx)?;
+        let mut b = func.builder();
+        for a in args {
+            match a {
+                ArgValue::Ptr(p) => b.arg(p),
+                ArgValue::I64(v) => b.arg(v),
+                ArgValue::I32(v) => b.arg(v),
+                ArgValue::F32(v) => b.arg(v),
+                ArgValue::F64(v) => b.arg(v),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+            block_dim: (l.block[0], l.block[1], l.block[2]),
+            shared_mem_bytes: l.shared_bytes,
+        };
+        // SAFETY: the plan's arguments follow the entry point's parameter list (checked
+        // against the kernels' own signatures by the emulated executor), every buffer they
+        // name is alive until the stream has run the launch (the caller holds them), and the
+        // geometry is within the plan's checked limits.
+        unsafe { b.launch(cfg) }.map_err(|e| LatticeError::Launch {
+            kernel: l.kernel.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+/// The device address of a contiguous tensor's storage at its layout's offset.
+fn storage_address(x: &Cuda, s: &CudaStorage, l: &Layout) -> candle_core::Result<u64> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::msg("lattice losses need contiguous tensors"))?;
+    macro_rules! at {
+        ($t:ty) => {
+            s.as_cuda_slice::<$t>()?
+                .slice(start..end)
+                .device_ptr(&x.stream)
+                .0
+        };
+    }
+    Ok(match s.dtype() {
+        DType::F32 => at!(f32),
+        DType::F64 => at!(f64),
+        DType::F16 => at!(f16),
+        DType::BF16 => at!(bf16),
+        DType::U32 => at!(u32),
+        d => Err(LatticeError::DType {
+            arg: "logits",
+            dtype: format!("{d:?}"),
+            expected: "f32, f16, bf16, f64",
+        })?,
+    })
+}
+
+/// A new storage of `n` elements of `elem` on `dev`.
+fn alloc_storage(
+    dev: &CudaDevice,
+    elem: Elem,
+    n: usize,
+    init: Init,
+) -> candle_core::Result<CudaStorage> {
+    macro_rules! new {
+        ($t:ty) => {{
+            let slice = match init {
+                Init::Zeroed => dev.alloc_zeros::<$t>(n)?,
+                // SAFETY: the kernel writes every element (the emulated tests poison this
+                // buffer with NaN and check every cell).
+                Init::Uninit => unsafe { dev.alloc::<$t>(n)? },
+            };
+            CudaStorage::wrap_cuda_slice(slice, dev.clone())
+        }};
+    }
+    Ok(match elem {
+        Elem::F32 | Elem::Logit(KernelDType::F32) => new!(f32),
+        Elem::F64 | Elem::Logit(KernelDType::F64) => new!(f64),
+        Elem::Logit(KernelDType::F16) => new!(f16),
+        Elem::Logit(KernelDType::BF16) => new!(bf16),
+        Elem::U32 => new!(u32),
+    })
+}
+
+/// What the RNN-T forward pass leaves on the device for the gradient: the plan, the uploaded
+/// inputs and the node log-probabilities, alpha, beta and log P.
+pub(crate) struct RnntDevice {
+    plan: RnntPlan,
+    prepared: Prepared<CudaSlice<u8>>,
+}
+
+/// The forward pass: `[B]` f64 costs and the state for [`rnnt_gradient`].
+pub(crate) fn rnnt_forward(
+    problem: &RnntProblem,
+    cfg: &RnntLossConfig,
+    s: &CudaStorage,
+    l: &Layout,
+) -> candle_core::Result<(CudaStorage, RnntDevice)> {
+    let mut x = Cuda::new(&s.device);
+    let plan = launch::rnnt_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
+    let uploads = Uploads::rnnt(&problem.targets, &problem.lens);
+    let prepared = launch::prepare(&mut x, &plan.buffers, &uploads)?;
+    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
+    let external = [
+        (Role::Logits, storage_address(&x, s, l)?),
+        (
+            Role::Costs,
+            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
+        ),
+    ];
+    launch::run(&mut x, &plan.forward, &prepared, &external)?;
+    Ok((costs, RnntDevice { plan, prepared }))
+}
+
+/// The gradient from a forward pass's state (recomputed when `state` is `None`), scaled per
+/// utterance by the f64 `grad_costs` `g`; in the logits' dtype.
+pub(crate) fn rnnt_gradient(
+    state: Option<&RnntDevice>,
+    problem: &RnntProblem,
+    cfg: &RnntLossConfig,
+    s: &CudaStorage,
+    l: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+) -> candle_core::Result<CudaStorage> {
+    let recomputed;
+    let state = match state {
+        Some(st) => st,
+        None => {
+            recomputed = rnnt_forward(problem, cfg, s, l)?.1;
+            &recomputed
+        }
+    };
+    let mut x = Cuda::new(&s.device);
+    let spec = state.plan.grad;
+    let grad = alloc_storage(&s.device, spec.elem, spec.len, spec.init)?;
+    let external = [
+        (Role::Logits, storage_address(&x, s, l)?),
+        (Role::GradCosts, storage_address(&x, g, gl)?),
+        (
+            Role::Grad,
+            storage_address(&x, &grad, &Layout::contiguous(spec.len))?,
+        ),
+    ];
+    launch::run(&mut x, &state.plan.gradient, &state.prepared, &external)?;
+    Ok(grad)
+}
+
+/// The node log-probabilities `[B][T][U+1][3]` (blank, label, normaliser) on the host, for the
+/// Viterbi pass of `rnnt_best_path`.
+pub(crate) fn node_log_probs(
+    problem: &RnntProblem,
+    s: &CudaStorage,
+    l: &Layout,
+) -> candle_core::Result<Vec<f64>> {
+    let cfg = RnntLossConfig {
+        blank: problem.blank,
+        ..Default::default()
+    };
+    let mut x = Cuda::new(&s.device);
+    let plan = launch::rnnt_plan(problem.dims, kernel_dtype(s.dtype())?, &cfg)?;
+    let uploads = Uploads::rnnt(&problem.targets, &problem.lens);
+    let prepared = launch::prepare(&mut x, &plan.buffers, &uploads)?;
+    let external = [(Role::Logits, storage_address(&x, s, l)?)];
+    launch::run(&mut x, plan.normalize(), &prepared, &external)?;
+    let lp = prepared
+        .get(Role::Lp)
+        .ok_or_else(|| candle_core::Error::msg("rnnt plan without an Lp buffer"))?;
+    let bytes = s.device.clone_dtoh(lp)?;
+    let n = problem.dims.nodes()? * 3;
+    Ok(bytes
+        .chunks_exact(8)
+        .take(n)
+        .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// The pooling costs (`[B]` f64), no gradient.
+pub(crate) fn pool_forward(
+    problem: &PoolProblem,
+    cfg: &LatticePoolConfig,
+    s: &CudaStorage,
+    l: &Layout,
+) -> candle_core::Result<CudaStorage> {
+    let mut x = Cuda::new(&s.device);
+    let plan = launch::pool_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
+    let prepared = launch::prepare(
+        &mut x,
+        &plan.buffers,
+        &Uploads::pool(&problem.labels, &problem.lens),
+    )?;
+    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
+    let external = [
+        (Role::Logits, storage_address(&x, s, l)?),
+        (
+            Role::Costs,
+            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
+        ),
+    ];
+    launch::run(&mut x, &plan.forward, &prepared, &external)?;
+    Ok(costs)
+}
+
+/// The pooling gradient scaled per utterance by `g` (f64): f32, or f64 for f64 logits.
+pub(crate) fn pool_gradient(
+    problem: &PoolProblem,
+    cfg: &LatticePoolConfig,
+    s: &CudaStorage,
+    l: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+) -> candle_core::Result<CudaStorage> {
+    let mut x = Cuda::new(&s.device);
+    let plan: PoolPlan = launch::pool_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
+    let prepared = launch::prepare(
+        &mut x,
+        &plan.buffers,
+        &Uploads::pool(&problem.labels, &problem.lens),
+    )?;
+    // The launch writes the costs again; they are not needed here.
+    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
+    let grad = alloc_storage(&s.device, plan.grad.elem, plan.grad.len, plan.grad.init)?;
+    let external = [
+        (Role::Logits, storage_address(&x, s, l)?),
+        (
+            Role::Costs,
+            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
+        ),
+        (Role::GradCosts, storage_address(&x, g, gl)?),
+        (
+            Role::Grad,
+            storage_address(&x, &grad, &Layout::contiguous(plan.grad.len))?,
+        ),
+    ];
+    launch::run(&mut x, &plan.gradient, &prepared, &external)?;
+    Ok(grad)
+}
+
+/// `[B]` f64 costs as a storage of `dtype`.
+pub(crate) fn costs_as(
+    costs: CudaStorage,
+    batch: usize,
+    dtype: DType,
+) -> candle_core::Result<CudaStorage> {
+    if dtype == DType::F64 {
+        Ok(costs)
+    } else {
+        costs.to_dtype(&Layout::contiguous(batch), dtype)
+    }
+}
+
+/// The backward pass of the RNN-T loss on CUDA tensors: `(logits, grad_costs f64)` to the
+/// gradient in the logits' dtype.
+pub(crate) struct RnntGradOp {
+    pub problem: Arc<RnntProblem>,
+    pub cfg: RnntLossConfig,
+    pub state: Option<RnntDevice>,
+}
+
+/// The backward pass of the pooling loss on CUDA tensors: `(logits, grad_costs f64)` to the
+/// gradient in f32 (f64 for f64 logits).
+pub(crate) struct PoolGradOp {
+    pub problem: PoolProblem,
+    pub cfg: LatticePoolConfig,
+}
+
+fn cuda_only(op: &str) -> candle_core::Error {
+    candle_core::Error::msg(format!("{op} runs on CUDA tensors only"))
+}
+
+fn logits_shape(d: &crate::problem::LatticeDims) -> Shape {
+    Shape::from((d.batch, d.frames, d.positions(), d.classes))
+}
+
+impl candle_core::CustomOp2 for RnntGradOp {
+    fn name(&self) -> &'static str {
+        "rnnt-loss-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let grad = rnnt_gradient(self.state.as_ref(), &self.problem, &self.cfg, s, l, g, gl)?;
+        Ok((grad, logits_shape(&self.problem.dims)))
+    }
+}
+
+impl candle_core::CustomOp2 for PoolGradOp {
+    fn name(&self) -> &'static str {
+        "lattice-max-pool-loss-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let grad = pool_gradient(&self.problem, &self.cfg, s, l, g, gl)?;
+        Ok((grad, logits_shape(&self.problem.dims)))
+    }
+}
