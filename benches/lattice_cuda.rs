@@ -71,7 +71,7 @@ fn inputs(shape: Shape, dtype: DType, dev: &Device) -> Inputs {
 
 /// Times `f` with the device synchronised before each clock read.
 fn timed(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+    group: &mut Group<'_>,
     func: &str,
     id: &str,
     dev: &Device,
@@ -90,79 +90,78 @@ fn timed(
     });
 }
 
-fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
+/// Runs `bench` on every shape and logit type of a group, with the inputs on the device and the
+/// group's throughput set to the logits' bytes; the copy of the logits comes first.
+fn each_input(
+    c: &mut Criterion,
+    name: &str,
+    shapes: &[Shape],
+    bench: impl Fn(&mut Group<'_>, &str, &Inputs, &Device),
+) {
+    let dev = device();
     let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    g
-}
-
-fn dtypes() -> [(DType, &'static str); 2] {
-    [(DType::F32, "f32"), (DType::F16, "f16")]
+    for &shape in shapes {
+        for (dtype, suffix) in [(DType::F32, "f32"), (DType::F16, "f16")] {
+            let id = format!("{}_{suffix}", shape.name());
+            let x = inputs(shape, dtype, &dev);
+            let z = x.logits.as_tensor();
+            g.throughput(Throughput::Bytes(
+                (shape.numel() * dtype.size_in_bytes()) as u64,
+            ));
+            timed(&mut g, "copy", &id, &dev, || z.copy().map(drop));
+            bench(&mut g, &id, &x, &dev);
+        }
+    }
+    g.finish();
 }
 
 fn rnnt(c: &mut Criterion) {
-    let dev = device();
-    let mut g = group(c, "cuda/rnnt_loss");
     let cfg = RnntLossConfig::default();
-    for shape in CUDA_RNNT_SHAPES {
-        for (dtype, suffix) in dtypes() {
-            let id = format!("{}_{suffix}", shape.name());
-            let x = inputs(shape, dtype, &dev);
-            let z = x.logits.as_tensor();
-            g.throughput(Throughput::Bytes(
-                (shape.numel() * dtype.size_in_bytes()) as u64,
-            ));
-            timed(&mut g, "copy", &id, &dev, || z.copy().map(drop));
-            timed(&mut g, "loss_grad", &id, &dev, || {
-                rnnt_loss_with_grad(z, &x.targets, &x.logit_lens, &x.target_lens, &cfg).map(drop)
+    each_input(c, "cuda/rnnt_loss", &CUDA_RNNT_SHAPES, |g, id, x, dev| {
+        let z = x.logits.as_tensor();
+        let (t, ll, tl) = (&x.targets, &x.logit_lens, &x.target_lens);
+        timed(g, "loss_grad", id, dev, || {
+            rnnt_loss_with_grad(z, t, ll, tl, &cfg).map(drop)
+        });
+        timed(g, "loss_grad_candle", id, dev, || {
+            rnnt_loss(z, t, ll, tl, &cfg)?.backward().map(drop)
+        });
+        let untracked = z.detach();
+        timed(g, "loss", id, dev, || {
+            rnnt_loss(&untracked, t, ll, tl, &cfg).map(drop)
+        });
+        if z.dtype() == DType::F32 && z.elem_count() < 1 << 28 {
+            timed(g, "best_path", id, dev, || {
+                rnnt_best_path(&untracked, t, ll, tl, 0).map(drop)
             });
-            timed(&mut g, "loss_grad_candle", &id, &dev, || {
-                rnnt_loss(z, &x.targets, &x.logit_lens, &x.target_lens, &cfg)?
-                    .backward()
-                    .map(drop)
-            });
-            let untracked = z.detach();
-            timed(&mut g, "loss", &id, &dev, || {
-                rnnt_loss(&untracked, &x.targets, &x.logit_lens, &x.target_lens, &cfg).map(drop)
-            });
-            if dtype == DType::F32 && shape.numel() < 1 << 28 {
-                timed(&mut g, "best_path", &id, &dev, || {
-                    rnnt_best_path(&untracked, &x.targets, &x.logit_lens, &x.target_lens, 0)
-                        .map(drop)
-                });
-            }
         }
-    }
-    g.finish();
+    });
 }
 
 fn pool(c: &mut Criterion) {
-    let dev = device();
-    let mut g = group(c, "cuda/lattice_pool");
     let cfg = LatticePoolConfig::default();
-    for shape in CUDA_POOL_SHAPES {
-        for (dtype, suffix) in dtypes() {
-            let id = format!("{}_{suffix}", shape.name());
-            let x = inputs(shape, dtype, &dev);
+    each_input(
+        c,
+        "cuda/lattice_pool",
+        &CUDA_POOL_SHAPES,
+        |g, id, x, dev| {
             let z = x.logits.as_tensor();
-            g.throughput(Throughput::Bytes(
-                (shape.numel() * dtype.size_in_bytes()) as u64,
-            ));
-            timed(&mut g, "copy", &id, &dev, || z.copy().map(drop));
-            timed(&mut g, "loss_grad", &id, &dev, || {
-                lattice_max_pool_loss_with_grad(z, &x.targets, &x.logit_lens, &x.target_lens, &cfg)
-                    .map(drop)
+            let (t, ll, tl) = (&x.targets, &x.logit_lens, &x.target_lens);
+            timed(g, "loss_grad", id, dev, || {
+                lattice_max_pool_loss_with_grad(z, t, ll, tl, &cfg).map(drop)
             });
-            timed(&mut g, "loss_grad_candle", &id, &dev, || {
-                lattice_max_pool_loss(z, &x.targets, &x.logit_lens, &x.target_lens, &cfg)?
+            timed(g, "loss_grad_candle", id, dev, || {
+                lattice_max_pool_loss(z, t, ll, tl, &cfg)?
                     .backward()
                     .map(drop)
             });
-        }
-    }
-    g.finish();
+        },
+    );
 }
 
 criterion_group!(benches, rnnt, pool);

@@ -16,6 +16,14 @@ out=${1:-$here/out}
 mkdir -p "$out"
 failed=()
 
+# The binaries travel xz-compressed; unpack them into a temporary folder.
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+for name in ent-lattice-tests lattice-cuda; do
+    python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        "$here/$name.xz" "$bin/$name" && chmod +x "$bin/$name" || { echo "cannot unpack $name"; exit 1; }
+done
+
 # The CUDA libraries the binaries link (cuBLAS, cuRAND, NVRTC, the runtime) come with the
 # Python wheels of torch; the driver with the system.
 libs=$(python3 - <<'PY'
@@ -33,22 +41,22 @@ PY
 )
 export LD_LIBRARY_PATH="${libs}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-for bin in ent-lattice-tests lattice-cuda; do
-    if ldd "$here/$bin" | grep "not found"; then
-        echo "$bin: libraries not found (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+for name in ent-lattice-tests lattice-cuda; do
+    if ldd "$bin/$name" | grep "not found"; then
+        echo "$name: libraries not found (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
         exit 1
     fi
 done
 
 echo "== 1. parity against the CPU reference (ENT_REQUIRE_CUDA=1)"
-ENT_REQUIRE_CUDA=1 "$here/ent-lattice-tests" cuda:: --test-threads=1 2>&1 | tee "$out/parity.log"
+ENT_REQUIRE_CUDA=1 "$bin/ent-lattice-tests" cuda:: --test-threads=1 2>&1 | tee "$out/parity.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("parity")
 
 echo "== 2. compute-sanitizer"
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         ENT_REQUIRE_CUDA=1 ENT_CUDA_CASES=4 compute-sanitizer --tool "$tool" --error-exitcode 9 \
-            "$here/ent-lattice-tests" cuda::rnnt_matches cuda::pooling_matches \
+            "$bin/ent-lattice-tests" cuda::rnnt_matches cuda::pooling_matches \
             cuda::best_path cuda::with_grad --test-threads=1 >"$out/sanitizer-$tool.log" 2>&1
         rc=$?
         echo "compute-sanitizer --tool $tool: exit $rc ($(grep -c 'ERROR SUMMARY: 0 errors' \
@@ -61,7 +69,7 @@ else
 fi
 
 echo "== 3. benchmarks: criterion cuda/rnnt_loss, cuda/lattice_pool; torchaudio"
-CRITERION_HOME="$out/criterion" "$here/lattice-cuda" --bench 2>&1 | tee "$out/criterion.log"
+CRITERION_HOME="$out/criterion" "$bin/lattice-cuda" --bench 2>&1 | tee "$out/criterion.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("criterion")
 PYTHONUNBUFFERED=1 python3 "$here/torchaudio_rnnt.py" --device cuda --dtypes float32,float16 \
     --runs 10 --json "$out/torchaudio.json" 2>&1 | tee "$out/torchaudio.log"

@@ -501,10 +501,14 @@ pub fn gpu_bundle(root: &Path, args: &[String]) -> Result<()> {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
+    // Stripped, each binary is about 50 MB, most of it candle's CUDA kernels; xz takes it to
+    // about 6 MB. run.sh unpacks with Python's lzma.
     for (src, name) in [(&tests, "ent-lattice-tests"), (&bench, "lattice-cuda")] {
         let dst = dir.join(name);
         run(Command::new("strip").arg("-o").arg(&dst).arg(src))
             .with_context(|| format!("stripping {}", src.display()))?;
+        run(Command::new("xz").args(["-6", "-T0"]).arg(&dst))
+            .context("compressing with xz (apt-get install xz-utils)")?;
     }
     for (src, name) in [
         (root.join("xtask/assets/gpu-run.sh"), "run.sh"),

@@ -40,16 +40,27 @@ pub fn rnnt_best_path_slice<E: Logit, I: Index>(
     target_lens: &[I],
     blank: usize,
 ) -> Result<Vec<Alignment>, LatticeError> {
-    let cfg = RnntLossConfig {
-        blank,
-        ..Default::default()
-    };
-    let p = rnnt::validate(dims, targets, logit_lens, target_lens, &cfg)?;
+    let p = validate(dims, targets, logit_lens, target_lens, blank)?;
     check_buffer("logits", logits.len(), &dims)?;
     let NodeLogProbs {
         lp_blank, lp_label, ..
     } = rnnt::log_probs::<E>(logits, &p, None);
     Ok(best_paths(&lp_blank, &lp_label, &p))
+}
+
+/// The arguments checked as for the loss with this blank index.
+pub(crate) fn validate<I: Index>(
+    dims: LatticeDims,
+    targets: &[I],
+    logit_lens: &[I],
+    target_lens: &[I],
+    blank: usize,
+) -> Result<RnntProblem, LatticeError> {
+    let cfg = RnntLossConfig {
+        blank,
+        ..Default::default()
+    };
+    rnnt::validate(dims, targets, logit_lens, target_lens, &cfg)
 }
 
 /// The blank and label log-probabilities out of the kernels' `[B][T][U+1][3]` normaliser

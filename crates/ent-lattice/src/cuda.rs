@@ -23,6 +23,7 @@ use crate::launch::{
     RnntPlan, Role, Uploads,
 };
 use crate::pool::PoolProblem;
+use crate::problem::LatticeDims;
 use crate::rnnt::RnntProblem;
 
 /// PTX of `kernels/rnnt.cu` and `kernels/pool.cu`, compiled by build.rs.
@@ -253,12 +254,8 @@ pub(crate) fn node_log_probs(
     s: &CudaStorage,
     l: &Layout,
 ) -> candle_core::Result<Vec<f64>> {
-    let cfg = RnntLossConfig {
-        blank: problem.blank,
-        ..Default::default()
-    };
     let mut x = Cuda::new(&s.device);
-    let plan = launch::rnnt_plan(problem.dims, kernel_dtype(s.dtype())?, &cfg)?;
+    let plan = launch::best_path_plan(problem.dims, kernel_dtype(s.dtype())?, problem.blank)?;
     let uploads = Uploads::rnnt(&problem.targets, &problem.lens);
     let prepared = launch::prepare(&mut x, &plan.buffers, &uploads)?;
     let external = [(Role::Logits, storage_address(&x, s, l)?)];
@@ -349,32 +346,70 @@ pub(crate) fn costs_as(
     }
 }
 
-/// The backward pass of the RNN-T loss on CUDA tensors: `(logits, grad_costs f64)` to the
-/// gradient in the logits' dtype.
-pub(crate) struct RnntGradOp {
+/// A backward pass on CUDA tensors: `(logits, grad_costs f64)` to a logits-shaped gradient.
+pub(crate) trait CudaGradient {
+    const NAME: &'static str;
+    fn dims(&self) -> LatticeDims;
+    fn run(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<CudaStorage>;
+}
+
+/// The RNN-T gradient, in the logits' dtype.
+pub(crate) struct RnntGradient {
     pub problem: Arc<RnntProblem>,
     pub cfg: RnntLossConfig,
     pub state: Option<RnntDevice>,
 }
 
-/// The backward pass of the pooling loss on CUDA tensors: `(logits, grad_costs f64)` to the
-/// gradient in f32 (f64 for f64 logits).
-pub(crate) struct PoolGradOp {
+impl CudaGradient for RnntGradient {
+    const NAME: &'static str = "rnnt-loss-grad";
+    fn dims(&self) -> LatticeDims {
+        self.problem.dims
+    }
+    fn run(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<CudaStorage> {
+        rnnt_gradient(self.state.as_ref(), &self.problem, &self.cfg, s, l, g, gl)
+    }
+}
+
+/// The pooling gradient, in f32 (f64 for f64 logits).
+pub(crate) struct PoolGradient {
     pub problem: PoolProblem,
     pub cfg: LatticePoolConfig,
 }
 
-fn cuda_only(op: &str) -> candle_core::Error {
-    candle_core::Error::msg(format!("{op} runs on CUDA tensors only"))
+impl CudaGradient for PoolGradient {
+    const NAME: &'static str = "lattice-max-pool-loss-grad";
+    fn dims(&self) -> LatticeDims {
+        self.problem.dims
+    }
+    fn run(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<CudaStorage> {
+        pool_gradient(&self.problem, &self.cfg, s, l, g, gl)
+    }
 }
 
-fn logits_shape(d: &crate::problem::LatticeDims) -> Shape {
-    Shape::from((d.batch, d.frames, d.positions(), d.classes))
-}
+/// A [`CudaGradient`] as a candle op over `(logits, grad_costs)`.
+pub(crate) struct GradOp<T>(pub T);
 
-impl candle_core::CustomOp2 for RnntGradOp {
+impl<T: CudaGradient> candle_core::CustomOp2 for GradOp<T> {
     fn name(&self) -> &'static str {
-        "rnnt-loss-grad"
+        T::NAME
     }
 
     fn cpu_fwd(
@@ -384,7 +419,10 @@ impl candle_core::CustomOp2 for RnntGradOp {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
+        Err(candle_core::Error::msg(format!(
+            "{} runs on CUDA tensors only",
+            T::NAME
+        )))
     }
 
     fn cuda_fwd(
@@ -394,34 +432,11 @@ impl candle_core::CustomOp2 for RnntGradOp {
         g: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let grad = rnnt_gradient(self.state.as_ref(), &self.problem, &self.cfg, s, l, g, gl)?;
-        Ok((grad, logits_shape(&self.problem.dims)))
-    }
-}
-
-impl candle_core::CustomOp2 for PoolGradOp {
-    fn name(&self) -> &'static str {
-        "lattice-max-pool-loss-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
-
-    fn cuda_fwd(
-        &self,
-        s: &CudaStorage,
-        l: &Layout,
-        g: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let grad = pool_gradient(&self.problem, &self.cfg, s, l, g, gl)?;
-        Ok((grad, logits_shape(&self.problem.dims)))
+        let d = self.0.dims();
+        let grad = self.0.run(s, l, g, gl)?;
+        Ok((
+            grad,
+            Shape::from((d.batch, d.frames, d.positions(), d.classes)),
+        ))
     }
 }

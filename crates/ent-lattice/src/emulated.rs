@@ -436,13 +436,9 @@ pub fn rnnt_best_path<E: Logit, I: Index>(
     blank: usize,
     opts: &Options,
 ) -> Result<Vec<Alignment>, LatticeError> {
-    let cfg = RnntLossConfig {
-        blank,
-        ..Default::default()
-    };
-    let p = rnnt::validate(dims, targets, logit_lens, target_lens, &cfg)?;
+    let p = align::validate(dims, targets, logit_lens, target_lens, blank)?;
     check_buffer("logits", logits.len(), &dims)?;
-    let plan = launch::rnnt_plan(dims, E::KERNEL, &cfg)?;
+    let plan = launch::best_path_plan(dims, E::KERNEL, blank)?;
     let prepared = launch::prepare(&mut Emu, &plan.buffers, &Uploads::rnnt(&p.targets, &p.lens))?;
     let z = logits_mem(logits, opts);
     run_checked(plan.normalize(), &prepared, &[&z])?;

@@ -143,6 +143,16 @@ pub struct BufferSpec {
 }
 
 impl BufferSpec {
+    /// A buffer the kernels write before they read it.
+    pub fn uninit(role: Role, elem: Elem, len: usize) -> Self {
+        BufferSpec {
+            role,
+            elem,
+            len,
+            init: Init::Uninit,
+        }
+    }
+
     /// Bytes, at least one element (devices refuse empty allocations).
     pub fn bytes(&self) -> usize {
         self.len.max(1) * self.elem.size()
@@ -323,18 +333,8 @@ pub fn rnnt_plan(
     );
     let u1i = i64_of(u1);
     let sfx = dtype.suffix();
-    let f64s = |role, len| BufferSpec {
-        role,
-        elem: Elem::F64,
-        len,
-        init: Init::Uninit,
-    };
-    let u32s = |role, len| BufferSpec {
-        role,
-        elem: Elem::U32,
-        len,
-        init: Init::Uninit,
-    };
+    let f64s = |role, len| BufferSpec::uninit(role, Elem::F64, len);
+    let u32s = |role, len| BufferSpec::uninit(role, Elem::U32, len);
     let buffers = vec![
         u32s(Role::Targets, dims.batch * dims.targets),
         u32s(Role::LogitLens, dims.batch),
@@ -418,15 +418,24 @@ pub fn rnnt_plan(
         dtype,
         buffers,
         costs: f64s(Role::Costs, dims.batch),
-        grad: BufferSpec {
-            role: Role::Grad,
-            elem: Elem::Logit(dtype),
-            len: numel,
-            init: Init::Uninit,
-        },
+        grad: BufferSpec::uninit(Role::Grad, Elem::Logit(dtype), numel),
         forward: vec![normalize, alpha_beta, costs],
         gradient: vec![grad],
     })
+}
+
+/// The plan whose [`RnntPlan::normalize`] launch gives `rnnt_best_path` its node
+/// log-probabilities.
+pub fn best_path_plan(
+    dims: LatticeDims,
+    dtype: KernelDType,
+    blank: usize,
+) -> Result<RnntPlan, LatticeError> {
+    let cfg = RnntLossConfig {
+        blank,
+        ..Default::default()
+    };
+    rnnt_plan(dims, dtype, &cfg)
 }
 
 /// The pooling plan; `dims` and `cfg` as validated by the loss.
@@ -447,12 +456,7 @@ pub fn pool_plan(
         });
     }
     let numel = dims.numel()?;
-    let u32s = |role, len| BufferSpec {
-        role,
-        elem: Elem::U32,
-        len,
-        init: Init::Uninit,
-    };
+    let u32s = |role, len| BufferSpec::uninit(role, Elem::U32, len);
     let buffers = vec![
         u32s(Role::Labels, dims.batch),
         u32s(Role::LogitLens, dims.batch),
@@ -495,17 +499,10 @@ pub fn pool_plan(
         dims,
         dtype,
         buffers,
-        costs: BufferSpec {
-            role: Role::Costs,
-            elem: Elem::F64,
-            len: dims.batch,
-            init: Init::Uninit,
-        },
+        costs: BufferSpec::uninit(Role::Costs, Elem::F64, dims.batch),
         grad: BufferSpec {
-            role: Role::Grad,
-            elem: dtype.pool_grad(),
-            len: numel,
             init: Init::Zeroed,
+            ..BufferSpec::uninit(Role::Grad, dtype.pool_grad(), numel)
         },
         forward: vec![launch(Arg::Null, Arg::Null)],
         gradient: vec![launch(

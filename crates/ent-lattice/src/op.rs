@@ -58,13 +58,14 @@ fn check_device(arg: &'static str, t: &Tensor) -> Result<(), LatticeError> {
     }
 }
 
-/// Every argument on the logits' device.
+/// Every argument on the logits' device. An empty tensor (`targets` of a batch without
+/// labels, `[B, 0]`) holds no data and may live anywhere: CUDA cannot allocate zero bytes.
 fn check_same_device(
     reference: (&'static str, &Tensor),
     others: &[(&'static str, &Tensor)],
 ) -> Result<(), LatticeError> {
     for (arg, t) in others {
-        if !t.device().same_device(reference.1.device()) {
+        if t.elem_count() > 0 && !t.device().same_device(reference.1.device()) {
             return Err(LatticeError::DeviceMismatch {
                 arg,
                 device: format!("{:?}", t.device().location()),
@@ -224,11 +225,7 @@ fn best_path_cuda(
     h: &HostArgs,
     blank: usize,
 ) -> candle_core::Result<Vec<Alignment>> {
-    let cfg = RnntLossConfig {
-        blank,
-        ..Default::default()
-    };
-    let p = rnnt::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, &cfg)?;
+    let p = align::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, blank)?;
     #[cfg(feature = "cuda")]
     {
         let logits = logits.contiguous()?;
@@ -249,13 +246,38 @@ fn best_path_cuda(
     }
 }
 
-/// The checked shape of RNN-T logits and the integer arguments, copied to the host.
+/// The checked shape of a lattice's logits and its three integer arguments (RNN-T targets or
+/// pooling labels, and the two lengths), copied to the host.
 struct HostArgs {
     dims: LatticeDims,
+    /// `targets` (`[B, U]`) or `labels` (`[B]`).
     targets: Vec<i64>,
     logit_lens: Vec<i64>,
     target_lens: Vec<i64>,
 }
+
+/// The names of a loss's arguments, for its messages.
+struct ArgNames {
+    logits: &'static str,
+    classes: &'static str,
+    first: &'static str,
+    /// `first` is `[B, U]` (targets) rather than `[B]` (labels).
+    first_per_label: bool,
+}
+
+const RNNT_ARGS: ArgNames = ArgNames {
+    logits: "logits",
+    classes: "V",
+    first: "targets",
+    first_per_label: true,
+};
+
+const POOL_ARGS: ArgNames = ArgNames {
+    logits: "emotion_logits",
+    classes: "K",
+    first: "labels",
+    first_per_label: false,
+};
 
 impl HostArgs {
     fn read(
@@ -264,24 +286,39 @@ impl HostArgs {
         logit_lens: &Tensor,
         target_lens: &Tensor,
     ) -> candle_core::Result<Self> {
-        let dims = dims4("logits", logits, "V")?;
+        Self::read_as(&RNNT_ARGS, logits, targets, logit_lens, target_lens)
+    }
+
+    fn read_as(
+        names: &ArgNames,
+        logits: &Tensor,
+        first: &Tensor,
+        logit_lens: &Tensor,
+        target_lens: &Tensor,
+    ) -> candle_core::Result<Self> {
+        let dims = dims4(names.logits, logits, names.classes)?;
         if dims.batch == 0 {
-            Err(LatticeError::EmptyBatch { arg: "logits" })?;
+            Err(LatticeError::EmptyBatch { arg: names.logits })?;
         }
-        check_logit_dtype("logits", logits)?;
-        check_device("logits", logits)?;
+        check_logit_dtype(names.logits, logits)?;
+        check_device(names.logits, logits)?;
         check_same_device(
-            ("logits", logits),
+            (names.logits, logits),
             &[
-                ("targets", targets),
+                (names.first, first),
                 ("logit_lens", logit_lens),
                 ("target_lens", target_lens),
             ],
         )?;
         let b = dims.batch;
+        let first_shape = if names.first_per_label {
+            vec![b, dims.targets]
+        } else {
+            vec![b]
+        };
         Ok(Self {
             dims,
-            targets: host_index("targets", targets, &[b, dims.targets])?,
+            targets: host_index(names.first, first, &first_shape)?,
             logit_lens: host_index("logit_lens", logit_lens, &[b])?,
             target_lens: host_index("target_lens", target_lens, &[b])?,
         })
@@ -490,11 +527,11 @@ impl RnntOp {
                 _ => None,
             };
             let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
-            let op = crate::cuda::RnntGradOp {
+            let op = crate::cuda::GradOp(crate::cuda::RnntGradient {
                 problem: self.problem.clone(),
                 cfg: self.cfg.clone(),
                 state,
-            };
+            });
             arg.apply_op2_no_bwd(&g, &op)
         }
         #[cfg(not(feature = "cuda"))]
@@ -535,26 +572,9 @@ impl PoolOp {
         target_lens: &Tensor,
         cfg: &LatticePoolConfig,
     ) -> candle_core::Result<(Self, usize)> {
-        let dims = dims4("emotion_logits", emotion_logits, "K")?;
-        if dims.batch == 0 {
-            Err(LatticeError::EmptyBatch {
-                arg: "emotion_logits",
-            })?;
-        }
-        check_logit_dtype("emotion_logits", emotion_logits)?;
-        check_device("emotion_logits", emotion_logits)?;
-        check_same_device(
-            ("emotion_logits", emotion_logits),
-            &[
-                ("labels", labels),
-                ("logit_lens", logit_lens),
-                ("target_lens", target_lens),
-            ],
-        )?;
-        let b = dims.batch;
-        let labels = host_index("labels", labels, &[b])?;
-        let logit_lens = host_index("logit_lens", logit_lens, &[b])?;
-        let target_lens = host_index("target_lens", target_lens, &[b])?;
+        let h = HostArgs::read_as(&POOL_ARGS, emotion_logits, labels, logit_lens, target_lens)?;
+        let (dims, b) = (h.dims, h.dims.batch);
+        let (labels, logit_lens, target_lens) = (h.targets, h.logit_lens, h.target_lens);
         let problem = pool::validate(dims, &labels, &logit_lens, &target_lens, cfg)?;
         let op = PoolOp {
             problem,
@@ -645,10 +665,10 @@ impl PoolOp {
             #[cfg(feature = "cuda")]
             {
                 let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
-                let op = crate::cuda::PoolGradOp {
+                let op = crate::cuda::GradOp(crate::cuda::PoolGradient {
                     problem: self.problem.clone(),
                     cfg: self.cfg.clone(),
-                };
+                });
                 return arg.apply_op2_no_bwd(&g, &op)?.to_dtype(arg.dtype());
             }
             #[cfg(not(feature = "cuda"))]

@@ -14,7 +14,7 @@ use half::f16;
 use proptest::prelude::*;
 
 use crate::kernel_cases::{
-    Elem, PoolCase, PoolOut, Rng, RnntCase, RnntOut, Runner, pool_case, rnnt_case,
+    Elem, Lattice, PoolCase, PoolOut, Rng, RnntCase, RnntOut, Runner, pool_case, rnnt_case,
 };
 
 fn required() -> bool {
@@ -57,7 +57,10 @@ fn logits_var<E: Elem>(logits: &[E], d: LatticeDims, misalign: bool, dev: &Devic
     Var::from_tensor(&t).map_err(err)
 }
 
+/// An index tensor on `dev`; an empty one on the CPU (CUDA cannot allocate zero bytes, and the
+/// losses accept empty index tensors from any device).
 fn u32s(v: &[u32], shape: &[usize], dev: &Device) -> Res<Tensor> {
+    let dev = if v.is_empty() { &Device::Cpu } else { dev };
     Tensor::from_slice(v, shape, dev).map_err(err)
 }
 
@@ -68,11 +71,35 @@ fn f64s(t: &Tensor) -> Res<Vec<f64>> {
         .map_err(err)
 }
 
-/// Per-utterance incoming gradients in the loss's type, and the same values in f64.
-fn incoming<E: Elem>(g: &[f64], dev: &Device) -> Res<(Tensor, Vec<f64>)> {
+/// The case's logits as a `Var` and its lengths, on `dev`.
+fn lattice_tensors<E: Elem>(
+    l: &Lattice,
+    logits: &[E],
+    misalign: bool,
+    dev: &Device,
+) -> Res<(Var, Tensor, Tensor)> {
+    let b = l.dims.batch;
+    Ok((
+        logits_var(logits, l.dims, misalign, dev)?,
+        u32s(&l.logit_lens, &[b], dev)?,
+        u32s(&l.target_lens, &[b], dev)?,
+    ))
+}
+
+/// The backward pass of `sum_b g_b loss_b`, with `g` rounded to the loss's type: the costs,
+/// the logits' gradient and `g` as applied, in f64.
+fn backward<E: Elem>(loss: &Tensor, z: &Var, g: &[f64], dev: &Device) -> Res<[Vec<f64>; 3]> {
     let typed: Vec<E> = g.iter().map(|&v| E::of(v)).collect();
     let used = typed.iter().map(|v| v.as_f64()).collect();
-    Ok((Tensor::from_vec(typed, g.len(), dev).map_err(err)?, used))
+    let g = Tensor::from_vec(typed, g.len(), dev).map_err(err)?;
+    let grads = (loss * &g)
+        .and_then(|t| t.sum_all())
+        .and_then(|t| t.backward())
+        .map_err(err)?;
+    let grad = grads
+        .get(z.as_tensor())
+        .ok_or("no gradient for the logits")?;
+    Ok([f64s(loss)?, f64s(grad)?, used])
 }
 
 /// The GPU as a [`Runner`]: the public candle entry points on CUDA tensors.
@@ -81,66 +108,37 @@ struct OnCuda(Device);
 impl Runner for OnCuda {
     fn rnnt<E: Elem>(&self, c: &RnntCase, logits: &[E]) -> Res<RnntOut> {
         let (l, dev) = (&c.lattice, &self.0);
-        let d = l.dims;
-        let z = logits_var(logits, d, c.misalign, dev)?;
-        let targets = u32s(&c.targets, &[d.batch, d.targets], dev)?;
-        let (ll, tl) = (
-            u32s(&l.logit_lens, &[d.batch], dev)?,
-            u32s(&l.target_lens, &[d.batch], dev)?,
-        );
+        let (z, ll, tl) = lattice_tensors(l, logits, c.misalign, dev)?;
+        let targets = u32s(&c.targets, &[l.dims.batch, l.dims.targets], dev)?;
         let loss = rnnt_loss(z.as_tensor(), &targets, &ll, &tl, &c.cfg).map_err(err)?;
-        let (g, used) = incoming::<E>(&c.grad_costs, dev)?;
-        let grads = (&loss * &g)
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.backward())
-            .map_err(err)?;
-        let grad = grads
-            .get(z.as_tensor())
-            .ok_or("no gradient for the logits")?;
+        let [costs, grad, grad_costs] = backward::<E>(&loss, &z, &c.grad_costs, dev)?;
         Ok(RnntOut {
-            costs: f64s(&loss)?,
+            costs,
             log_p: None,
-            grad: f64s(grad)?,
-            grad_costs: used,
+            grad,
+            grad_costs,
             costs_rounded: true,
         })
     }
 
     fn pool<E: Elem>(&self, c: &PoolCase, logits: &[E]) -> Res<PoolOut> {
         let (l, dev) = (&c.lattice, &self.0);
-        let d = l.dims;
-        let z = logits_var(logits, d, c.misalign, dev)?;
-        let labels = u32s(&c.labels, &[d.batch], dev)?;
-        let (ll, tl) = (
-            u32s(&l.logit_lens, &[d.batch], dev)?,
-            u32s(&l.target_lens, &[d.batch], dev)?,
-        );
+        let (z, ll, tl) = lattice_tensors(l, logits, c.misalign, dev)?;
+        let labels = u32s(&c.labels, &[l.dims.batch], dev)?;
         let loss = lattice_max_pool_loss(z.as_tensor(), &labels, &ll, &tl, &c.cfg).map_err(err)?;
-        let (g, used) = incoming::<E>(&c.grad_costs, dev)?;
-        let grads = (&loss * &g)
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.backward())
-            .map_err(err)?;
-        let grad = grads
-            .get(z.as_tensor())
-            .ok_or("no gradient for the logits")?;
+        let [costs, grad, grad_costs] = backward::<E>(&loss, &z, &c.grad_costs, dev)?;
         Ok(PoolOut {
-            costs: f64s(&loss)?,
-            grad: f64s(grad)?,
-            grad_costs: used,
+            costs,
+            grad,
+            grad_costs,
             rounded: true,
         })
     }
 
     fn best_path<E: Elem>(&self, c: &RnntCase, logits: &[E]) -> Res<Vec<Alignment>> {
         let (l, dev) = (&c.lattice, &self.0);
-        let d = l.dims;
-        let z = logits_var(logits, d, c.misalign, dev)?;
-        let targets = u32s(&c.targets, &[d.batch, d.targets], dev)?;
-        let (ll, tl) = (
-            u32s(&l.logit_lens, &[d.batch], dev)?,
-            u32s(&l.target_lens, &[d.batch], dev)?,
-        );
+        let (z, ll, tl) = lattice_tensors(l, logits, c.misalign, dev)?;
+        let targets = u32s(&c.targets, &[l.dims.batch, l.dims.targets], dev)?;
         rnnt_best_path(z.as_tensor(), &targets, &ll, &tl, c.cfg.blank).map_err(err)
     }
 }
@@ -313,4 +311,32 @@ fn more_than_2_pow_31_logits() {
         worst <= 0.0,
         "a gradient element beyond tolerance by {worst}"
     );
+}
+
+/// The GPU against torchaudio itself, on the committed fixture (as `peer.rs` checks the CPU
+/// path).
+#[test]
+fn matches_torchaudio() {
+    let Some(dev) = gpu() else { return };
+    for case in crate::peer::peer_cases() {
+        let d = case.dims;
+        let z = Tensor::from_slice(
+            &case.logits,
+            (d.batch, d.frames, d.positions(), d.classes),
+            &dev,
+        )
+        .unwrap();
+        let t = |v: &[u32], shape: &[usize]| u32s(v, shape, &dev).unwrap();
+        let (costs, grad) = rnnt_loss_with_grad(
+            &z,
+            &t(&case.targets, &[d.batch, d.targets]),
+            &t(&case.logit_lens, &[d.batch]),
+            &t(&case.target_lens, &[d.batch]),
+            &case.cfg,
+        )
+        .unwrap();
+        let costs: Vec<f64> = f64s(&costs).unwrap();
+        let grad: Vec<f32> = grad.flatten_all().unwrap().to_vec1().unwrap();
+        case.check(&costs, &grad);
+    }
 }

@@ -225,3 +225,23 @@ fn plans_use_every_compiled_kernel() {
         emulated::kernel_names().into_iter().collect();
     assert_eq!(planned, compiled);
 }
+
+/// The emulated kernels against torchaudio itself, on the committed fixture (as `peer.rs`
+/// checks the CPU path).
+#[test]
+fn matches_torchaudio() {
+    for case in crate::peer::peer_cases() {
+        let run = emulated::rnnt_loss(
+            &case.logits,
+            case.dims,
+            &case.targets,
+            &case.logit_lens,
+            &case.target_lens,
+            &case.cfg,
+            Some(&vec![1.0; case.dims.batch]),
+            &Options::default(),
+        )
+        .unwrap();
+        case.check(&run.costs, &run.grad.unwrap());
+    }
+}

@@ -22,56 +22,94 @@ fn ints(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn matches_torchaudio() {
+/// One batch of the torchaudio fixture: inputs, configuration and torchaudio's results.
+pub struct PeerCase {
+    pub name: String,
+    pub dims: LatticeDims,
+    pub cfg: RnntLossConfig,
+    /// f32 in torch (the f64 -> f32 conversion is exact).
+    pub logits: Vec<f32>,
+    pub targets: Vec<u32>,
+    pub logit_lens: Vec<u32>,
+    pub target_lens: Vec<u32>,
+    costs: Vec<f64>,
+    grads: Vec<f64>,
+}
+
+pub fn peer_cases() -> Vec<PeerCase> {
     let fixture: Value =
         serde_json::from_str(include_str!("../fixtures/torchaudio_rnnt.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 6);
-    for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let d = ints(&case["dims"]);
-        let dims = LatticeDims {
-            batch: d[0] as usize,
-            frames: d[1] as usize,
-            targets: d[2] as usize,
-            classes: d[3] as usize,
-        };
-        let clamp = case["clamp"].as_f64().unwrap();
-        let cfg = RnntLossConfig {
-            blank: case["blank"].as_u64().unwrap() as usize,
-            reduction: Reduction::None,
-            clamp: (clamp > 0.0).then_some(clamp as f32),
-            ..Default::default()
-        };
-        // f64 -> f32 is exact: the values were f32 in torch.
-        let logits: Vec<f32> = floats(&case["logits"]).iter().map(|&v| v as f32).collect();
-        let mut grad = vec![0.0f32; logits.len()];
-        let costs = cpu::rnnt_loss(
-            &logits,
-            dims,
-            &ints(&case["targets"]),
-            &ints(&case["logit_lens"]),
-            &ints(&case["target_lens"]),
-            &cfg,
-            Some(&mut grad),
-        )
-        .unwrap();
-        // torchaudio runs its lattice in f32: measured against the exact (f64) answer its
-        // costs are off by up to 1e-7 relative and its gradients by up to 5.3e-6 absolute on
-        // these cases, so agreement is asserted at 1e-6 relative and 1e-5 absolute.
-        for (b, (c, w)) in costs.iter().zip(floats(&case["costs"])).enumerate() {
+    cases
+        .iter()
+        .map(|case| {
+            let d = ints(&case["dims"]);
+            let clamp = case["clamp"].as_f64().unwrap();
+            PeerCase {
+                name: case["name"].as_str().unwrap().to_string(),
+                dims: LatticeDims {
+                    batch: d[0] as usize,
+                    frames: d[1] as usize,
+                    targets: d[2] as usize,
+                    classes: d[3] as usize,
+                },
+                cfg: RnntLossConfig {
+                    blank: case["blank"].as_u64().unwrap() as usize,
+                    reduction: Reduction::None,
+                    clamp: (clamp > 0.0).then_some(clamp as f32),
+                    ..Default::default()
+                },
+                logits: floats(&case["logits"]).iter().map(|&v| v as f32).collect(),
+                targets: ints(&case["targets"]),
+                logit_lens: ints(&case["logit_lens"]),
+                target_lens: ints(&case["target_lens"]),
+                costs: floats(&case["costs"]),
+                grads: floats(&case["grads"]),
+            }
+        })
+        .collect()
+}
+
+impl PeerCase {
+    /// torchaudio runs its lattice in f32: measured against the exact (f64) answer its costs
+    /// are off by up to 1e-7 relative and its gradients by up to 5.3e-6 absolute on these
+    /// cases, so agreement is asserted at 1e-6 relative and 1e-5 absolute.
+    pub fn check(&self, costs: &[f64], grad: &[f32]) {
+        let name = &self.name;
+        assert_eq!(costs.len(), self.costs.len(), "{name}");
+        assert_eq!(grad.len(), self.grads.len(), "{name}");
+        for (b, (c, w)) in costs.iter().zip(&self.costs).enumerate() {
             assert!(
                 (c - w).abs() <= 1e-6 * w.abs().max(1.0),
                 "{name}: cost[{b}] {c} vs torchaudio {w}"
             );
         }
-        for (i, (g, w)) in grad.iter().zip(floats(&case["grads"])).enumerate() {
+        for (i, (g, w)) in grad.iter().zip(&self.grads).enumerate() {
             assert!(
                 (*g as f64 - w).abs() <= 1e-5,
                 "{name}: grad[{i}] {g} vs torchaudio {w}"
             );
         }
+    }
+}
+
+#[test]
+fn matches_torchaudio() {
+    for case in peer_cases() {
+        let (name, dims, cfg, logits) = (&case.name, case.dims, &case.cfg, &case.logits);
+        let mut grad = vec![0.0f32; logits.len()];
+        let costs = cpu::rnnt_loss(
+            logits,
+            dims,
+            &case.targets,
+            &case.logit_lens,
+            &case.target_lens,
+            cfg,
+            Some(&mut grad),
+        )
+        .unwrap();
+        case.check(&costs, &grad);
         // Our f32 path against our f64 path (which matches brute force to 1e-13): an order of
         // magnitude tighter than torchaudio's own error (measured: at most 8.1e-8 on the
         // gradients, 1.6e-8 relative on the costs).
@@ -80,10 +118,10 @@ fn matches_torchaudio() {
         let c64 = cpu::rnnt_loss(
             &l64,
             dims,
-            &ints(&case["targets"]),
-            &ints(&case["logit_lens"]),
-            &ints(&case["target_lens"]),
-            &cfg,
+            &case.targets,
+            &case.logit_lens,
+            &case.target_lens,
+            cfg,
             Some(&mut g64),
         )
         .unwrap();
