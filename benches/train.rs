@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
 use ent_model::{Features, FrontEnd, LossConfig, Mode, Model, ModelConfig, SeededVarMap, Targets};
 use ent_train::optim::{AdamW, OptimConfig, accumulate, clip_grad_norm};
 

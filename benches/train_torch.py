@@ -5,7 +5,7 @@ transcripts.
 
     python benches/train_torch.py --threads 2 [--device cpu|cuda] [--runs 5] [--json out.json]
 
-The model is ENT-SPEC §2 written as the reference code writes it: a softmax scalar mix,
+The model is docs/method.md §2 written as the reference code writes it: a softmax scalar mix,
 `nn.LSTM` (cuDNN on the GPU), the predictor, the two joints, `torchaudio.functional.rnnt_loss`
 (log-softmax outside the loss, as the reference does), lattice max pooling with torch ops,
 the utterance head, clipping at 5 and AdamW. Two configurations, as in the Rust benchmark:

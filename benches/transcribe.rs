@@ -5,7 +5,7 @@
 //! spec's 32-symbol cap), on all of rayon's threads:
 //!
 //! - `demo_fbank_10s`: the bundled demo model (filterbanks, conformer, BiLSTM; the trained
-//!   weights of `crates/ent-cli/assets/demo-model.safetensors`), so the search emits what that
+//!   weights of `crates/ent-pipeline/assets/demo-model.safetensors`), so the search emits what that
 //!   model emits;
 //! - `wav2vec2-base_10s`: a base-size wav2vec2 (random weights, `ent_benches::backbone_checkpoint`)
 //!   and the paper's ENT (9.7 M parameters, seeded random weights). Random joints would emit
@@ -33,7 +33,7 @@ const SECONDS: usize = 10;
 
 fn demo(c: &mut Criterion, samples: &[f32]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/ent-cli/assets/demo-model.safetensors");
+        .join("../crates/ent-pipeline/assets/demo-model.safetensors");
     let dev = Device::Cpu;
     let ck = Checkpoint::load(&path, &dev).expect("the bundled demo model");
     let model = ck.build_model(&path, &dev).expect("demo model");

@@ -1,96 +1,90 @@
-//! Project chores: `cargo xtask <command>`.
-//!
-//! - `cuda-toolkit`: installs the pinned CUDA 13.0 compiler from PyPI wheels into
-//!   `target/cuda-13.0` (no GPU, no system CUDA needed).
-//! - `kernels [--check]`: compiles `kernels/*.cu` to PTX (sm_90 and a portable compute_80) in
-//!   `target/kernels` and prints each entry point's registers, spills and stack; `--check`
-//!   fails on any spill.
-//! - `bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]`: the CPU benchmarks
-//!   (criterion) and their peers in the same run, then the comparison tables in Markdown:
-//!   the lattice losses against torchaudio on the same shapes and thread count, the filterbank
-//!   against kaldi-native-fbank on the same audio, the backbone against transformers on the same
-//!   weights. The peers are installed from PyPI into
-//!   `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
-//! - `check-cuda`: clippy of the `cuda` features of ent-lattice and ent-cli with the pinned
-//!   toolkit and link-only stubs of the CUDA libraries; no GPU needed.
-//! - `gpu-bundle`: `target/gpu-bundle/`, the GPU tests and benchmark as stripped binaries with
-//!   a `run.sh` for a GPU machine without Rust.
-//! - `test-kernels [--mutants]`: the kernels' own CUDA sources compiled for the host over
-//!   emulated CUDA built-ins, tested against the CPU reference, then again under
-//!   ThreadSanitizer; `--mutants` breaks the kernels one way at a time and checks that the tests
-//!   notice.
-//! - `demo-data [--check] [--out DIR]`: the synthetic demo corpus in `data/demo` (espeak-ng
-//!   voices in four prosody styles, FLAC and manifests); `--check` verifies it without espeak-ng.
+//! Project chores: `cargo xtask <command>` (`cargo xtask --help` lists them). One module per
+//! command; none needs a GPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 
-mod cuda;
-mod demo;
-mod emu;
-use serde_json::Value;
+mod bench;
+mod check_cuda;
+mod cuda_toolkit;
+mod demo_data;
+mod gpu_bundle;
+mod kernels;
+mod test_kernels;
 
-const USAGE: &str =
-    "usage: cargo xtask bench [--runs N] [--skip-criterion] [--only lattice|fbank|backbone]
-       cargo xtask cuda-toolkit
-       cargo xtask kernels [--check]
-       cargo xtask test-kernels [--mutants]
-       cargo xtask check-cuda
-       cargo xtask gpu-bundle
-       cargo xtask demo-data [--check] [--out DIR]
+/// Project chores of ent.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-  cuda-toolkit   install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
-                 target/cuda-13.0 (about 190 MB; no GPU needed)
-  kernels        compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the
-                 toolkit above ($CUDA_HOME if set) and print registers, spills and stack;
-                 --check fails on a spill and on entry points the emulation lacks
-  check-cuda     clippy of ent-lattice and ent-cli with their `cuda` features, with the
-                 toolkit above, link-only stubs of the driver and CUDA libraries
-                 (target/cuda-stubs) and CUDA_COMPUTE_CAP=90; no GPU needed (the first run
-                 compiles candle's CUDA kernels: several minutes)
-  gpu-bundle     target/gpu-bundle (at most 60 MB): stripped binaries of ent-lattice's GPU tests
-                 and the GPU benchmark, built like check-cuda, with run.sh for a machine with an
-                 NVIDIA GPU, a CUDA 13 driver and Python with torch/torchaudio but no Rust:
-                 parity (ENT_REQUIRE_CUDA=1), compute-sanitizer, criterion beside torchaudio
-  test-kernels   build the kernels' own sources for the host over emulated CUDA built-ins
-                 (ent-lattice's `emulate` feature; the system C++ compiler, no GPU), run their
-                 property tests against the CPU reference, then again with the kernels built
-                 under ThreadSanitizer; --mutants breaks the kernels one way at a time in a
-                 copy and fails unless the tests catch every mutant
-  demo-data      synthesise the demo corpus into data/demo (or DIR) with espeak-ng and flac
-                 (`apt-get install espeak-ng flac`): English sentences in several voices and
-                 four prosody styles standing for neutral, happy, angry and sad, FLAC files,
-                 SpeechBrain-style train/valid/test manifests and a ZED-style diarization set;
-                 --check verifies the manifests against the FLAC headers and the 10 MB limit
-                 (needs neither tool)
-
-  bench   run `cargo bench -p ent-benches --bench lattice`, time torchaudio's rnnt_loss on
-          the same shapes and threads (benches/torchaudio_rnnt.py); run
-          `cargo bench -p ent-benches --bench fbank`, time kaldi-native-fbank on the same
-          audio (benches/fbank_kaldi_native.py); run
-          `cargo bench -p ent-benches --bench backbone`, time transformers on the same
-          weights, audio and threads (benches/backbone_transformers.py); print the tables
-          --runs N           peer runs per measurement (default 5)
-          --skip-criterion   reuse the last criterion results in target/criterion
-          --only NAME        only the lattice, fbank or backbone comparison";
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the CPU benchmarks (criterion) and their peers on the same inputs and threads
+    /// (torchaudio's rnnt_loss, kaldi-native-fbank, transformers; installed from PyPI into
+    /// target/bench-venv on first use) and print the comparison tables.
+    Bench(bench::BenchArgs),
+    /// Install nvcc, ptxas, NVRTC and the CUDA headers 13.0 from PyPI wheels into
+    /// target/cuda-13.0 (about 190 MB; no GPU needed).
+    CudaToolkit,
+    /// Compile kernels/*.cu to PTX in target/kernels (sm_90, compute_80) with the toolkit above
+    /// ($CUDA_HOME if set) and print registers, spills and stack.
+    Kernels {
+        /// Fail on a spill, or on entry points the emulation lacks.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Clippy of ent-lattice, ent-cli and the GPU benchmark with their `cuda` features: the
+    /// toolkit above, link-only stubs of the CUDA libraries (target/cuda-stubs),
+    /// CUDA_COMPUTE_CAP=90; no GPU (the first run compiles candle's CUDA kernels: minutes).
+    CheckCuda,
+    /// Build target/gpu-bundle (at most 60 MB): the GPU tests and benchmark as stripped binaries
+    /// with run.sh, for a machine with an NVIDIA GPU, a CUDA 13 driver and Python with
+    /// torch/torchaudio but no Rust (parity with ENT_REQUIRE_CUDA=1, compute-sanitizer,
+    /// criterion beside torchaudio).
+    GpuBundle,
+    /// Build the kernels' own sources for the host over emulated CUDA built-ins (the system C++
+    /// compiler, no GPU), run their property tests against the CPU reference, then again with
+    /// the kernels built under ThreadSanitizer.
+    TestKernels {
+        /// Instead, break the kernels one way at a time in a copy and fail unless the tests
+        /// catch every mutant.
+        #[arg(long)]
+        mutants: bool,
+    },
+    /// Synthesise the demo corpus into data/demo with espeak-ng and flac (`apt-get install
+    /// espeak-ng flac`): English sentences in several voices and four prosody styles standing
+    /// for neutral, happy, angry and sad, FLAC files, SpeechBrain-style manifests and a
+    /// ZED-style diarization set.
+    DemoData {
+        /// Only verify the manifests against the FLAC headers and the 10 MB limit (needs neither
+        /// tool).
+        #[arg(long)]
+        check: bool,
+        /// Write (or check) this folder instead of data/demo.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("bench") => bench(&args[1..]),
-        Some("cuda-toolkit") => cuda::toolkit(&root()).map(|_| ()),
-        Some("kernels") => cuda::kernels(&root(), &args[1..]),
-        Some("test-kernels") => emu::test_kernels(&root(), &args[1..]),
-        Some("check-cuda") => cuda::check_cuda(&root(), &args[1..]),
-        Some("gpu-bundle") => cuda::gpu_bundle(&root(), &args[1..]),
-        Some("demo-data") => demo::generate(&root(), &args[1..]),
-        Some("-h" | "--help") | None => {
-            println!("{USAGE}");
-            Ok(())
+    let root = root();
+    match Cli::parse().command {
+        Cmd::Bench(args) => bench::bench(&root, &args),
+        Cmd::CudaToolkit => cuda_toolkit::toolkit(&root).map(|_| ()),
+        Cmd::Kernels { check } => kernels::kernels(&root, check),
+        Cmd::CheckCuda => check_cuda::check_cuda(&root),
+        Cmd::GpuBundle => gpu_bundle::gpu_bundle(&root),
+        Cmd::TestKernels { mutants } => test_kernels::test_kernels(&root, mutants),
+        Cmd::DemoData { check, out } => {
+            let out = out.unwrap_or_else(|| root.join("data/demo"));
+            demo_data::generate(&out, check)
         }
-        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
     }
 }
 
@@ -108,295 +102,5 @@ fn run(cmd: &mut Command) -> Result<()> {
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
-    Ok(())
-}
-
-/// The threads the benchmarks run on: `RAYON_NUM_THREADS` if set, else every core.
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// A Python with torch and torchaudio, installing them into `target/bench-venv` if needed.
-fn bench_python(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/bench-venv");
-    let python = venv.join("bin/python");
-    let ok = python.exists()
-        && Command::new(&python)
-            .args([
-                "-c",
-                "import torch, torchaudio, numpy, kaldi_native_fbank, transformers, safetensors",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "installing torch, torchaudio, transformers and kaldi-native-fbank into {} (a few GB, once)",
-            venv.display()
-        );
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "-r"])
-            .arg(root.join("benches/requirements.txt")))?;
-    }
-    Ok(python)
-}
-
-/// Median time in seconds of one criterion benchmark.
-fn criterion_median(root: &Path, group: &str, func: &str, id: &str) -> Result<f64> {
-    let path = root
-        .join("target/criterion")
-        .join(group.replace('/', "_"))
-        .join(func)
-        .join(id)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (run the benchmark first)", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    v["median"]["point_estimate"]
-        .as_f64()
-        .map(|ns| ns * 1e-9)
-        .with_context(|| format!("no median in {}", path.display()))
-}
-
-fn bench(args: &[String]) -> Result<()> {
-    let mut runs = 5usize;
-    let mut skip_criterion = false;
-    let mut only: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => {
-                runs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .context("--runs needs a positive number")?
-            }
-            "--skip-criterion" => skip_criterion = true,
-            "--only" => match it.next().map(String::as_str) {
-                Some(name @ ("lattice" | "fbank" | "backbone")) => only = Some(name.to_string()),
-                _ => bail!("--only takes lattice, fbank or backbone\n{USAGE}"),
-            },
-            other => bail!("unknown option {other:?}\n{USAGE}"),
-        }
-    }
-    let root = root();
-    let threads = threads();
-    let python = bench_python(&root)?;
-    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let b = BenchRun {
-        root: &root,
-        python: &python,
-        threads,
-        runs,
-        skip_criterion,
-    };
-    if want("lattice") {
-        lattice_bench(&b)?;
-    }
-    if want("fbank") {
-        fbank_bench(&b)?;
-    }
-    if want("backbone") {
-        backbone_bench(&b)?;
-    }
-    Ok(())
-}
-
-/// Runs `benches/SCRIPT ARGS --threads N --runs R --json FILE` and returns the JSON it wrote.
-fn run_peer(
-    root: &Path,
-    python: &Path,
-    script: &str,
-    args: &[String],
-    threads: usize,
-    runs: usize,
-) -> Result<Value> {
-    let out = root.join("target").join(script.replace(".py", ".json"));
-    run(Command::new(python)
-        .arg(root.join("benches").join(script))
-        .args(args)
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--runs",
-            &runs.to_string(),
-            "--json",
-        ])
-        .arg(&out))?;
-    let text = std::fs::read_to_string(&out)
-        .with_context(|| format!("reading the results of {script}"))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", out.display()))
-}
-
-fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
-    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
-    if !b.skip_criterion {
-        criterion(root, threads, "backbone")?;
-    }
-    let model = std::env::var_os("ENT_BACKBONE_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/bench-data/wav2vec2-base-random"));
-    let peer = run_peer(
-        root,
-        python,
-        "backbone_transformers.py",
-        &[model.to_string_lossy().into_owned()],
-        threads,
-        runs,
-    )?;
-    let id = "wav2vec2-base_10s";
-    let one = criterion_median(root, "cpu/backbone", "1_thread", id)?;
-    let all = criterion_median(root, "cpu/backbone", "all_threads", id)?;
-    let pt_one = peer["threads_1_s"].as_f64().context("no 1-thread time")?;
-    let pt_all = peer[format!("threads_{threads}_s")]
-        .as_f64()
-        .context("no all-thread time")?;
-    println!(
-        "\nwav2vec2-base, 10 s of speech, all 13 hidden states; torch {} / transformers {}",
-        peer["torch"], peer["transformers"]
-    );
-    println!(
-        "\n| threads | ent | real-time factor | transformers | real-time factor | transformers ÷ ent |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for (n, ours, theirs) in [(1, one, pt_one), (threads, all, pt_all)] {
-        println!(
-            "| {n} | {:.0} ms | {:.4} | {:.0} ms | {:.4} | {:.2}x |",
-            ours * 1e3,
-            ours / 10.0,
-            theirs * 1e3,
-            theirs / 10.0,
-            theirs / ours
-        );
-    }
-    Ok(())
-}
-
-/// `cargo bench -p ent-benches --bench NAME` on `threads` rayon threads.
-fn criterion(root: &Path, threads: usize, name: &str) -> Result<()> {
-    run(Command::new(env!("CARGO"))
-        .current_dir(root)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .args(["bench", "-p", "ent-benches", "--bench", name]))
-}
-
-/// What one `cargo xtask bench` run works with.
-struct BenchRun<'a> {
-    root: &'a Path,
-    python: &'a Path,
-    threads: usize,
-    runs: usize,
-    skip_criterion: bool,
-}
-
-fn fbank_bench(b: &BenchRun<'_>) -> Result<()> {
-    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
-    if !b.skip_criterion {
-        criterion(root, threads, "fbank")?;
-    }
-    let out = root.join("target/bench-kaldi-native-fbank.json");
-    run(Command::new(python)
-        .arg(root.join("benches/fbank_kaldi_native.py"))
-        .args([
-            "--seconds",
-            "60",
-            "--runs",
-            &(2 * runs).to_string(),
-            "--json",
-        ])
-        .arg(&out))?;
-    let peer: Value = serde_json::from_str(
-        &std::fs::read_to_string(&out).context("reading kaldi-native-fbank results")?,
-    )?;
-    let knf = peer["compute_median_s"]
-        .as_f64()
-        .context("no kaldi-native-fbank median")?;
-    let knf_frames = peer["frames_s"]
-        .as_f64()
-        .context("no kaldi-native-fbank frame time")?;
-    let id = "speech_60s";
-    let one = criterion_median(root, "cpu/fbank", "1_thread", id)?;
-    let all = criterion_median(root, "cpu/fbank", "all_threads", id)?;
-    let rate = |s: f64| format!("{:.0} s/s ({:.1} ms)", 60.0 / s, s * 1e3);
-    println!(
-        "\nfilterbank, 60 s of speech, 80 bins; kaldi-native-fbank {}",
-        peer["kaldi_native_fbank"]
-    );
-    println!(
-        "\n| ent 1 thread | ent {threads} threads | kaldi-native-fbank call (1 thread) | its frames alone | ent 1 thread ÷ call | ent 1 thread ÷ frames alone |"
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {:.2}x | {:.2}x |",
-        rate(one),
-        rate(all),
-        rate(knf),
-        rate(knf_frames),
-        knf / one,
-        knf_frames / one
-    );
-    Ok(())
-}
-
-fn lattice_bench(b: &BenchRun<'_>) -> Result<()> {
-    let (root, python, threads, runs) = (b.root.to_path_buf(), b.python, b.threads, b.runs);
-    if !b.skip_criterion {
-        criterion(&root, threads, "lattice")?;
-    }
-    let peer = run_peer(&root, python, "torchaudio_rnnt.py", &[], threads, runs)?;
-
-    println!(
-        "\nthreads: {threads}; torch {} / torchaudio {}",
-        peer["torch"], peer["torchaudio"]
-    );
-    println!(
-        "\n| shape | floor (read+write) | ent loss+grad | ÷ floor | ent candle loss+backward | ÷ floor | ent loss only | torchaudio loss+backward | torchaudio ÷ ent | torchaudio ÷ ent candle |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
-    for id in ["B8_T200_U50_V512", "B4_T500_U100_V1000", "B8_T250_U60_V31"] {
-        let g = "cpu/rnnt_loss";
-        let floor = criterion_median(&root, g, "floor", id)?;
-        let slice = criterion_median(&root, g, "loss_grad", id)?;
-        let candle = criterion_median(&root, g, "loss_grad_candle", id)?;
-        let loss = criterion_median(&root, g, "loss", id)?;
-        let ta = peer["shapes"][id]["median_s"]
-            .as_f64()
-            .with_context(|| format!("no torchaudio result for {id}"))?;
-        println!(
-            "| {id} | {} | {} | {:.2}x | {} | {:.2}x | {} | {} | {:.1}x | {:.1}x |",
-            ms(floor),
-            ms(slice),
-            slice / floor,
-            ms(candle),
-            candle / floor,
-            ms(loss),
-            ms(ta),
-            ta / slice,
-            ta / candle
-        );
-    }
-    let g = "cpu/lattice_pool";
-    let id = "B8_T250_U60_K4";
-    let floor = criterion_median(&root, g, "floor", id)?;
-    let slice = criterion_median(&root, g, "loss_grad", id)?;
-    let candle = criterion_median(&root, g, "loss_grad_candle", id)?;
-    println!(
-        "\n| shape | floor (read+write) | ent pool loss+grad | ÷ floor | ent candle loss+backward | ÷ floor |"
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {id} | {} | {} | {:.2}x | {} | {:.2}x |",
-        ms(floor),
-        ms(slice),
-        slice / floor,
-        ms(candle),
-        candle / floor
-    );
     Ok(())
 }

@@ -35,4 +35,14 @@ pub use config::{Activation, Architecture, BackboneConfig, FeatExtractNorm};
 pub use error::BackboneError;
 #[cfg(feature = "hub")]
 pub use hub::HubOptions;
-pub use model::{Backbone, BackboneOutput, relative_position_bucket};
+pub use model::{Backbone, BackboneOutput};
+
+/// What the tests reach inside the crate (feature `testing`, which the crate's own tests turn
+/// on): WavLM's relative-position buckets.
+#[cfg(feature = "testing")]
+pub mod testing {
+    /// WavLM's bucket of the relative position `rel = key - query`.
+    pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usize) -> u32 {
+        crate::model::layers::relative_position_bucket(rel, num_buckets, max_distance)
+    }
+}

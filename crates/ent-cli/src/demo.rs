@@ -7,11 +7,9 @@ use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::Args;
 use ent_decode::Search;
+use ent_pipeline::{Engine, EvalOptions, TrainOptions, evaluate, save_report, train_and_score};
 use ent_train::data::{BadDataPolicy, Vocab, prepare, read_zed};
-use ent_train::{BEST, Checkpoint, LAST, TrainConfig, Trainer, load_splits};
-
-use crate::engine::Engine;
-use crate::eval::{EvalOptions, evaluate};
+use ent_train::{Checkpoint, TrainConfig, load_splits};
 
 /// Options of `ent demo`.
 #[derive(Debug, Args)]
@@ -65,39 +63,49 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
     for (name, report) in &splits.reports {
         eprintln!("{name}: {report}");
     }
-    let model_path = match &a.model {
-        Some(m) => m.clone(),
-        None => {
-            let mut trainer =
-                Trainer::new(cfg.clone(), splits.train.clone(), splits.valid, &a.out, dev)?;
-            eprintln!(
-                "training ENT (filterbank front end) on {} utterances and {} joined examples \
-                 (neutral, any, neutral; one voice each) for {} epochs, {} optimiser steps",
-                splits.train.len(),
-                trainer.joined(),
-                cfg.epochs,
-                trainer.total_steps()
-            );
-            let summary = trainer.run()?;
-            eprintln!(
-                "trained {} steps in {:.0} s",
-                summary.steps,
-                started.elapsed().as_secs_f64()
-            );
-            if a.out.join(BEST).exists() {
-                a.out.join(BEST)
-            } else {
-                a.out.join(LAST)
-            }
-        }
-    };
-    let engine = Engine::load(Some(&model_path), None, dev, Search::default())?;
-    let opts = |name| EvalOptions {
+    let eval_opts = |name| EvalOptions {
         name,
         batch_size: 16,
         progress: cfg.progress,
     };
-    let (test, test_scored) = evaluate(&engine, &splits.test, &opts("test"))?;
+    let (model_path, engine, test, test_scored) = match &a.model {
+        Some(m) => {
+            let engine = Engine::load(Some(m), None, dev, Search::default())?;
+            let (test, scored) = evaluate(&engine, &splits.test, &eval_opts("test"))?;
+            (m.clone(), engine, test, scored)
+        }
+        None => {
+            let n_train = splits.train.len();
+            let describe = |trainer: &ent_train::Trainer| {
+                eprintln!(
+                    "training ENT (filterbank front end) on {} utterances and {} joined examples \
+                     (neutral, any, neutral; one voice each) for {} epochs, {} optimiser steps",
+                    n_train,
+                    trainer.joined(),
+                    cfg.epochs,
+                    trainer.total_steps()
+                );
+            };
+            let trained = |summary: &ent_train::Summary| {
+                eprintln!(
+                    "trained {} steps in {:.0} s",
+                    summary.steps,
+                    started.elapsed().as_secs_f64()
+                );
+            };
+            let opts = TrainOptions {
+                test_batch_size: 16,
+                on_start: Some(&describe),
+                on_trained: Some(&trained),
+                ..TrainOptions::default()
+            };
+            let run = train_and_score(&cfg, splits, &a.out, dev, &opts)?;
+            let test = run
+                .test
+                .ok_or_else(|| anyhow::anyhow!("the demo corpus has no test split"))?;
+            (run.model, test.engine, test.report, test.scored)
+        }
+    };
     let diar_raw = read_zed(&data.join("diar.json"), None)?;
     let diar_utts = prepare(
         &diar_raw,
@@ -106,13 +114,13 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
         &BadDataPolicy::default(),
     )?
     .utterances;
-    let (diar, diar_scored) = evaluate(&engine, &diar_utts, &opts("diar"))?;
+    let (diar, diar_scored) = evaluate(&engine, &diar_utts, &eval_opts("diar"))?;
     println!();
     println!("held-out voices of the synthetic demo corpus:");
     print!("{}", test.table());
     print!("{}", diar.table());
-    crate::save_report(&a.out, &test, &test_scored, engine.labels(), 4)?;
-    crate::save_report(&a.out, &diar, &diar_scored, engine.labels(), 8)?;
+    save_report(&a.out, &test, &test_scored, engine.labels(), 4)?;
+    save_report(&a.out, &diar, &diar_scored, engine.labels(), 8)?;
     let export = a.out.join("demo-model.safetensors");
     Checkpoint::load(&model_path, &Device::Cpu)?
         .for_inference()

@@ -1,9 +1,6 @@
 //! `ent`: speech recognition with per-frame emotion (Emotion Neural Transducer).
 
 mod demo;
-mod engine;
-mod eval;
-mod plot;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,11 +9,12 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ent_decode::Search;
+use ent_pipeline::{
+    DEMO_MODEL_NAME, Engine, EvalOptions, Scored, TrainOptions, evaluate, progress_bar, safe_name,
+    save_report, train_and_score, write_timeline,
+};
 use ent_train::data::{BadDataPolicy, ManifestFormat, Vocab, load_manifest, prepare};
-use ent_train::{BEST, LAST, TrainConfig, Trainer, load_splits};
-
-use crate::engine::{DEMO_MODEL_NAME, Engine};
-use crate::eval::{EvalOptions, evaluate, progress_bar, safe_name, write_plots};
+use ent_train::{LAST, TrainConfig, load_splits};
 
 /// Speech recognition with per-frame emotion: the Emotion Neural Transducer (ENT).
 ///
@@ -87,12 +85,12 @@ impl ModelArgs {
         if self.model.is_none() {
             eprintln!("using {DEMO_MODEL_NAME}; pass --model for your own");
         }
-        Engine::load(
+        Ok(Engine::load(
             self.model.as_deref(),
             self.backbone.as_deref(),
             dev,
             self.search(),
-        )
+        )?)
     }
 }
 
@@ -204,67 +202,42 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
     for (name, report) in &splits.reports {
         eprintln!("{name}: {report}");
     }
-    let test = splits.test.clone();
-    let mut trainer = Trainer::new(cfg.clone(), splits.train, splits.valid, &out, dev)?;
-    if trainer.joined() > 0 {
-        eprintln!(
-            "added {} joined training examples (neutral, any, neutral)",
-            trainer.joined()
-        );
-    }
-    match a.resume {
-        Some(p) if p.as_os_str().is_empty() => trainer.resume(&out.join(LAST))?,
-        Some(p) => trainer.resume(&p)?,
-        None => {}
-    }
-    let summary = trainer.run()?;
-    eprintln!(
-        "trained {} steps; checkpoints in {}",
-        summary.steps,
-        out.display()
-    );
-    if test.is_empty() {
-        return Ok(());
-    }
-    let best = if out.join(BEST).exists() {
-        out.join(BEST)
-    } else {
-        out.join(LAST)
+    let resume = match a.resume {
+        Some(p) if p.as_os_str().is_empty() => Some(out.join(LAST)),
+        other => other,
     };
-    let engine = Engine::load(Some(&best), cfg.backbone.as_deref(), dev, Search::default())?;
-    let (report, scored) = evaluate(
-        &engine,
-        &test,
-        &EvalOptions {
-            name: "test",
-            batch_size: cfg.batch_size.max(8),
-            progress: cfg.progress,
+    let describe = |trainer: &ent_train::Trainer| {
+        if trainer.joined() > 0 {
+            eprintln!(
+                "added {} joined training examples (neutral, any, neutral)",
+                trainer.joined()
+            );
+        }
+    };
+    let trained = |summary: &ent_train::Summary| {
+        eprintln!(
+            "trained {} steps; checkpoints in {}",
+            summary.steps,
+            out.display()
+        );
+    };
+    let run = train_and_score(
+        &cfg,
+        splits,
+        &out,
+        dev,
+        &TrainOptions {
+            resume: resume.as_deref(),
+            test_batch_size: cfg.batch_size.max(8),
+            on_start: Some(&describe),
+            on_trained: Some(&trained),
         },
     )?;
-    print!("{}", report.table());
-    save_report(&out, &report, &scored, engine.labels(), 10)
-}
-
-/// Writes report.json, utterances.jsonl and the plots into `out`.
-fn save_report(
-    out: &Path,
-    report: &eval::Report,
-    scored: &[eval::Scored],
-    labels: &[String],
-    timelines: usize,
-) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let path = out.join(format!("{}-report.json", report.name));
-    std::fs::write(&path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let mut lines = String::new();
-    for s in scored {
-        lines.push_str(&serde_json::to_string(s)?);
-        lines.push('\n');
+    if let Some(test) = run.test {
+        print!("{}", test.report.table());
+        save_report(&out, &test.report, &test.scored, test.engine.labels(), 10)?;
     }
-    let path = out.join(format!("{}-utterances.jsonl", report.name));
-    std::fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
-    write_plots(out, report, scored, labels, timelines)
+    Ok(())
 }
 
 fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
@@ -325,7 +298,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
         let t = engine.transcript(&f.to_string_lossy(), &d);
         writeln!(stdout, "{}", serde_json::to_string(&t)?)?;
         if let Some(dir) = &a.plots {
-            let scored = eval::Scored {
+            let scored = Scored {
                 transcript: t,
                 reference_text: String::new(),
                 reference_emotion: String::new(),
@@ -335,7 +308,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
                 eder: None,
                 class: d.utterance_emotion,
             };
-            eval::write_timeline(dir, &scored, &labels)?;
+            write_timeline(dir, &scored, &labels)?;
         }
         Ok(())
     })

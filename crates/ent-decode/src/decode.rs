@@ -1,5 +1,5 @@
 //! From a hypothesis to what a user reads: token emotions with times, the utterance emotion and
-//! diarization segments (ENT-SPEC §5).
+//! diarization segments (docs/method.md §5).
 
 use candle_core::{DType, Tensor};
 use ent_model::{Encoded, Mode, Model};
@@ -82,7 +82,7 @@ fn argmax(p: &[f32]) -> usize {
 }
 
 /// Utterance-emotion probabilities `[B][K]`: the predictor re-run on each hypothesis' tokens,
-/// then the utterance head (ENT-SPEC §5).
+/// then the utterance head (docs/method.md §5).
 pub fn utterance_probs(
     model: &Model,
     enc: &Encoded,

@@ -1,4 +1,4 @@
-//! Decoding and scoring for the Emotion Neural Transducer (ENT-SPEC §5-6).
+//! Decoding and scoring for the Emotion Neural Transducer (docs/method.md §5-6).
 //!
 //! [`search`] turns encoder output into tokens and a per-frame emotion path (greedy or modified
 //! beam search); [`decode`] adds what a user reads: token emotions with times, the utterance

@@ -1,4 +1,4 @@
-//! Transducer search with one emotion per encoder frame (ENT-SPEC §5).
+//! Transducer search with one emotion per encoder frame (docs/method.md §5).
 //!
 //! Both searches walk the encoder frames left to right. At every frame they read the ASR joint at
 //! the hypothesis' current lattice node to decide on tokens, and once the frame is left, the

@@ -4,7 +4,6 @@
 //! features lose nothing to rounding), can be merged across workers, and is saved as JSON that
 //! keeps the sums exactly. [`GlobalCmvn`] turns them into `(x - mean) / std` per dimension.
 
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -137,8 +136,8 @@ impl CmvnStats {
         Ok((mean, var))
     }
 
-    /// Writes the statistics as JSON, atomically: a temporary file in the same folder, flushed
-    /// to disk, then renamed over `path`, so a crash leaves either the old file or the new one.
+    /// Writes the statistics as JSON, atomically (`ent_common::fs::write_atomic`): a crash
+    /// leaves either the old file or the new one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FeatureError> {
         let path = path.as_ref();
         let io = |source| FeatureError::Io {
@@ -147,42 +146,7 @@ impl CmvnStats {
         };
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "no file name",
-            ))
-        })?;
-        // Unique per process and call, so concurrent saves never share a temporary file.
-        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let tmp = dir.join(format!(
-            ".{}.tmp{}.{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                // Persist the rename; not possible on every platform, so not an error.
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        ent_common::fs::write_atomic(path, &json).map_err(io)
     }
 
     /// Reads statistics written by [`CmvnStats::save`].

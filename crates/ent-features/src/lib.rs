@@ -35,7 +35,8 @@ pub mod cmvn;
 mod error;
 pub mod fbank;
 pub mod resample;
-pub mod rng;
+/// The seeded random stream (from `ent-common`, re-exported where it has always been).
+pub use ent_common::rng;
 pub mod specaug;
 
 pub use audio::{

@@ -9,7 +9,7 @@
 //! and the path is read back from the exit node. An alignment leaves every frame `t` by
 //! exactly one blank, emitted at some predictor position `u_t`; the path is returned as
 //! `[u_0, .., u_{T-1}]`, non-decreasing, ending at `U`. Those are the nodes where greedy
-//! decoding (ENT-SPEC §5) reads each frame's emotion, so pooling over them trains what decoding
+//! decoding (docs/method.md §5) reads each frame's emotion, so pooling over them trains what decoding
 //! reads. On equal scores the path takes the blank (emits the label later). NaN or `-inf`
 //! scores still give a valid path.
 

@@ -13,8 +13,13 @@ pub enum Reduction {
     Mean,
 }
 
-/// Which lattice nodes the emotion-lattice max pooling loss trains (ENT-SPEC §3).
+/// Which lattice nodes the emotion-lattice max pooling loss trains (docs/method.md §3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum PoolMode {
     /// Only the selected node: `-log p` at the arg-max (emotion) or arg-min (neutral) node.
     #[default]
@@ -30,8 +35,13 @@ pub enum PoolMode {
 /// The second term of the lattice pooling loss, which acts on the neutral class.
 ///
 /// The reference code adds `-log min_{t,u} P[t,u][neutral]` for every utterance; this is
-/// the default (ENT-SPEC §8, open decision 1). The alternatives exist for ablations.
+/// the default (docs/method.md §8, open decision 1). The alternatives exist for ablations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum NeutralTerm {
     /// `-log clamp(min_{t,u} P[t,u][neutral])`: the least neutral node is pushed towards neutral.
     #[default]

@@ -346,70 +346,44 @@ pub(crate) fn costs_as(
     }
 }
 
-/// A backward pass on CUDA tensors: `(logits, grad_costs f64)` to a logits-shaped gradient.
-pub(crate) trait CudaGradient {
-    const NAME: &'static str;
-    fn dims(&self) -> LatticeDims;
-    fn run(
-        &self,
-        s: &CudaStorage,
-        l: &Layout,
-        g: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<CudaStorage>;
+/// A gradient kernel's run: `(logits, layout, grad_costs, layout)` to the gradient.
+type GradFn = dyn Fn(&CudaStorage, &Layout, &CudaStorage, &Layout) -> candle_core::Result<CudaStorage>
+    + Send
+    + Sync;
+
+/// A backward pass on CUDA tensors as a candle op over `(logits, grad_costs f64)`, giving a
+/// logits-shaped gradient.
+pub(crate) struct GradOp {
+    pub name: &'static str,
+    pub dims: LatticeDims,
+    pub run: Box<GradFn>,
 }
 
-/// The RNN-T gradient, in the logits' dtype.
-pub(crate) struct RnntGradient {
-    pub problem: Arc<RnntProblem>,
-    pub cfg: RnntLossConfig,
-    pub state: Option<RnntDevice>,
-}
-
-impl CudaGradient for RnntGradient {
-    const NAME: &'static str = "rnnt-loss-grad";
-    fn dims(&self) -> LatticeDims {
-        self.problem.dims
+impl GradOp {
+    /// The RNN-T gradient (in the logits' dtype) from a forward pass's state, or recomputed.
+    pub fn rnnt(problem: Arc<RnntProblem>, cfg: RnntLossConfig, state: Option<RnntDevice>) -> Self {
+        GradOp {
+            name: "rnnt-loss-grad",
+            dims: problem.dims,
+            run: Box::new(move |s, l, g, gl| {
+                rnnt_gradient(state.as_ref(), &problem, &cfg, s, l, g, gl)
+            }),
+        }
     }
-    fn run(
-        &self,
-        s: &CudaStorage,
-        l: &Layout,
-        g: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<CudaStorage> {
-        rnnt_gradient(self.state.as_ref(), &self.problem, &self.cfg, s, l, g, gl)
-    }
-}
 
-/// The pooling gradient, in f32 (f64 for f64 logits).
-pub(crate) struct PoolGradient {
-    pub problem: PoolProblem,
-    pub cfg: LatticePoolConfig,
-}
-
-impl CudaGradient for PoolGradient {
-    const NAME: &'static str = "lattice-max-pool-loss-grad";
-    fn dims(&self) -> LatticeDims {
-        self.problem.dims
-    }
-    fn run(
-        &self,
-        s: &CudaStorage,
-        l: &Layout,
-        g: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<CudaStorage> {
-        pool_gradient(&self.problem, &self.cfg, s, l, g, gl)
+    /// The pooling gradient (f32, f64 for f64 logits).
+    pub fn pool(problem: PoolProblem, cfg: LatticePoolConfig) -> Self {
+        GradOp {
+            name: "lattice-max-pool-loss-grad",
+            dims: problem.dims,
+            run: Box::new(move |s, l, g, gl| pool_gradient(&problem, &cfg, s, l, g, gl)),
+        }
     }
 }
 
-/// A [`CudaGradient`] as a candle op over `(logits, grad_costs)`.
-pub(crate) struct GradOp<T>(pub T);
-
-impl<T: CudaGradient> candle_core::CustomOp2 for GradOp<T> {
+impl candle_core::CustomOp2 for GradOp {
     fn name(&self) -> &'static str {
-        T::NAME
+        self.name
     }
 
     fn cpu_fwd(
@@ -421,7 +395,7 @@ impl<T: CudaGradient> candle_core::CustomOp2 for GradOp<T> {
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
         Err(candle_core::Error::msg(format!(
             "{} runs on CUDA tensors only",
-            T::NAME
+            self.name
         )))
     }
 
@@ -432,8 +406,8 @@ impl<T: CudaGradient> candle_core::CustomOp2 for GradOp<T> {
         g: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let d = self.0.dims();
-        let grad = self.0.run(s, l, g, gl)?;
+        let d = self.dims;
+        let grad = (self.run)(s, l, g, gl)?;
         Ok((
             grad,
             Shape::from((d.batch, d.frames, d.positions(), d.classes)),

@@ -14,9 +14,11 @@ mod sealed {
 }
 
 /// Per-row results of the normaliser pass: `log sum_k exp(z_k) = max + ln(sum)`, where
-/// `sum = sum_k exp(z_k - max)`.
+/// `sum = sum_k exp(z_k - max)`. Public in this private module only because [`Logit`]
+/// returns it: outside the crate it cannot be named.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RowNorm {
+pub struct RowNorm {
     pub max: f64,
     pub sum: f64,
 }
@@ -44,17 +46,21 @@ pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
     /// The normaliser of one row. When `out` is given (the row's slot of the gradient
     /// buffer) it receives `exp(z_k - max)`; `scratch` is a reusable conversion buffer.
     #[doc(hidden)]
-    fn normalise(row: &[Self], out: Option<&mut [Self::Acc]>, scratch: &mut Vec<f32>)
-    -> RowNormPub;
+    fn normalise(row: &[Self], out: Option<&mut [Self::Acc]>, scratch: &mut Vec<f32>) -> RowNorm;
 }
 
-/// Opaque row statistics (an implementation detail of [`Logit`]).
+/// A gradient buffer of either accumulator type (an implementation detail of [`Acc`]).
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub struct RowNormPub(pub(crate) RowNorm);
+#[derive(Debug)]
+pub enum AccVec {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
 
 /// A gradient element type: f32 or f64.
 pub trait Acc: Copy + Send + Sync + Default + 'static + sealed::Sealed {
+    #[doc(hidden)]
+    fn into_acc_vec(v: Vec<Self>) -> AccVec;
     #[doc(hidden)]
     fn scale_row(row: &mut [Self], s: f64);
     #[doc(hidden)]
@@ -66,6 +72,9 @@ pub trait Acc: Copy + Send + Sync + Default + 'static + sealed::Sealed {
 }
 
 impl Acc for f32 {
+    fn into_acc_vec(v: Vec<f32>) -> AccVec {
+        AccVec::F32(v)
+    }
     #[inline]
     fn scale_row(row: &mut [f32], s: f64) {
         rowops::scale(row, s as f32);
@@ -87,6 +96,9 @@ impl Acc for f32 {
 }
 
 impl Acc for f64 {
+    fn into_acc_vec(v: Vec<f64>) -> AccVec {
+        AccVec::F64(v)
+    }
     #[inline]
     fn scale_row(row: &mut [f64], s: f64) {
         for v in row {
@@ -128,16 +140,16 @@ impl Logit for f32 {
         self as f64
     }
     #[inline]
-    fn normalise(row: &[f32], out: Option<&mut [f32]>, _scratch: &mut Vec<f32>) -> RowNormPub {
+    fn normalise(row: &[f32], out: Option<&mut [f32]>, _scratch: &mut Vec<f32>) -> RowNorm {
         let max = rowops::max(row);
         let sum = match out {
             Some(out) => rowops::exp_store_sum(row, max, out),
             None => rowops::exp_sum(row, max),
         };
-        RowNormPub(RowNorm {
+        RowNorm {
             max: max as f64,
             sum: sum as f64,
-        })
+        }
     }
 }
 
@@ -151,11 +163,7 @@ macro_rules! half_logit {
                 self.to_f64()
             }
             #[inline]
-            fn normalise(
-                row: &[$t],
-                out: Option<&mut [f32]>,
-                scratch: &mut Vec<f32>,
-            ) -> RowNormPub {
+            fn normalise(row: &[$t], out: Option<&mut [f32]>, scratch: &mut Vec<f32>) -> RowNorm {
                 use half::slice::HalfFloatSliceExt;
                 let dst = match out {
                     Some(out) => out,
@@ -165,7 +173,7 @@ macro_rules! half_logit {
                     }
                 };
                 row.convert_to_f32_slice(dst);
-                RowNormPub(normalise_f32_in_place(dst))
+                normalise_f32_in_place(dst)
             }
         }
     };
@@ -180,7 +188,7 @@ impl Logit for f64 {
     fn to_f64(self) -> f64 {
         self
     }
-    fn normalise(row: &[f64], out: Option<&mut [f64]>, _scratch: &mut Vec<f32>) -> RowNormPub {
+    fn normalise(row: &[f64], out: Option<&mut [f64]>, _scratch: &mut Vec<f32>) -> RowNorm {
         let max = row
             .iter()
             .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
@@ -191,6 +199,6 @@ impl Logit for f64 {
             }),
             None => row.iter().map(|&v| (v - max).exp()).sum(),
         };
-        RowNormPub(RowNorm { max, sum })
+        RowNorm { max, sum }
     }
 }

@@ -300,6 +300,15 @@ fn lattice_limits(dims: &LatticeDims, kernel: &str) -> Result<usize, LatticeErro
     Ok(nodes)
 }
 
+/// An argument list: the buffers of `roles`, then the scalars of `scalars` in order.
+fn args(roles: &[Role], scalars: &[&[Arg]]) -> Vec<Arg> {
+    roles
+        .iter()
+        .map(|&r| Arg::Buffer(r))
+        .chain(scalars.iter().flat_map(|s| s.iter().copied()))
+        .collect()
+}
+
 fn row_launch(kernel: String, nodes: usize, args: Vec<Arg>) -> Result<Launch, LatticeError> {
     let grid = grid_x(&kernel, nodes.div_ceil(ROWS_PER_BLOCK))?;
     Ok(Launch {
@@ -344,74 +353,54 @@ pub fn rnnt_plan(
         f64s(Role::Beta, nodes),
         f64s(Role::LogP, dims.batch * 2),
     ];
-    use Arg::{Buffer as B, I64};
+    use Role::*;
+    let shape = [Arg::I64(b), Arg::I64(t), Arg::I64(u1i)];
+    let blank = Arg::I64(i64_of(cfg.blank));
     let normalize = row_launch(
         format!("rnnt_normalize_{sfx}"),
         nodes,
-        vec![
-            B(Role::Logits),
-            B(Role::Targets),
-            B(Role::LogitLens),
-            B(Role::TargetLens),
-            B(Role::Lp),
-            I64(b),
-            I64(t),
-            I64(u1i),
-            I64(v),
-            I64(i64_of(cfg.blank)),
-        ],
+        args(
+            &[Logits, Targets, LogitLens, TargetLens, Lp],
+            &[&shape[..], &[Arg::I64(v), blank]],
+        ),
     )?;
     let alpha_beta = Launch {
         kernel: "rnnt_alpha_beta".into(),
         grid: [dims.batch as u32, 2, 1],
         block: [UTT_BLOCK, 1, 1],
         shared_bytes: (2 * u1 * 8) as u32,
-        args: vec![
-            B(Role::Lp),
-            B(Role::LogitLens),
-            B(Role::TargetLens),
-            B(Role::Alpha),
-            B(Role::Beta),
-            B(Role::LogP),
-            I64(b),
-            I64(t),
-            I64(u1i),
-        ],
+        args: args(
+            &[Lp, LogitLens, TargetLens, Alpha, Beta, LogP],
+            &[&shape[..]],
+        ),
     };
     let costs = Launch {
         kernel: "rnnt_costs".into(),
         grid: [grid_x("rnnt_costs", dims.batch.div_ceil(256))?, 1, 1],
         block: [256, 1, 1],
         shared_bytes: 0,
-        args: vec![
-            B(Role::LogP),
-            B(Role::Costs),
-            I64(b),
-            Arg::I32(cfg.zero_infinity as i32),
-        ],
+        args: args(
+            &[LogP, Costs],
+            &[&[Arg::I64(b), Arg::I32(cfg.zero_infinity as i32)]],
+        ),
     };
     let grad = row_launch(
         format!("rnnt_grad_{sfx}"),
         nodes,
-        vec![
-            B(Role::Logits),
-            B(Role::Targets),
-            B(Role::LogitLens),
-            B(Role::TargetLens),
-            B(Role::Lp),
-            B(Role::Alpha),
-            B(Role::Beta),
-            B(Role::LogP),
-            B(Role::GradCosts),
-            B(Role::Grad),
-            I64(b),
-            I64(t),
-            I64(u1i),
-            I64(v),
-            I64(i64_of(cfg.blank)),
-            Arg::F32(cfg.fastemit_lambda),
-            Arg::F32(cfg.clamp.unwrap_or(0.0)),
-        ],
+        args(
+            &[
+                Logits, Targets, LogitLens, TargetLens, Lp, Alpha, Beta, LogP, GradCosts, Grad,
+            ],
+            &[
+                &shape[..],
+                &[
+                    Arg::I64(v),
+                    blank,
+                    Arg::F32(cfg.fastemit_lambda),
+                    Arg::F32(cfg.clamp.unwrap_or(0.0)),
+                ],
+            ],
+        ),
     )?;
     Ok(RnntPlan {
         dims,
@@ -478,12 +467,16 @@ pub fn pool_plan(
         block: [UTT_BLOCK, 1, 1],
         // One 16-byte (value, index) pair per thread for the block reductions.
         shared_bytes: UTT_BLOCK * 16,
-        args: vec![
-            Arg::Buffer(Role::Logits),
-            Arg::Buffer(Role::Labels),
-            Arg::Buffer(Role::LogitLens),
-            Arg::Buffer(Role::TargetLens),
-            Arg::Buffer(Role::Costs),
+        args: [
+            Role::Logits,
+            Role::Labels,
+            Role::LogitLens,
+            Role::TargetLens,
+            Role::Costs,
+        ]
+        .into_iter()
+        .map(Arg::Buffer)
+        .chain([
             grad_costs,
             grad,
             Arg::I64(i64_of(dims.frames)),
@@ -493,7 +486,8 @@ pub fn pool_plan(
             Arg::I32(mode),
             Arg::I32(neutral_term),
             Arg::F64(cfg.prob_clamp as f64),
-        ],
+        ])
+        .collect(),
     };
     Ok(PoolPlan {
         dims,

@@ -9,7 +9,7 @@ use half::{bf16, f16};
 
 use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
-use crate::elem::{Acc, Logit};
+use crate::elem::{Acc, AccVec, Logit};
 use crate::error::LatticeError;
 use crate::pool::{self, PoolForward, PoolProblem};
 use crate::problem::LatticeDims;
@@ -77,6 +77,37 @@ fn check_same_device(
     Ok(())
 }
 
+/// An operation on CPU logits of any element type (a closure cannot be generic).
+trait OnLogits {
+    type Out;
+    fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<Self::Out>;
+}
+
+/// Runs `f` on the contiguous logits of a CPU storage: the one place the CPU ops dispatch on
+/// the logits' dtype.
+fn on_cpu_logits<F: OnLogits>(
+    arg: &'static str,
+    s: &CpuStorage,
+    l: &Layout,
+    f: F,
+) -> candle_core::Result<F::Out> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::msg(format!("{arg} must be contiguous")))?;
+    let r = start..end;
+    match s {
+        CpuStorage::F32(v) => f.run(&v[r]),
+        CpuStorage::F16(v) => f.run(&v[r]),
+        CpuStorage::BF16(v) => f.run(&v[r]),
+        CpuStorage::F64(v) => f.run(&v[r]),
+        other => Err(LatticeError::DType {
+            arg,
+            dtype: format!("{:?}", other.dtype()),
+            expected: LOGIT_DTYPES,
+        })?,
+    }
+}
+
 /// Copies an integer tensor of the expected shape to the host as i64 (from a GPU too: the
 /// integer inputs are `O(B * U)`).
 fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Result<Vec<i64>> {
@@ -109,7 +140,7 @@ fn reduce(costs: Tensor, reduction: Reduction, batch: usize) -> candle_core::Res
     }
 }
 
-/// The RNN-T loss (ENT-SPEC §3), differentiable through candle's `backward()`.
+/// The RNN-T loss (docs/method.md §3), differentiable through candle's `backward()`.
 ///
 /// - `logits`: `[B, T, U+1, V]`, the raw joint-network outputs; f32, f16, bf16 (computed in
 ///   f32) or f64 (computed in f64). The log-softmax over `V` is fused inside.
@@ -194,27 +225,24 @@ pub fn rnnt_best_path(
     if logits.device().is_cuda() {
         return best_path_cuda(logits, &h, blank);
     }
-    fn run<E: Logit + candle_core::WithDType>(
-        flat: &Tensor,
-        h: &HostArgs,
-        blank: usize,
-    ) -> candle_core::Result<Vec<Alignment>> {
-        let (t, ll, tl) = (&h.targets, &h.logit_lens, &h.target_lens);
-        Ok(align::rnnt_best_path_slice(
-            &flat.to_vec1::<E>()?,
-            h.dims,
-            t,
-            ll,
-            tl,
-            blank,
-        )?)
+    struct BestPath<'a>(&'a HostArgs, usize);
+    impl OnLogits for BestPath<'_> {
+        type Out = Vec<Alignment>;
+        fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<Vec<Alignment>> {
+            let (h, blank) = (self.0, self.1);
+            let (t, ll, tl) = (&h.targets, &h.logit_lens, &h.target_lens);
+            Ok(align::rnnt_best_path_slice(
+                logits, h.dims, t, ll, tl, blank,
+            )?)
+        }
     }
-    let flat = logits.detach().flatten_all()?;
-    match logits.dtype() {
-        DType::F64 => run::<f64>(&flat, &h, blank),
-        DType::F16 => run::<f16>(&flat, &h, blank),
-        DType::BF16 => run::<bf16>(&flat, &h, blank),
-        _ => run::<f32>(&flat, &h, blank),
+    let logits = logits.detach().contiguous()?;
+    let (storage, layout) = logits.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => on_cpu_logits("logits", s, layout, BestPath(&h, blank)),
+        _ => Err(candle_core::Error::msg(
+            "rnnt_best_path: expected a CPU tensor",
+        )),
     }
 }
 
@@ -327,8 +355,8 @@ impl HostArgs {
 
 /// What the RNN-T forward pass keeps for the backward pass.
 enum Saved {
-    F32(Vec<f32>, Forward),
-    F64(Vec<f64>, Forward),
+    /// The gradient buffer holding `exp(z - max)` and the coefficients.
+    Cpu(AccVec, Forward),
     /// The device scratch of a CUDA forward pass.
     #[cfg(feature = "cuda")]
     Cuda(crate::cuda::RnntDevice),
@@ -342,24 +370,6 @@ struct RnntOp {
 }
 
 impl RnntOp {
-    /// The forward pass; with `keep`, also the gradient buffer and coefficients, wrapped by
-    /// `wrap` into the saved state.
-    fn run<E: Logit>(
-        &self,
-        logits: &[E],
-        keep: bool,
-        wrap: fn(Vec<E::Acc>, Forward) -> Saved,
-    ) -> candle_core::Result<(Vec<f64>, Option<Saved>)> {
-        if keep {
-            let mut buf = grad_buffer::<E::Acc>(logits.len());
-            let fwd = rnnt::forward(logits, &self.problem, &self.cfg, Some(&mut buf))?;
-            Ok((fwd.costs.clone(), Some(wrap(buf, fwd))))
-        } else {
-            let fwd = rnnt::forward(logits, &self.problem, &self.cfg, None)?;
-            Ok((fwd.costs, None))
-        }
-    }
-
     /// Runs the forward pass on a CPU storage; returns the costs and, when `keep`, the state.
     fn forward_storage(
         &self,
@@ -367,21 +377,23 @@ impl RnntOp {
         l: &Layout,
         keep: bool,
     ) -> candle_core::Result<(Vec<f64>, Option<Saved>)> {
-        let (start, end) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::msg("rnnt_loss: logits must be contiguous"))?;
-        let r = start..end;
-        Ok(match s {
-            CpuStorage::F32(v) => self.run(&v[r], keep, Saved::F32)?,
-            CpuStorage::F16(v) => self.run(&v[r], keep, Saved::F32)?,
-            CpuStorage::BF16(v) => self.run(&v[r], keep, Saved::F32)?,
-            CpuStorage::F64(v) => self.run(&v[r], keep, Saved::F64)?,
-            other => Err(LatticeError::DType {
-                arg: "logits",
-                dtype: format!("{:?}", other.dtype()),
-                expected: LOGIT_DTYPES,
-            })?,
-        })
+        struct Fwd<'a>(&'a RnntOp, bool);
+        impl OnLogits for Fwd<'_> {
+            type Out = (Vec<f64>, Option<Saved>);
+            fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<Self::Out> {
+                let (op, keep) = (self.0, self.1);
+                if keep {
+                    let mut buf = grad_buffer::<E::Acc>(logits.len());
+                    let fwd = rnnt::forward(logits, &op.problem, &op.cfg, Some(&mut buf))?;
+                    let costs = fwd.costs.clone();
+                    Ok((costs, Some(Saved::Cpu(E::Acc::into_acc_vec(buf), fwd))))
+                } else {
+                    let fwd = rnnt::forward(logits, &op.problem, &op.cfg, None)?;
+                    Ok((fwd.costs, None))
+                }
+            }
+        }
+        on_cpu_logits("logits", s, l, Fwd(self, keep))
     }
 }
 
@@ -502,11 +514,11 @@ impl RnntOp {
         let p = &self.problem;
         let clamp = self.cfg.clamp;
         Ok(match saved {
-            Saved::F32(mut buf, fwd) => {
+            Saved::Cpu(AccVec::F32(mut buf), fwd) => {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
             }
-            Saved::F64(mut buf, fwd) => {
+            Saved::Cpu(AccVec::F64(mut buf), fwd) => {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
             }
@@ -527,11 +539,7 @@ impl RnntOp {
                 _ => None,
             };
             let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
-            let op = crate::cuda::GradOp(crate::cuda::RnntGradient {
-                problem: self.problem.clone(),
-                cfg: self.cfg.clone(),
-                state,
-            });
+            let op = crate::cuda::GradOp::rnnt(self.problem.clone(), self.cfg.clone(), state);
             arg.apply_op2_no_bwd(&g, &op)
         }
         #[cfg(not(feature = "cuda"))]
@@ -542,7 +550,7 @@ impl RnntOp {
     }
 }
 
-/// Emotion-lattice max pooling loss (ENT-SPEC §3), differentiable through candle's
+/// Emotion-lattice max pooling loss (docs/method.md §3), differentiable through candle's
 /// `backward()`; gradient flows only into the selected nodes.
 ///
 /// - `emotion_logits`: `[B, T, U+1, K]`, the raw emotion-joint outputs (f32, f16, bf16, f64).
@@ -614,21 +622,14 @@ impl CustomOp1 for PoolOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) = l.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::msg("lattice_max_pool_loss: emotion_logits must be contiguous")
-        })?;
-        let (p, cfg) = (&self.problem, &self.cfg);
-        let fwd = match s {
-            CpuStorage::F32(v) => pool::forward(&v[start..end], p, cfg)?,
-            CpuStorage::F16(v) => pool::forward(&v[start..end], p, cfg)?,
-            CpuStorage::BF16(v) => pool::forward(&v[start..end], p, cfg)?,
-            CpuStorage::F64(v) => pool::forward(&v[start..end], p, cfg)?,
-            other => Err(LatticeError::DType {
-                arg: "emotion_logits",
-                dtype: format!("{:?}", other.dtype()),
-                expected: LOGIT_DTYPES,
-            })?,
-        };
+        struct Fwd<'a>(&'a PoolOp);
+        impl OnLogits for Fwd<'_> {
+            type Out = PoolForward;
+            fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<PoolForward> {
+                Ok(pool::forward(logits, &self.0.problem, &self.0.cfg)?)
+            }
+        }
+        let fwd = on_cpu_logits("emotion_logits", s, l, Fwd(self))?;
         let storage = costs_storage(&fwd.costs, s.dtype());
         let n = fwd.costs.len();
         *lock(&self.saved, "lattice_max_pool_loss")? = Some(Arc::new(fwd));
@@ -665,10 +666,7 @@ impl PoolOp {
             #[cfg(feature = "cuda")]
             {
                 let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
-                let op = crate::cuda::GradOp(crate::cuda::PoolGradient {
-                    problem: self.problem.clone(),
-                    cfg: self.cfg.clone(),
-                });
+                let op = crate::cuda::GradOp::pool(self.problem.clone(), self.cfg.clone());
                 return arg.apply_op2_no_bwd(&g, &op)?.to_dtype(arg.dtype());
             }
             #[cfg(not(feature = "cuda"))]

@@ -1,4 +1,4 @@
-//! Emotion-lattice max pooling (ENT-SPEC §3) on the CPU.
+//! Emotion-lattice max pooling (docs/method.md §3) on the CPU.
 //!
 //! For utterance `b` with label `k*`, neutral class `n` and `P[t,u] = softmax_K(z[t,u])` on
 //! the valid nodes `t < T_b, u <= U_b`:

@@ -1,6 +1,6 @@
 //! The RNN-T loss on the CPU: the reference implementation and the oracle for the kernels.
 //!
-//! Three passes (ENT-SPEC §3):
+//! Three passes (docs/method.md §3):
 //!
 //! A. **Normaliser and gather**, parallel over `(b, t)` rows: for each valid node `(t, u)` one
 //!    read of the `V` logits gives `D(t,u) = logsumexp_k z[t,u,k]`,
@@ -210,7 +210,7 @@ pub(crate) fn log_probs<E: Logit>(
                 for u in 0..=ub {
                     let zr = &z[u * v..(u + 1) * v];
                     let o = out.as_deref_mut().map(|o| &mut o[u * v..(u + 1) * v]);
-                    let n = E::normalise(zr, o, scratch).0;
+                    let n = E::normalise(zr, o, scratch);
                     let d = n.log_norm();
                     lpb[u] = zr[p.blank].to_f64() - d;
                     if u < ub {

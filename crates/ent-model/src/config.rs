@@ -1,4 +1,4 @@
-//! Model configuration: the paper's sizes are the defaults (ENT-SPEC §2).
+//! Model configuration: the paper's sizes are the defaults (docs/method.md §2).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ pub enum Variant {
     #[default]
     Ent,
     /// Factorized: audio and emotion mixes, blank and vocabulary predictors, one softmax over
-    /// `[blank ; vocabulary]` (ENT-SPEC §2, "FENT").
+    /// `[blank ; vocabulary]` (docs/method.md §2, "FENT").
     Fent,
 }
 
@@ -134,10 +134,10 @@ pub enum FbankEncoder {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HeadConfig {
-    /// ENT-SPEC §2: `[mean_t h_t ; mean_u g_u]` -> LayerNorm -> Linear.
+    /// docs/method.md §2: `[mean_t h_t ; mean_u g_u]` -> LayerNorm -> Linear.
     #[default]
     Pooled,
-    /// CTA-RNN-style (ENT-SPEC §9): attention across the front end's hidden states per frame,
+    /// CTA-RNN-style (docs/method.md §9): attention across the front end's hidden states per frame,
     /// attention across time, a bidirectional LSTM, masked mean, LayerNorm, Linear.
     CtaRnn {
         /// Width of the two attention scorers.
@@ -147,7 +147,7 @@ pub enum HeadConfig {
     },
 }
 
-/// SpeechEQ-style auxiliary utterance tasks (ENT-SPEC §9) on the pooled `[h ; g]` vector,
+/// SpeechEQ-style auxiliary utterance tasks (docs/method.md §9) on the pooled `[h ; g]` vector,
 /// trained only on utterances that carry the label.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -173,7 +173,7 @@ pub struct ModelConfig {
     pub blank: usize,
     /// Emotion classes `K`.
     pub num_emotions: usize,
-    /// Index of the neutral ("non-emotional") class (ENT-SPEC §8, decision 2).
+    /// Index of the neutral ("non-emotional") class (docs/method.md §8, decision 2).
     pub neutral: usize,
     /// BiLSTM encoder hidden size per direction (encoder output `2 *` this).
     pub encoder_hidden: usize,

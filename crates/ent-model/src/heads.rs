@@ -6,7 +6,7 @@ use candle_nn::{Embedding, Init, Linear, Module, VarBuilder};
 use crate::lstm::{BiLstm, Lstm};
 use crate::nn::{LayerNorm, Mode, length_mask, linear, masked_mean, softmax};
 
-/// A transducer joint `z[t,u] = W_o tanh(W_e h_t + W_p g_u + b) + b_o` (ENT-SPEC §2).
+/// A transducer joint `z[t,u] = W_o tanh(W_e h_t + W_p g_u + b) + b_o` (docs/method.md §2).
 #[derive(Debug, Clone)]
 pub struct Joint {
     enc: Linear,
@@ -157,7 +157,7 @@ impl Predictor {
 /// The utterance emotion head.
 #[derive(Debug, Clone)]
 pub enum UtteranceHead {
-    /// `[mean_t h_t ; mean_u g_u]` -> LayerNorm -> Linear (ENT-SPEC §2).
+    /// `[mean_t h_t ; mean_u g_u]` -> LayerNorm -> Linear (docs/method.md §2).
     Pooled {
         /// Norm over the pooled vector.
         norm: LayerNorm,
@@ -168,7 +168,7 @@ pub enum UtteranceHead {
     CtaRnn(Box<CtaRnn>),
 }
 
-/// Attention across layers, attention across time, then a BiLSTM (ENT-SPEC §9).
+/// Attention across layers, attention across time, then a BiLSTM (docs/method.md §9).
 ///
 /// ```text
 /// layer scores  s_l[t] = v_c . tanh(W_c H_l[t] + b_c)   a[t] = softmax_l s[t]    x_t = sum_l a_l[t] H_l[t]

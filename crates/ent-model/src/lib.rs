@@ -1,4 +1,4 @@
-//! The Emotion Neural Transducer (ENT) and factorized ENT (FENT) in candle (ENT-SPEC §2–3).
+//! The Emotion Neural Transducer (ENT) and factorized ENT (FENT) in candle (docs/method.md §2–3).
 //!
 //! ```text
 //! hidden states [L, B, T, D]  (a frozen backbone's, or the filterbank front end's)
@@ -22,11 +22,29 @@ mod model;
 pub mod nn;
 
 pub use config::{AuxConfig, FbankEncoder, FrontEnd, HeadConfig, ModelConfig, Variant};
+/// The pooling options of [`LossConfig`], as `ent-lattice` defines them.
+pub use ent_lattice::{NeutralTerm, PoolMode};
 pub use error::ModelError;
 pub use frontend::FbankFrontEnd;
 pub use heads::{CtaRnn, Joint, Predictor, PredictorState, UtteranceHead};
 pub use model::{
-    Encoded, Features, LossConfig, Losses, Model, NeutralPooling, Output, PoolNodes, PoolingMode,
-    Predicted, Targets,
+    Encoded, Features, LossConfig, Losses, Model, Output, PoolNodes, Predicted, Targets,
 };
 pub use nn::{Mode, SeededVarMap};
+
+/// What the tests reach inside the crate (feature `testing`, which the crate's own tests turn
+/// on): the LSTM recurrence in step-wise candle ops, the reference of the fused op.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use candle_core::Tensor;
+
+    /// The LSTM recurrence over `gx` (`[B, T, 4H]`) with `w_hh` in step-wise candle ops.
+    pub fn stepwise(
+        gx: &Tensor,
+        w_hh: &Tensor,
+        lens: &[usize],
+        reverse: bool,
+    ) -> candle_core::Result<Tensor> {
+        crate::lstm::stepwise(gx, w_hh, lens, reverse)
+    }
+}

@@ -105,7 +105,7 @@ pub fn lstm_recurrence(
 /// The same recurrence in candle ops, one step per frame: what devices without the fused op
 /// run (public so tests can hold the two against each other).
 #[doc(hidden)]
-pub fn stepwise(
+pub(crate) fn stepwise(
     gx: &Tensor,
     w_hh: &Tensor,
     lens: &[usize],

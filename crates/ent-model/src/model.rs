@@ -1,4 +1,4 @@
-//! ENT and FENT (ENT-SPEC §2) and their training loss (§3).
+//! ENT and FENT (docs/method.md §2) and their training loss (§3).
 
 use candle_core::{D, DType, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
@@ -77,24 +77,11 @@ pub struct Targets<'a> {
     pub gender: &'a [Option<u32>],
 }
 
-/// Lattice pooling mode, as in [`ent_lattice::PoolMode`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PoolingMode {
-    /// Only the selected node.
-    #[default]
-    One,
-    /// All valid nodes of the selected node's frame.
-    FullT,
-    /// All valid nodes of the selected node's predictor position.
-    FullU,
-}
-
 /// Which lattice nodes the pooling chooses from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolNodes {
-    /// Every valid node `(t, u)` of the lattice (ENT-SPEC §3).
+    /// Every valid node `(t, u)` of the lattice (docs/method.md §3).
     #[default]
     Lattice,
     /// Only the node of each frame on the most probable alignment of the transcript under the
@@ -104,20 +91,7 @@ pub enum PoolNodes {
     Alignment,
 }
 
-/// The neutral pooling term, as in [`ent_lattice::NeutralTerm`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NeutralPooling {
-    /// `-log min P[neutral]` (the reference).
-    #[default]
-    Min,
-    /// `-log max P[neutral]`.
-    Max,
-    /// No neutral term.
-    Off,
-}
-
-/// Loss weights and pooling options (ENT-SPEC §3; weights 0.5 each by default).
+/// Loss weights and pooling options (docs/method.md §3; weights 0.5 each by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
@@ -132,9 +106,9 @@ pub struct LossConfig {
     /// Weight of the gender cross-entropy (auxiliary task on).
     pub gender: f64,
     /// Which lattice nodes the pooling trains.
-    pub pool_mode: PoolingMode,
+    pub pool_mode: PoolMode,
     /// The neutral term of the pooling.
-    pub neutral_term: NeutralPooling,
+    pub neutral_term: NeutralTerm,
     /// Which nodes the pooling chooses from.
     pub pool_nodes: PoolNodes,
 }
@@ -147,8 +121,8 @@ impl Default for LossConfig {
             lattice: 0.5,
             intensity: 0.1,
             gender: 0.1,
-            pool_mode: PoolingMode::One,
-            neutral_term: NeutralPooling::Min,
+            pool_mode: PoolMode::One,
+            neutral_term: NeutralTerm::Min,
             pool_nodes: PoolNodes::Lattice,
         }
     }
@@ -502,7 +476,7 @@ impl Model {
         })
     }
 
-    /// The training loss of ENT-SPEC §3 plus the auxiliary tasks that are on.
+    /// The training loss of docs/method.md §3 plus the auxiliary tasks that are on.
     pub fn loss(
         &self,
         out: &Output,
@@ -568,17 +542,9 @@ impl Model {
             &pool_token_lens,
             &LatticePoolConfig {
                 neutral: self.cfg.neutral,
-                mode: match cfg.pool_mode {
-                    PoolingMode::One => PoolMode::One,
-                    PoolingMode::FullT => PoolMode::FullT,
-                    PoolingMode::FullU => PoolMode::FullU,
-                },
+                mode: cfg.pool_mode,
                 reduction: Reduction::None,
-                neutral_term: match cfg.neutral_term {
-                    NeutralPooling::Min => NeutralTerm::Min,
-                    NeutralPooling::Max => NeutralTerm::Max,
-                    NeutralPooling::Off => NeutralTerm::Off,
-                },
+                neutral_term: cfg.neutral_term,
                 ..Default::default()
             },
         )?;

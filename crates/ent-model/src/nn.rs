@@ -7,7 +7,7 @@
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
 
 /// Whether a forward pass trains (dropout on) and the generator its dropout masks come from.
 #[derive(Debug)]
@@ -134,7 +134,7 @@ pub fn softmax(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     e.broadcast_div(&e.sum_keepdim(dim)?)
 }
 
-/// The trainable scalar mix of ENT-SPEC §2: `gamma * sum_k softmax(w)_k * H_k` over `L` hidden
+/// The trainable scalar mix of docs/method.md §2: `gamma * sum_k softmax(w)_k * H_k` over `L` hidden
 /// states, `w` (`[L]`) initialised to 0 and `gamma` (`[1]`) to 1.
 #[derive(Debug, Clone)]
 pub struct ScalarMix {

@@ -9,9 +9,8 @@
 //! new one, never a torn file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
@@ -94,7 +93,7 @@ impl Checkpoint {
         );
         let bytes = safetensors::serialize(tensors, Some(info))
             .map_err(|e| TrainError::io(path, format!("cannot serialise the checkpoint: {e}")))?;
-        write_atomic(path, &bytes)
+        ent_common::fs::write_atomic(path, &bytes).map_err(|e| TrainError::io(path, e.to_string()))
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`], tensors on `dev`.
@@ -203,35 +202,6 @@ pub(crate) fn load_vars(
             ));
         }
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync, rename,
-/// fsync the folder. Readers see the old file or the new one, never a mixture.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e.to_string()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // The rename is durable once the folder entry is.
-        File::open(&dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(TrainError::io(path, e.to_string()));
     }
     Ok(())
 }

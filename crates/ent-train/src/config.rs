@@ -1,5 +1,5 @@
 //! The training configuration (a JSON file for `ent train --config`); the defaults are the
-//! paper's (ENT-SPEC §4).
+//! paper's (docs/method.md §4).
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ pub enum Selection {
     /// A validation split held out of the training data (or given as its own manifest).
     #[default]
     Validation,
-    /// The test manifest, as the reference code does (ENT-SPEC §8, decision 4). Scores selected
+    /// The test manifest, as the reference code does (docs/method.md §8, decision 4). Scores selected
     /// this way are optimistic; use it only to reproduce the reference protocol.
     Test,
 }

@@ -45,6 +45,9 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Scoring a validation set failed.
+    #[error(transparent)]
+    Metric(#[from] ent_decode::metrics::MetricError),
 }
 
 impl TrainError {

@@ -1,4 +1,4 @@
-//! Training for ENT and FENT (ENT-SPEC §3–4, §7–8).
+//! Training for ENT and FENT (docs/method.md §3–4, §7–8).
 //!
 //! - [`data`]: manifests (SpeechBrain JSON, Kaldi/ESPnet folders, Lhotse, IEMOCAP, ZED), the
 //!   character vocabulary, emotion labels, checks for bad data, bucketed batches;

@@ -1,5 +1,5 @@
 //! AdamW with parameter groups, the per-step cosine schedule and gradient-norm clipping
-//! (ENT-SPEC §4). candle-nn has neither clipping nor schedules, and its AdamW has no groups.
+//! (docs/method.md §4). candle-nn has neither clipping nor schedules, and its AdamW has no groups.
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
 
 use crate::config::{Selection, TrainConfig};
 use crate::data::{

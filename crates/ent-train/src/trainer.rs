@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
+use ent_decode::metrics::Confusion;
 use ent_model::{Features, FrontEnd, Mode, Model, SeededVarMap, Targets};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -462,8 +463,7 @@ impl Trainer {
     /// batch size, without dropout.
     pub fn evaluate(&self, utts: &[PreparedUtt]) -> Result<EvalScores, TrainError> {
         let k = self.cfg.model.num_emotions;
-        let mut correct = vec![0usize; k];
-        let mut total = vec![0usize; k];
+        let mut confusion = Confusion::new((0..k).map(|c| c.to_string()).collect());
         let mut loss = 0f64;
         let lengths: Vec<f64> = utts.iter().map(|u| u.duration).collect();
         for batch in bucketed_batches(&lengths, self.cfg.batch_size.max(8), None, 0, 0, false) {
@@ -475,22 +475,15 @@ impl Trainer {
                 .sum_all()?
                 .to_scalar::<f64>()?;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-            for (p, &e) in pred.iter().zip(&emotions) {
-                total[e as usize] += 1;
-                if *p == e {
-                    correct[e as usize] += 1;
-                }
+            for (&p, &e) in pred.iter().zip(&emotions) {
+                confusion.add(e as usize, p as usize)?;
             }
         }
-        let n: usize = total.iter().sum();
-        let present: Vec<f64> = (0..k)
-            .filter(|&c| total[c] > 0)
-            .map(|c| correct[c] as f64 / total[c] as f64)
-            .collect();
+        let n = confusion.total() as usize;
         Ok(EvalScores {
             loss: loss / n.max(1) as f64,
-            wa: 100.0 * correct.iter().sum::<usize>() as f64 / n.max(1) as f64,
-            ua: 100.0 * present.iter().sum::<f64>() / present.len().max(1) as f64,
+            wa: confusion.wa().unwrap_or(0.0),
+            ua: confusion.ua().unwrap_or(0.0),
             utterances: n,
         })
     }

@@ -1,6 +1,6 @@
 //! Clear errors for bad checkpoints and bad inputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use ent_backbone::{Backbone, BackboneError};
@@ -8,28 +8,23 @@ use ent_backbone::{Backbone, BackboneError};
 use crate::fixtures_root;
 
 /// A scratch copy of a fixture folder, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn copy_of(name: &str, tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ent-backbone-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ent-backbone-{tag}-"))
+            .tempdir()
+            .unwrap();
         for entry in std::fs::read_dir(fixtures_root().join(name)).unwrap() {
             let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
         }
         Self(dir)
     }
 
     fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

@@ -24,8 +24,8 @@ fn fake_cache(root: &Path, repo: &str, fixture: &str) {
 
 #[test]
 fn loads_from_the_cache_offline() {
-    let root = std::env::temp_dir().join(format!("ent-hub-cache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
     fake_cache(&root, "someone/tiny-wavlm", "wavlm-large");
     let options = HubOptions {
         revision: None,
@@ -65,5 +65,4 @@ fn loads_from_the_cache_offline() {
         err.contains("no weights") && err.contains("pytorch_model.bin"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

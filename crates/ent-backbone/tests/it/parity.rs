@@ -89,8 +89,11 @@ fn check(dir: &Path, reference_ops: bool) -> f32 {
         for (i, &want) in reference.iter().enumerate() {
             let rel = i as i64 - 1200;
             let c = model.config();
-            let got =
-                ent_backbone::relative_position_bucket(rel, c.num_buckets, c.max_bucket_distance);
+            let got = ent_backbone::testing::relative_position_bucket(
+                rel,
+                c.num_buckets,
+                c.max_bucket_distance,
+            );
             assert_eq!(
                 i64::from(got),
                 want,

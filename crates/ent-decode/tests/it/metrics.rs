@@ -355,7 +355,7 @@ const NEUTRAL: usize = 3;
 
 #[test]
 fn eder_spec_check_value() {
-    // ENT-SPEC §6: frames n n n a a a, 0.2 s window and stride, duration 1.22 s, reference
+    // docs/method.md §6: frames n n n a a a, 0.2 s window and stride, duration 1.22 s, reference
     // angry 0.39-1.10 s. Hypothesis n [0, 0.6], a [0.6, 1.2]; same-label overlap
     // n 0.39 + a 0.5 = 0.89; EDER = 1 - 0.89 / 1.22.
     let frames = [NEUTRAL, NEUTRAL, NEUTRAL, ANGRY, ANGRY, ANGRY];

@@ -34,7 +34,7 @@ fn setup(cfg: &ModelConfig, lens: &[usize], gain: f64, seed: u64) -> (Model, Enc
         v.set(&(v.as_tensor() * gain).unwrap()).unwrap();
     }
     let t = lens.iter().copied().max().unwrap();
-    let mut rng = ent_features::rng::SplitMix64::new(seed ^ 0x5eed);
+    let mut rng = ent_common::rng::SplitMix64::new(seed ^ 0x5eed);
     let data: Vec<f32> = (0..L * lens.len() * t * D)
         .map(|_| 2.0 * rng.uniform() as f32 - 1.0)
         .collect();

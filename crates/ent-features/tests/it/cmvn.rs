@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use ent_features::{CmvnStats, FeatureError, GlobalCmvn};
 
 fn feats(frames: usize, dim: usize, seed: u64) -> Tensor {
-    let mut rng = ent_features::rng::SplitMix64::new(seed);
+    let mut rng = ent_common::rng::SplitMix64::new(seed);
     let v: Vec<f32> = (0..frames * dim)
         .map(|i| (rng.gaussian() * (1.0 + (i % dim) as f64) + (i % dim) as f64 * 3.0) as f32)
         .collect();

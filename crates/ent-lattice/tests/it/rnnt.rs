@@ -154,7 +154,7 @@ proptest! {
         p.check()?;
     }
 
-    /// ENT-SPEC §3: every node's logit-gradient row sums to 0; for each frame the blank
+    /// docs/method.md §3: every node's logit-gradient row sums to 0; for each frame the blank
     /// log-probability gradients over u sum to -1; for each label position u < U the label
     /// log-probability gradients over t sum to -1. The log-probability gradients are
     /// recovered from the logit gradient g = p (B + L) - B e_blank - L e_y: the classes that

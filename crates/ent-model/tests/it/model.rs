@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
 use ent_model::{
     AuxConfig, FbankEncoder, Features, FrontEnd, HeadConfig, LossConfig, Mode, Model, ModelConfig,
     Targets, Variant,
@@ -30,7 +30,7 @@ fn joint(e: usize, p: usize, j: usize, o: usize) -> usize {
 
 #[test]
 fn paper_sizes() {
-    // ENT-SPEC §2: about 9.7 M trainable parameters for ENT, 14.7 M for FENT.
+    // docs/method.md §2: about 9.7 M trainable parameters for ENT, 14.7 M for FENT.
     let (v, k) = (31, 4);
     let enc = 2 * lstm(768, 384);
     let pred = v * 640 + lstm(640, 640) + 640 * 768 + 768;

@@ -1,6 +1,6 @@
 //! Length-bucketed batches.
 
-use ent_features::rng::SplitMix64;
+use ent_common::rng::SplitMix64;
 
 /// Relative spread of the sort keys when shuffling: each length is scaled by a factor drawn
 /// uniformly from `[1 - JITTER/2, 1 + JITTER/2)`, so lengths within a few percent of each other

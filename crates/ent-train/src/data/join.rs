@@ -4,15 +4,15 @@
 //! Utterance-level corpora whose emotional utterances are emotional from the first frame to the
 //! last (acted corpora, the synthetic demo corpus) never show the model an emotion starting or
 //! ending inside an utterance, nor an utterance of several sentences. Joined examples show both,
-//! in the shape that emotion diarization scores (neutral, emotion, neutral; ENT-SPEC §6), while
+//! in the shape that emotion diarization scores (neutral, emotion, neutral; docs/method.md §6), while
 //! keeping utterance-level labels only: the lattice pooling still decides which frames carry
 //! the emotion. Off by default; the paper trains on IEMOCAP utterances as they are.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use ent_common::rng::SplitMix64;
 use ent_features::Segment;
-use ent_features::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use super::PreparedUtt;

@@ -9,32 +9,26 @@ use ent_train::data::{EmotionMap, Utterance, Vocab, prepare};
 use ent_train::optim::{AdamW, CosineSchedule, OptimConfig, clip_grad_norm};
 use ent_train::{Checkpoint, LAST, TrainConfig, TrainError, Trainer};
 
-/// A folder under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A temporary folder (removed on drop); `.0` is its path.
+pub struct TempDir(
+    pub PathBuf,
+    #[allow(dead_code, reason = "removes the folder when dropped")] tempfile::TempDir,
+);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "ent-train-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ent-train-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(dir.path().to_path_buf(), dir)
     }
 }
 
 /// 16-bit mono PCM WAV at 16 kHz: a tone whose pitch depends on `k`, with a little noise.
 fn write_tone(path: &Path, k: usize, secs: f64, seed: u64) {
     let n = (secs * 16000.0) as usize;
-    let mut rng = ent_features::rng::SplitMix64::new(seed);
+    let mut rng = ent_common::rng::SplitMix64::new(seed);
     let f = 150.0 + 80.0 * k as f64;
     let samples: Vec<i16> = (0..n)
         .map(|i| {
@@ -346,7 +340,11 @@ fn a_failed_checkpoint_write_keeps_the_previous_one() {
     ck.save(&path).unwrap();
     let before = std::fs::read(&path).unwrap();
     // Occupy the temporary file's name with a folder: the write fails before the rename.
-    let tmp = out.0.join(format!(".{LAST}.tmp-{}", std::process::id()));
+    let tmp = out.0.join(format!(
+        ".{LAST}.tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&tmp).unwrap();
     assert!(ck.save(&path).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), before);

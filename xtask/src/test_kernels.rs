@@ -72,11 +72,9 @@ fn plain_env(cases: u32) -> Vec<(&'static str, String)> {
     vec![("ENT_EMU_CASES", cases.to_string())]
 }
 
-pub fn test_kernels(root: &Path, args: &[String]) -> Result<()> {
-    match args {
-        [] => {}
-        [a] if a == "--mutants" => return mutants(root),
-        other => bail!("unknown options {other:?}: cargo xtask test-kernels [--mutants]"),
+pub fn test_kernels(root: &Path, mutants: bool) -> Result<()> {
+    if mutants {
+        return run_mutants(root);
     }
     check_tsan()?;
     println!("== emulated kernels against the CPU reference ({CASES} cases per property)");
@@ -203,7 +201,7 @@ fn passes(mut cmd: Command) -> Result<bool> {
     Ok(out.status.success())
 }
 
-fn mutants(root: &Path) -> Result<()> {
+fn run_mutants(root: &Path) -> Result<()> {
     check_tsan()?;
     let base = root.join("target/kernel-mutants");
     let mut missed = Vec::new();

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use ent_decode::{Decoded, Search};
 use ent_features::Segment;
@@ -11,8 +10,11 @@ use ent_train::features::FeatureSource;
 use ent_train::{Checkpoint, CheckpointMeta};
 use serde::Serialize;
 
+use crate::error::{PipelineError, Result};
+
 /// The demo model trained by `ent demo` on the bundled synthetic corpus, built into the binary.
 const DEMO_MODEL: &[u8] = include_bytes!("../assets/demo-model.safetensors");
+const DEMO_MODEL_PATH: &str = "<bundled demo model>";
 
 /// Where the model comes from, for messages.
 pub const DEMO_MODEL_NAME: &str = "the bundled demo model (synthetic speech only)";
@@ -88,19 +90,20 @@ impl Engine {
         dev: &Device,
         search: Search,
     ) -> Result<Self> {
+        let name = model.map_or(PathBuf::from(DEMO_MODEL_PATH), Path::to_path_buf);
         let ck = match model {
-            Some(p) => Checkpoint::load(p, dev)
-                .with_context(|| format!("cannot load the model {}", p.display()))?,
-            None => Checkpoint::from_bytes(DEMO_MODEL, Path::new("<bundled demo model>"), dev)
-                .context("the bundled demo model is unreadable")?,
-        };
-        let name = model.map_or(PathBuf::from("<bundled demo model>"), Path::to_path_buf);
+            Some(p) => Checkpoint::load(p, dev),
+            None => Checkpoint::from_bytes(DEMO_MODEL, &name, dev),
+        }
+        .map_err(|source| PipelineError::LoadModel {
+            path: name.clone(),
+            source,
+        })?;
         let net = ck.build_model(&name, dev)?;
         let recorded = ck.meta.notes.get("backbone").map(PathBuf::from);
         let backbone = backbone.map(Path::to_path_buf).or(recorded);
-        let source = FeatureSource::new(&ck.meta.model, backbone.as_deref(), false, dev).context(
-            "cannot set up the model's front end (for a backbone model pass --backbone DIR)",
-        )?;
+        let source = FeatureSource::new(&ck.meta.model, backbone.as_deref(), false, dev)
+            .map_err(PipelineError::FrontEnd)?;
         search.validate()?;
         Ok(Self {
             model: net,
@@ -109,6 +112,19 @@ impl Engine {
             dev: dev.clone(),
             search,
         })
+    }
+
+    /// The demo model trained by `ent demo` on the bundled synthetic corpus (it knows only
+    /// those synthetic voices), built into the library.
+    pub fn demo(dev: &Device, search: Search) -> Result<Self> {
+        Self::load(None, None, dev, search)
+    }
+
+    /// Decodes one whole audio file (WAV, FLAC, MP3, Ogg Vorbis; any sample rate).
+    pub fn transcribe(&self, path: &Path) -> Result<Transcript> {
+        let id = path.to_string_lossy();
+        let d = self.decode(&[(&id, path, Segment::WHOLE)])?;
+        Ok(self.transcript(&id, &d[0]))
     }
 
     /// Seconds per encoder frame.
@@ -138,10 +154,7 @@ impl Engine {
             .map(|(it, _)| it.0)
             .collect();
         if !too_short.is_empty() {
-            bail!(
-                "too short to decode (under 0.1 s of audio): {}",
-                too_short.join(", ")
-            );
+            return Err(PipelineError::TooShort(too_short.join(", ")));
         }
         let enc = self
             .model

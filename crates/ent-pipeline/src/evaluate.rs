@@ -2,16 +2,14 @@
 //! (WER, CER) and emotion diarization (EDER, where the data has emotion intervals).
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use anyhow::{Context, Result};
 use ent_decode::metrics::{AsrScores, Confusion, EderMean, Segment, eder, reference_segments};
 use ent_train::data::PreparedUtt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::engine::{Engine, Transcript};
-use crate::plot::{self, Timeline};
+use crate::error::{PipelineError, Result};
 
 /// Scores of one evaluated set.
 #[derive(Debug, Clone, Serialize)]
@@ -101,9 +99,10 @@ pub fn evaluate(
                 )
             })
             .collect();
-        let decoded = engine
-            .decode(&items)
-            .with_context(|| format!("decoding {}", items[0].0))?;
+        let decoded = engine.decode(&items).map_err(|e| PipelineError::Decoding {
+            id: items[0].0.to_string(),
+            source: Box::new(e),
+        })?;
         for (&i, d) in chunk.iter().zip(decoded) {
             let u = &utts[i];
             let reference = if u.intervals.is_empty() {
@@ -111,13 +110,12 @@ pub fn evaluate(
             } else {
                 let mut spans = Vec::with_capacity(u.intervals.len());
                 for iv in &u.intervals {
-                    let label = engine
-                        .meta
-                        .emotions
-                        .class_of(&iv.emotion)
-                        .with_context(|| {
-                            format!("{}: unknown interval emotion {:?}", u.id, iv.emotion)
-                        })?;
+                    let label = engine.meta.emotions.class_of(&iv.emotion).ok_or_else(|| {
+                        PipelineError::Data(format!(
+                            "{}: unknown interval emotion {:?}",
+                            u.id, iv.emotion
+                        ))
+                    })?;
                     if label != neutral {
                         spans.push(Segment {
                             start: iv.start,
@@ -197,7 +195,8 @@ pub fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
     bar
 }
 
-fn pct(x: Option<f64>) -> String {
+/// A percentage with one decimal, or `-`.
+pub(crate) fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.1}%"))
 }
 
@@ -237,68 +236,4 @@ impl Report {
         }
         s
     }
-}
-
-/// Writes the confusion matrix and up to `timelines` emotion timelines under `dir`.
-pub fn write_plots(
-    dir: &Path,
-    report: &Report,
-    scored: &[Scored],
-    labels: &[String],
-    timelines: usize,
-) -> Result<()> {
-    plot::confusion_matrix(
-        &dir.join(format!("{}-confusion.svg", report.name)),
-        &format!("{}: utterance emotion (UA {})", report.name, pct(report.ua)),
-        labels,
-        &report.confusion.counts,
-    )?;
-    for s in scored.iter().take(timelines) {
-        write_timeline(&dir.join("timelines"), s, labels)?;
-    }
-    Ok(())
-}
-
-/// One utterance's emotion timeline as `<dir>/<id>.svg`.
-pub fn write_timeline(dir: &Path, s: &Scored, labels: &[String]) -> Result<()> {
-    let t = &s.transcript;
-    let tokens: Vec<(String, f64, usize)> = t
-        .tokens
-        .iter()
-        .map(|k| {
-            let e = labels.iter().position(|l| *l == k.emotion).unwrap_or(0);
-            (k.token.clone(), k.start, e)
-        })
-        .collect();
-    let reference: Option<Vec<(f64, f64, usize)>> = s
-        .reference_segments
-        .as_ref()
-        .map(|r| r.iter().map(|g| (g.start, g.end, g.label)).collect());
-    let title = format!("{}: \"{}\" ({})", t.id, t.text, t.emotion.label);
-    let file = dir.join(format!("{}.svg", safe_name(&t.id)));
-    plot::emotion_timeline(
-        &file,
-        &Timeline {
-            title: &title,
-            frame_shift: t.frame_shift,
-            frame_emotions: &s.frame_emotions,
-            frame_probs: Some(&s.frame_probs),
-            labels,
-            tokens: &tokens,
-            reference: reference.as_deref(),
-        },
-    )
-}
-
-/// A file name from an utterance id or path: letters, digits, `-`, `_` and `.` kept.
-pub fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

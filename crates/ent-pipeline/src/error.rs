@@ -1,0 +1,76 @@
+//! Errors of the pipeline. A variant that adds context keeps the cause as its source, so that
+//! `anyhow`'s `{:#}` prints "context: cause".
+
+use std::path::PathBuf;
+
+/// What can stop loading, decoding, scoring or reporting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A model file could not be loaded.
+    #[error("cannot load the model {path}")]
+    LoadModel {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ent_train::TrainError,
+    },
+    /// The model's front end (filterbanks or backbone) could not be set up.
+    #[error("cannot set up the model's front end (for a backbone model pass --backbone DIR)")]
+    FrontEnd(#[source] ent_train::TrainError),
+    /// Utterances too short for the encoder.
+    #[error("too short to decode (under 0.1 s of audio): {0}")]
+    TooShort(String),
+    /// Decoding a batch failed.
+    #[error("decoding {id}")]
+    Decoding {
+        /// The first utterance of the batch.
+        id: String,
+        /// Why.
+        #[source]
+        source: Box<PipelineError>,
+    },
+    /// The data does not fit the model.
+    #[error("{0}")]
+    Data(String),
+    /// A file could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Training, checkpoints, features or data preparation.
+    #[error(transparent)]
+    Train(#[from] ent_train::TrainError),
+    /// Data preparation.
+    #[error(transparent)]
+    Prepare(#[from] ent_train::data::DataError),
+    /// Features.
+    #[error(transparent)]
+    Features(#[from] ent_features::FeatureError),
+    /// The model.
+    #[error(transparent)]
+    Model(#[from] ent_model::ModelError),
+    /// The search.
+    #[error(transparent)]
+    Decode(#[from] ent_decode::DecodeError),
+    /// The metrics.
+    #[error(transparent)]
+    Metric(#[from] ent_decode::metrics::MetricError),
+    /// A plot.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    /// A tensor operation.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// JSON output.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// The pipeline's result type.
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
