@@ -97,6 +97,43 @@ pub(crate) fn check_len(
     Ok(())
 }
 
+/// One length vector: each value non-negative (positive when `nonzero`) and at most `max`, the
+/// size of dimension `dim`.
+fn checked_lens<I: Index>(
+    arg: &'static str,
+    values: &[I],
+    nonzero: bool,
+    dim: &'static str,
+    max: usize,
+) -> Result<Vec<usize>, LatticeError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, &v)| {
+            let value = v.to_i64();
+            if value < 0 {
+                Err(LatticeError::Negative {
+                    arg,
+                    index: index.to_string(),
+                    value,
+                })
+            } else if value == 0 && nonzero {
+                Err(LatticeError::ZeroLength { arg, index })
+            } else if value as u64 > max as u64 {
+                Err(LatticeError::LengthTooLarge {
+                    arg,
+                    index,
+                    value,
+                    dim,
+                    max,
+                })
+            } else {
+                Ok(value as usize)
+            }
+        })
+        .collect()
+}
+
 /// Checks both length vectors against the dimensions.
 pub(crate) fn lengths<I: Index>(
     dims: &LatticeDims,
@@ -108,58 +145,13 @@ pub(crate) fn lengths<I: Index>(
     }
     check_len("logit_lens", logit_lens.len(), dims.batch)?;
     check_len("target_lens", target_lens.len(), dims.batch)?;
-    let frames = logit_lens
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let v = v.to_i64();
-            if v < 0 {
-                Err(LatticeError::Negative {
-                    arg: "logit_lens",
-                    index: i.to_string(),
-                    value: v,
-                })
-            } else if v == 0 {
-                Err(LatticeError::ZeroLength {
-                    arg: "logit_lens",
-                    index: i,
-                })
-            } else if v as u64 > dims.frames as u64 {
-                Err(LatticeError::LengthTooLarge {
-                    arg: "logit_lens",
-                    index: i,
-                    value: v,
-                    dim: "time",
-                    max: dims.frames,
-                })
-            } else {
-                Ok(v as usize)
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let targets = target_lens
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let v = v.to_i64();
-            if v < 0 {
-                Err(LatticeError::Negative {
-                    arg: "target_lens",
-                    index: i.to_string(),
-                    value: v,
-                })
-            } else if v as u64 > dims.targets as u64 {
-                Err(LatticeError::LengthTooLarge {
-                    arg: "target_lens",
-                    index: i,
-                    value: v,
-                    dim: "target (U = predictor positions - 1)",
-                    max: dims.targets,
-                })
-            } else {
-                Ok(v as usize)
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let frames = checked_lens("logit_lens", logit_lens, true, "time", dims.frames)?;
+    let targets = checked_lens(
+        "target_lens",
+        target_lens,
+        false,
+        "target (U = predictor positions - 1)",
+        dims.targets,
+    )?;
     Ok(Lengths { frames, targets })
 }

@@ -82,14 +82,7 @@ pub(super) fn probe_unguarded(
     }
     let format = open_format(riff, &hint, mss, input)?;
     let track = audio_track(format.as_ref(), input)?;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| FeatureError::Unsupported {
-            input: input.clone(),
-            detail: "audio track without codec parameters".into(),
-        })?;
+    let params = audio_params(track, input)?;
     let sample_rate = params
         .sample_rate
         .filter(|&r| r > 0)

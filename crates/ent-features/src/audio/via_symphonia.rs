@@ -41,6 +41,21 @@ pub(super) fn open_format(
         })
 }
 
+/// The audio codec parameters of a track.
+pub(super) fn audio_params<'a>(
+    track: &'a symphonia::core::formats::Track,
+    input: &Input,
+) -> Result<&'a symphonia::core::codecs::audio::AudioCodecParameters, FeatureError> {
+    track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| FeatureError::Unsupported {
+            input: input.clone(),
+            detail: "audio track without codec parameters".into(),
+        })
+}
+
 /// The container's default audio track.
 pub(super) fn audio_track<'a>(
     format: &'a dyn FormatReader,
@@ -156,15 +171,7 @@ pub(super) fn decode_symphonia(
     let track_id = track.id;
     let time_base = track.time_base;
     let declared_frames = track.num_frames;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| FeatureError::Unsupported {
-            input: input.clone(),
-            detail: "audio track without codec parameters".into(),
-        })?
-        .clone();
+    let params = audio_params(track, input)?.clone();
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| sym_error(input, e, "at the codec setup"))?;
