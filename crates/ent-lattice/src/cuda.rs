@@ -19,8 +19,8 @@ use half::{bf16, f16};
 use crate::config::{LatticePoolConfig, RnntLossConfig};
 use crate::error::LatticeError;
 use crate::launch::{
-    self, ArgValue, BufferSpec, Elem, Executor, Init, KernelDType, Launch, PoolPlan, Prepared,
-    RnntPlan, Role, Uploads,
+    self, ArgValue, BufferSpec, Elem, Executor, Init, KernelDType, Launch, Plan, Prepared, Role,
+    Uploads,
 };
 use crate::pool::PoolProblem;
 use crate::problem::LatticeDims;
@@ -183,68 +183,97 @@ fn alloc_storage(
     })
 }
 
-/// What the RNN-T forward pass leaves on the device for the gradient: the plan, the uploaded
-/// inputs and the node log-probabilities, alpha, beta and log P.
-pub(crate) struct RnntDevice {
-    plan: RnntPlan,
+/// A plan with its uploads and scratch on the device: what the RNN-T forward pass leaves
+/// for the gradient (node log-probabilities, alpha, beta, log P).
+pub(crate) struct OnDevice {
+    plan: Plan,
     prepared: Prepared<CudaSlice<u8>>,
 }
 
-/// The forward pass: `[B]` f64 costs and the state for [`rnnt_gradient`].
+impl OnDevice {
+    fn new(plan: Plan, uploads: &Uploads, dev: &CudaDevice) -> candle_core::Result<Self> {
+        let prepared = launch::prepare(&mut Cuda::new(dev), &plan.buffers, uploads)?;
+        Ok(OnDevice { plan, prepared })
+    }
+
+    /// Runs `launches` of the plan on the logits `(s, l)` and, when given, the incoming
+    /// gradient; allocates the caller's buffers they write (costs, gradient) from the plan's
+    /// specs and returns them.
+    fn run(
+        &self,
+        launches: &[Launch],
+        (s, l): (&CudaStorage, &Layout),
+        grad_costs: Option<(&CudaStorage, &Layout)>,
+    ) -> candle_core::Result<Outputs> {
+        let mut x = Cuda::new(&s.device);
+        let mut external = vec![(Role::Logits, storage_address(&x, s, l)?)];
+        if let Some((g, gl)) = grad_costs {
+            external.push((Role::GradCosts, storage_address(&x, g, gl)?));
+        }
+        let mut out = Outputs::default();
+        for spec in [&self.plan.costs, &self.plan.grad] {
+            if launches.iter().any(|l| l.roles().any(|r| r == spec.role)) {
+                let mem = alloc_storage(&s.device, spec.elem, spec.len, spec.init)?;
+                let at = storage_address(&x, &mem, &Layout::contiguous(spec.len))?;
+                external.push((spec.role, at));
+                match spec.role {
+                    Role::Costs => out.costs = Some(mem),
+                    _ => out.grad = Some(mem),
+                }
+            }
+        }
+        launch::run(&mut x, launches, &self.prepared, &external)?;
+        Ok(out)
+    }
+}
+
+/// The caller's buffers a run wrote.
+#[derive(Default)]
+struct Outputs {
+    costs: Option<CudaStorage>,
+    grad: Option<CudaStorage>,
+}
+
+fn missing(what: &str) -> candle_core::Error {
+    candle_core::Error::msg(format!("the plan's launches wrote no {what}"))
+}
+
+/// The RNN-T forward pass: `[B]` f64 costs and the state for [`rnnt_gradient`].
 pub(crate) fn rnnt_forward(
     problem: &RnntProblem,
     cfg: &RnntLossConfig,
     s: &CudaStorage,
     l: &Layout,
-) -> candle_core::Result<(CudaStorage, RnntDevice)> {
-    let mut x = Cuda::new(&s.device);
+) -> candle_core::Result<(CudaStorage, OnDevice)> {
     let plan = launch::rnnt_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
-    let uploads = Uploads::rnnt(&problem.targets, &problem.lens);
-    let prepared = launch::prepare(&mut x, &plan.buffers, &uploads)?;
-    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
-    let external = [
-        (Role::Logits, storage_address(&x, s, l)?),
-        (
-            Role::Costs,
-            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
-        ),
-    ];
-    launch::run(&mut x, &plan.forward, &prepared, &external)?;
-    Ok((costs, RnntDevice { plan, prepared }))
+    let on = OnDevice::new(
+        plan,
+        &Uploads::rnnt(&problem.targets, &problem.lens),
+        &s.device,
+    )?;
+    let costs = on.run(&on.plan.forward, (s, l), None)?.costs;
+    Ok((costs.ok_or_else(|| missing("costs"))?, on))
 }
 
-/// The gradient from a forward pass's state (recomputed when `state` is `None`), scaled per
-/// utterance by the f64 `grad_costs` `g`; in the logits' dtype.
+/// The RNN-T gradient from a forward pass's state (recomputed when `state` is `None`), scaled
+/// per utterance by the f64 `grad_costs` `g`; in the logits' dtype.
 pub(crate) fn rnnt_gradient(
-    state: Option<&RnntDevice>,
+    state: Option<&OnDevice>,
     problem: &RnntProblem,
     cfg: &RnntLossConfig,
-    s: &CudaStorage,
-    l: &Layout,
-    g: &CudaStorage,
-    gl: &Layout,
+    logits: (&CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
 ) -> candle_core::Result<CudaStorage> {
     let recomputed;
     let state = match state {
         Some(st) => st,
         None => {
-            recomputed = rnnt_forward(problem, cfg, s, l)?.1;
+            recomputed = rnnt_forward(problem, cfg, logits.0, logits.1)?.1;
             &recomputed
         }
     };
-    let mut x = Cuda::new(&s.device);
-    let spec = state.plan.grad;
-    let grad = alloc_storage(&s.device, spec.elem, spec.len, spec.init)?;
-    let external = [
-        (Role::Logits, storage_address(&x, s, l)?),
-        (Role::GradCosts, storage_address(&x, g, gl)?),
-        (
-            Role::Grad,
-            storage_address(&x, &grad, &Layout::contiguous(spec.len))?,
-        ),
-    ];
-    launch::run(&mut x, &state.plan.gradient, &state.prepared, &external)?;
-    Ok(grad)
+    let grad = state.run(&state.plan.gradient, logits, Some(g))?.grad;
+    grad.ok_or_else(|| missing("gradient"))
 }
 
 /// The node log-probabilities `[B][T][U+1][3]` (blank, label, normaliser) on the host, for the
@@ -254,15 +283,14 @@ pub(crate) fn node_log_probs(
     s: &CudaStorage,
     l: &Layout,
 ) -> candle_core::Result<Vec<f64>> {
-    let mut x = Cuda::new(&s.device);
     let plan = launch::best_path_plan(problem.dims, kernel_dtype(s.dtype())?, problem.blank)?;
-    let uploads = Uploads::rnnt(&problem.targets, &problem.lens);
-    let prepared = launch::prepare(&mut x, &plan.buffers, &uploads)?;
-    let external = [(Role::Logits, storage_address(&x, s, l)?)];
-    launch::run(&mut x, plan.normalize(), &prepared, &external)?;
-    let lp = prepared
-        .get(Role::Lp)
-        .ok_or_else(|| candle_core::Error::msg("rnnt plan without an Lp buffer"))?;
+    let on = OnDevice::new(
+        plan,
+        &Uploads::rnnt(&problem.targets, &problem.lens),
+        &s.device,
+    )?;
+    on.run(on.plan.normalize(), (s, l), None)?;
+    let lp = on.prepared.get(Role::Lp).ok_or_else(|| missing("Lp"))?;
     let bytes = s.device.clone_dtoh(lp)?;
     let n = problem.dims.nodes()? * 3;
     Ok(bytes
@@ -272,6 +300,20 @@ pub(crate) fn node_log_probs(
         .collect())
 }
 
+/// The pooling plan with its uploads on the device.
+fn pool_on_device(
+    problem: &PoolProblem,
+    cfg: &LatticePoolConfig,
+    s: &CudaStorage,
+) -> candle_core::Result<OnDevice> {
+    let plan = launch::pool_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
+    OnDevice::new(
+        plan,
+        &Uploads::pool(&problem.labels, &problem.lens),
+        &s.device,
+    )
+}
+
 /// The pooling costs (`[B]` f64), no gradient.
 pub(crate) fn pool_forward(
     problem: &PoolProblem,
@@ -279,58 +321,22 @@ pub(crate) fn pool_forward(
     s: &CudaStorage,
     l: &Layout,
 ) -> candle_core::Result<CudaStorage> {
-    let mut x = Cuda::new(&s.device);
-    let plan = launch::pool_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
-    let prepared = launch::prepare(
-        &mut x,
-        &plan.buffers,
-        &Uploads::pool(&problem.labels, &problem.lens),
-    )?;
-    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
-    let external = [
-        (Role::Logits, storage_address(&x, s, l)?),
-        (
-            Role::Costs,
-            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
-        ),
-    ];
-    launch::run(&mut x, &plan.forward, &prepared, &external)?;
-    Ok(costs)
+    let on = pool_on_device(problem, cfg, s)?;
+    let costs = on.run(&on.plan.forward, (s, l), None)?.costs;
+    costs.ok_or_else(|| missing("costs"))
 }
 
-/// The pooling gradient scaled per utterance by `g` (f64): f32, or f64 for f64 logits.
+/// The pooling gradient scaled per utterance by `g` (f64): f32, or f64 for f64 logits. The
+/// launch writes the costs again, into a buffer dropped here.
 pub(crate) fn pool_gradient(
     problem: &PoolProblem,
     cfg: &LatticePoolConfig,
-    s: &CudaStorage,
-    l: &Layout,
-    g: &CudaStorage,
-    gl: &Layout,
+    logits: (&CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
 ) -> candle_core::Result<CudaStorage> {
-    let mut x = Cuda::new(&s.device);
-    let plan: PoolPlan = launch::pool_plan(problem.dims, kernel_dtype(s.dtype())?, cfg)?;
-    let prepared = launch::prepare(
-        &mut x,
-        &plan.buffers,
-        &Uploads::pool(&problem.labels, &problem.lens),
-    )?;
-    // The launch writes the costs again; they are not needed here.
-    let costs = alloc_storage(&s.device, Elem::F64, plan.costs.len, Init::Uninit)?;
-    let grad = alloc_storage(&s.device, plan.grad.elem, plan.grad.len, plan.grad.init)?;
-    let external = [
-        (Role::Logits, storage_address(&x, s, l)?),
-        (
-            Role::Costs,
-            storage_address(&x, &costs, &Layout::contiguous(plan.costs.len))?,
-        ),
-        (Role::GradCosts, storage_address(&x, g, gl)?),
-        (
-            Role::Grad,
-            storage_address(&x, &grad, &Layout::contiguous(plan.grad.len))?,
-        ),
-    ];
-    launch::run(&mut x, &plan.gradient, &prepared, &external)?;
-    Ok(grad)
+    let on = pool_on_device(problem, cfg, logits.0)?;
+    let grad = on.run(&on.plan.gradient, logits, Some(g))?.grad;
+    grad.ok_or_else(|| missing("gradient"))
 }
 
 /// `[B]` f64 costs as a storage of `dtype`.
@@ -361,12 +367,12 @@ pub(crate) struct GradOp {
 
 impl GradOp {
     /// The RNN-T gradient (in the logits' dtype) from a forward pass's state, or recomputed.
-    pub fn rnnt(problem: Arc<RnntProblem>, cfg: RnntLossConfig, state: Option<RnntDevice>) -> Self {
+    pub fn rnnt(problem: Arc<RnntProblem>, cfg: RnntLossConfig, state: Option<OnDevice>) -> Self {
         GradOp {
             name: "rnnt-loss-grad",
             dims: problem.dims,
             run: Box::new(move |s, l, g, gl| {
-                rnnt_gradient(state.as_ref(), &problem, &cfg, s, l, g, gl)
+                rnnt_gradient(state.as_ref(), &problem, &cfg, (s, l), (g, gl))
             }),
         }
     }
@@ -376,7 +382,7 @@ impl GradOp {
         GradOp {
             name: "lattice-max-pool-loss-grad",
             dims: problem.dims,
-            run: Box::new(move |s, l, g, gl| pool_gradient(&problem, &cfg, s, l, g, gl)),
+            run: Box::new(move |s, l, g, gl| pool_gradient(&problem, &cfg, (s, l), (g, gl))),
         }
     }
 }

@@ -315,12 +315,9 @@ fn logits_mem<E: Logit>(logits: &[E], opts: &Options) -> HostMem {
     HostMem::from_bytes(Role::Logits, as_bytes(logits), offset)
 }
 
-fn external(spec: &BufferSpec) -> HostMem {
-    let fill = match spec.init {
-        Init::Zeroed => 0,
-        Init::Uninit => POISON,
-    };
-    HostMem::new(spec.role, spec.bytes(), fill, 0)
+/// A caller-side buffer of the plan (costs, gradient), as the executor allocates scratch.
+fn external(spec: &BufferSpec) -> Result<HostMem, LatticeError> {
+    Emu.alloc(spec)
 }
 
 fn grad_costs_mem(grad_costs: &[f64], batch: usize) -> Result<HostMem, LatticeError> {
@@ -351,7 +348,7 @@ pub fn rnnt_loss<E: Logit, I: Index>(
     let plan = launch::rnnt_plan(dims, E::KERNEL, cfg)?;
     let prepared = launch::prepare(&mut Emu, &plan.buffers, &Uploads::rnnt(&p.targets, &p.lens))?;
     let z = logits_mem(logits, opts);
-    let costs = external(&plan.costs);
+    let costs = external(&plan.costs)?;
     run_checked(&plan.forward, &prepared, &[&z, &costs])?;
     let log_p: Vec<f64> = prepared
         .get(Role::LogP)
@@ -361,7 +358,7 @@ pub fn rnnt_loss<E: Logit, I: Index>(
         None => None,
         Some(g) => {
             let gc = grad_costs_mem(g, dims.batch)?;
-            let grad = external(&plan.grad);
+            let grad = external(&plan.grad)?;
             run_checked(&plan.gradient, &prepared, &[&z, &gc, &grad])?;
             Some(grad.read::<E>())
         }
@@ -391,14 +388,14 @@ pub fn lattice_max_pool_loss<E: Logit, I: Index>(
     let plan = launch::pool_plan(dims, E::KERNEL, cfg)?;
     let prepared = launch::prepare(&mut Emu, &plan.buffers, &Uploads::pool(&p.labels, &p.lens))?;
     let z = logits_mem(logits, opts);
-    let costs = external(&plan.costs);
+    let costs = external(&plan.costs)?;
     run_checked(&plan.forward, &prepared, &[&z, &costs])?;
     let grad = match grad_costs {
         None => None,
         Some(g) => {
             let gc = grad_costs_mem(g, dims.batch)?;
-            let grad = external(&plan.grad);
-            let again = external(&plan.costs);
+            let grad = external(&plan.grad)?;
+            let again = external(&plan.costs)?;
             run_checked(&plan.gradient, &prepared, &[&z, &again, &gc, &grad])?;
             // The gradient launch recomputes the costs: they must not change.
             let (first, second) = (costs.read::<f64>(), again.read::<f64>());
@@ -464,7 +461,11 @@ mod tests {
         let plan = launch::rnnt_plan(dims, crate::launch::KernelDType::F32, &Default::default())
             .expect("small plan");
         let log_p = HostMem::from_bytes(Role::LogP, &f64_bytes(&vec![-1.5; 2 * batch]), 0);
-        (plan.forward[2].clone(), log_p, external(&plan.costs))
+        (
+            plan.forward[2].clone(),
+            log_p,
+            external(&plan.costs).unwrap(),
+        )
     }
 
     fn run_one(l: &Launch, bufs: &[&HostMem]) -> Result<(), LatticeError> {

@@ -229,42 +229,31 @@ impl Launch {
     }
 }
 
-/// The launches of the RNN-T loss for one batch shape and configuration.
+/// The launches of one loss for one batch shape and configuration.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RnntPlan {
+pub struct Plan {
     pub dims: LatticeDims,
     pub dtype: KernelDType,
     /// Uploads and scratch, allocated by [`prepare`].
     pub buffers: Vec<BufferSpec>,
-    /// The caller's buffers: costs and the gradient.
+    /// The caller's buffers: the `[B]` f64 costs and the gradient (RNN-T: uninitialised, in the
+    /// logits' type; pooling: zeroed f32, or f64 for f64 logits, cast by the caller).
     pub costs: BufferSpec,
     pub grad: BufferSpec,
-    /// Normaliser, alpha/beta and costs: writes `Lp`, `Alpha`, `Beta`, `LogP`, `Costs`.
+    /// Writes `Costs` (RNN-T: normaliser, alpha/beta, costs; pooling: one launch with a null
+    /// gradient).
     pub forward: Vec<Launch>,
-    /// The gradient from the forward pass's scratch and `GradCosts`: writes `Grad`.
+    /// Writes `Grad`, scaled by `GradCosts` (RNN-T: from the forward pass's scratch; pooling:
+    /// the forward launch again, with the gradient).
     pub gradient: Vec<Launch>,
 }
 
-impl RnntPlan {
-    /// The normaliser launch alone (it writes `Lp`, which the Viterbi alignment reads).
+impl Plan {
+    /// The first launch of the forward pass: for RNN-T the normaliser, which writes the `Lp`
+    /// that the Viterbi alignment reads.
     pub fn normalize(&self) -> &[Launch] {
         &self.forward[..1]
     }
-}
-
-/// The launches of the lattice pooling loss.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PoolPlan {
-    pub dims: LatticeDims,
-    pub dtype: KernelDType,
-    pub buffers: Vec<BufferSpec>,
-    pub costs: BufferSpec,
-    /// Zeroed, f32 (f64 for f64 logits); the caller casts it to the logits' type.
-    pub grad: BufferSpec,
-    /// The costs only (a null gradient).
-    pub forward: Vec<Launch>,
-    /// Costs and the gradient (into the zeroed `Grad`, scaled by `GradCosts`).
-    pub gradient: Vec<Launch>,
 }
 
 fn i64_of(v: usize) -> i64 {
@@ -325,7 +314,7 @@ pub fn rnnt_plan(
     dims: LatticeDims,
     dtype: KernelDType,
     cfg: &RnntLossConfig,
-) -> Result<RnntPlan, LatticeError> {
+) -> Result<Plan, LatticeError> {
     let nodes = lattice_limits(&dims, "rnnt")?;
     let u1 = dims.positions();
     if u1 > MAX_POSITIONS {
@@ -402,7 +391,7 @@ pub fn rnnt_plan(
             ],
         ),
     )?;
-    Ok(RnntPlan {
+    Ok(Plan {
         dims,
         dtype,
         buffers,
@@ -413,13 +402,13 @@ pub fn rnnt_plan(
     })
 }
 
-/// The plan whose [`RnntPlan::normalize`] launch gives `rnnt_best_path` its node
+/// The plan whose [`Plan::normalize`] launch gives `rnnt_best_path` its node
 /// log-probabilities.
 pub fn best_path_plan(
     dims: LatticeDims,
     dtype: KernelDType,
     blank: usize,
-) -> Result<RnntPlan, LatticeError> {
+) -> Result<Plan, LatticeError> {
     let cfg = RnntLossConfig {
         blank,
         ..Default::default()
@@ -432,7 +421,7 @@ pub fn pool_plan(
     dims: LatticeDims,
     dtype: KernelDType,
     cfg: &LatticePoolConfig,
-) -> Result<PoolPlan, LatticeError> {
+) -> Result<Plan, LatticeError> {
     lattice_limits(&dims, "pool")?;
     if dims.classes > MAX_POOL_CLASSES {
         return Err(LatticeError::KernelLimit {
@@ -489,7 +478,7 @@ pub fn pool_plan(
         ])
         .collect(),
     };
-    Ok(PoolPlan {
+    Ok(Plan {
         dims,
         dtype,
         buffers,

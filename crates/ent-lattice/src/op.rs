@@ -165,14 +165,10 @@ pub fn rnnt_loss(
     target_lens: &Tensor,
     cfg: &RnntLossConfig,
 ) -> candle_core::Result<Tensor> {
-    let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
-    let (dims, b) = (h.dims, h.dims.batch);
-    let problem = rnnt::validate(dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
+    let (op, b) = RnntOp::new(logits, targets, logit_lens, target_lens, cfg)?;
     let op = RnntOp {
-        problem: Arc::new(problem),
-        cfg: cfg.clone(),
         keep_gradient: logits.track_op(),
-        saved: Mutex::new(None),
+        ..op
     };
     let costs = logits.contiguous()?.apply_op1(op)?;
     reduce(costs, cfg.reduction, b)
@@ -192,15 +188,7 @@ pub fn rnnt_loss_with_grad(
     target_lens: &Tensor,
     cfg: &RnntLossConfig,
 ) -> candle_core::Result<(Tensor, Tensor)> {
-    let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
-    let (dims, b) = (h.dims, h.dims.batch);
-    let problem = rnnt::validate(dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
-    let op = RnntOp {
-        problem: Arc::new(problem),
-        cfg: cfg.clone(),
-        keep_gradient: true,
-        saved: Mutex::new(None),
-    };
+    let (op, b) = RnntOp::new(logits, targets, logit_lens, target_lens, cfg)?;
     let z = logits.detach().contiguous()?;
     let costs = z.apply_op1_no_bwd(&op)?;
     let g = Tensor::full(rnnt::reduction_scale(cfg.reduction, b), b, z.device())?;
@@ -359,7 +347,7 @@ enum Saved {
     Cpu(AccVec, Forward),
     /// The device scratch of a CUDA forward pass.
     #[cfg(feature = "cuda")]
-    Cuda(crate::cuda::RnntDevice),
+    Cuda(crate::cuda::OnDevice),
 }
 
 struct RnntOp {
@@ -370,6 +358,26 @@ struct RnntOp {
 }
 
 impl RnntOp {
+    /// Checks the arguments (on the host) and builds the op, keeping the gradient; returns it
+    /// with the batch size.
+    fn new(
+        logits: &Tensor,
+        targets: &Tensor,
+        logit_lens: &Tensor,
+        target_lens: &Tensor,
+        cfg: &RnntLossConfig,
+    ) -> candle_core::Result<(Self, usize)> {
+        let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
+        let problem = rnnt::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
+        let op = RnntOp {
+            problem: Arc::new(problem),
+            cfg: cfg.clone(),
+            keep_gradient: true,
+            saved: Mutex::new(None),
+        };
+        Ok((op, h.dims.batch))
+    }
+
     /// Runs the forward pass on a CPU storage; returns the costs and, when `keep`, the state.
     fn forward_storage(
         &self,

@@ -3,9 +3,6 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::io::{MediaSource, MediaSourceStream};
-
 use crate::error::{FeatureError, Input};
 
 use super::via_symphonia::*;
@@ -73,14 +70,7 @@ pub(super) fn probe_unguarded(
             Err(e) => return Err(hound_error(input, e)),
         }
     }
-    let source: Box<dyn MediaSource> =
-        Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
-    let mss = MediaSourceStream::new(source, Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = extension {
-        hint.with_extension(ext);
-    }
-    let format = open_format(riff, &hint, mss, input)?;
+    let format = open_format(src, extension, riff, input)?;
     let track = audio_track(format.as_ref(), input)?;
     let params = audio_params(track, input)?;
     let sample_rate = params

@@ -17,17 +17,24 @@ use crate::error::{FeatureError, Input};
 use super::source::*;
 use super::*;
 
-/// Opens the container with symphonia's probe (`riff`: the stream starts with a RIFF/WAVE
-/// header, see [`format_probe`]).
+/// Opens the container with symphonia's probe, the file extension as a hint (`riff`: the
+/// stream starts with a RIFF/WAVE header, see [`format_probe`]).
 pub(super) fn open_format(
+    src: Box<dyn Source>,
+    extension: Option<&str>,
     riff: bool,
-    hint: &Hint,
-    mss: MediaSourceStream<'static>,
     input: &Input,
 ) -> Result<Box<dyn FormatReader>, FeatureError> {
+    let source: Box<dyn MediaSource> =
+        Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
     format_probe(riff)
         .probe(
-            hint,
+            &hint,
             mss,
             FormatOptions::default(),
             MetadataOptions::default(),
@@ -159,14 +166,7 @@ pub(super) fn decode_symphonia(
     flac_seek_ok: bool,
     riff_at_start: bool,
 ) -> Result<Audio, FeatureError> {
-    let source: Box<dyn MediaSource> =
-        Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
-    let mss = MediaSourceStream::new(source, Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = extension {
-        hint.with_extension(ext);
-    }
-    let mut format = open_format(riff_at_start, &hint, mss, input)?;
+    let mut format = open_format(src, extension, riff_at_start, input)?;
     let track = audio_track(format.as_ref(), input)?;
     let track_id = track.id;
     let time_base = track.time_base;
