@@ -40,8 +40,8 @@ pub use ent_common::rng;
 pub mod specaug;
 
 pub use audio::{
-    Audio, AudioInfo, Segment, decode, decode_segment, fbank_batch, load, load_batch,
-    load_resampled, load_segment, probe,
+    Audio, AudioInfo, AudioStream, Damage, Segment, clock, decode, decode_segment, fbank_batch,
+    load, load_batch, load_resampled, load_segment, probe,
 };
 pub use cmvn::{CmvnStats, GlobalCmvn};
 pub use error::{FeatureError, Input};

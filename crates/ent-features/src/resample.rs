@@ -36,51 +36,168 @@ pub const BLOCK: usize = 2048;
 /// filter). Both rates must lie in [`RATES`]; equal rates return a copy.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, FeatureError> {
     // Rates outside this range are header damage, not audio; they would also size the FFT
-    // blocks (up to `from / gcd` samples) or the output beyond reason.
-    for rate in [from, to] {
-        if !RATES.contains(&rate) {
-            return Err(FeatureError::invalid(
-                "sample rate",
-                format!(
-                    "cannot resample from {from} Hz to {to} Hz: rates must lie in {} to {} Hz",
-                    RATES.start(),
-                    RATES.end()
-                ),
-            ));
-        }
-    }
+    // blocks (up to `from / gcd` samples) or the output beyond reason (checked by `new`).
+    let mut r = StreamResampler::new(from, to)?;
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
     }
-    let err = |e: &dyn std::fmt::Display| {
+    let mut out = Vec::with_capacity(resampled_len(samples.len(), from, to));
+    r.push(samples, &mut out)?;
+    r.finish(&mut out)?;
+    Ok(out)
+}
+
+/// [`resample`] one block at a time: the output of all blocks together equals `resample` of
+/// all input at once, bit for bit (the same FFT blocks, start-up delay and length), while only
+/// one block is held. For audio too long to hold whole ([`crate::AudioStream`]).
+#[derive(Debug)]
+pub struct StreamResampler {
+    inner: Option<Box<Fft<f32>>>,
+    from: u32,
+    to: u32,
+    pending: Vec<f32>,
+    chunk_out: Vec<f32>,
+    /// Output samples of the start-up delay still to drop.
+    trim: usize,
+    consumed: u64,
+    emitted: u64,
+}
+
+impl StreamResampler {
+    /// A resampler from `from` Hz to `to` Hz (both in [`RATES`]; equal rates pass samples
+    /// through).
+    pub fn new(from: u32, to: u32) -> Result<Self, FeatureError> {
+        for rate in [from, to] {
+            if !RATES.contains(&rate) {
+                return Err(FeatureError::invalid(
+                    "sample rate",
+                    format!(
+                        "cannot resample from {from} Hz to {to} Hz: rates must lie in {} to {} Hz",
+                        RATES.start(),
+                        RATES.end()
+                    ),
+                ));
+            }
+        }
+        let inner = if from == to {
+            None
+        } else {
+            let r = Fft::<f32>::new_custom(
+                from as usize,
+                to as usize,
+                BLOCK,
+                1,
+                1,
+                WindowFunction::BlackmanHarris2,
+                FixedSync::Input,
+            )
+            .map_err(|e| Self::error(from, to, &e))?;
+            Some(Box::new(r))
+        };
+        let trim = inner.as_ref().map_or(0, |r| r.output_delay());
+        let chunk_out = vec![0.0; inner.as_ref().map_or(0, |r| r.output_frames_max())];
+        Ok(Self {
+            inner,
+            from,
+            to,
+            pending: Vec::new(),
+            chunk_out,
+            trim,
+            consumed: 0,
+            emitted: 0,
+        })
+    }
+
+    fn error(from: u32, to: u32, e: &dyn std::fmt::Display) -> FeatureError {
         FeatureError::invalid(
             "resampling",
             format!("from {from} Hz to {to} Hz failed: {e}"),
         )
-    };
-    let mut resampler = Fft::<f32>::new_custom(
-        from as usize,
-        to as usize,
-        BLOCK,
-        1,
-        1,
-        WindowFunction::BlackmanHarris2,
-        FixedSync::Input,
-    )
-    .map_err(|e| err(&e))?;
-    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| err(&e))?;
-    let out = resampler
-        .process_all(&input, samples.len(), None)
-        .map_err(|e| err(&e))?;
-    // rubato rounds `ratio * n` up in f64, one sample too many when the exact length is an
-    // integer that f64 overshoots (147 samples from 44.1 kHz to 48 kHz: 160.000..01 -> 161).
-    let mut data = out.take_data();
-    let want = resampled_len(samples.len(), from, to);
-    if data.len() < want {
-        return Err(err(&format!("{} samples out, {want} expected", data.len())));
     }
-    data.truncate(want);
-    Ok(data)
+
+    /// Resamples `samples`, appending what is ready to `out` (the filter holds back up to one
+    /// block until more input or [`StreamResampler::finish`]).
+    pub fn push(&mut self, samples: &[f32], out: &mut Vec<f32>) -> Result<(), FeatureError> {
+        self.consumed += samples.len() as u64;
+        if self.inner.is_none() {
+            out.extend_from_slice(samples);
+            self.emitted += samples.len() as u64;
+            return Ok(());
+        }
+        self.pending.extend_from_slice(samples);
+        let mut at = 0;
+        // As rubato's `process_all`: whole blocks while more than one block is left, so the
+        // last (possibly full) block goes through `finish` as the final partial one.
+        while let Some(need) = self.inner.as_ref().map(|r| r.input_frames_next())
+            && self.pending.len() - at > need
+        {
+            self.run(at, None, out)?;
+            at += need;
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+
+    /// One block from `pending[at..]` (`partial`: the valid samples of a last, short block).
+    fn run(
+        &mut self,
+        at: usize,
+        partial: Option<usize>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), FeatureError> {
+        let (from, to) = (self.from, self.to);
+        let Some(r) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        let end = match partial {
+            Some(_) => self.pending.len(),
+            None => at + r.input_frames_next(),
+        };
+        let input = &self.pending[at..end];
+        let input =
+            InterleavedSlice::new(input, 1, input.len()).map_err(|e| Self::error(from, to, &e))?;
+        let room = self.chunk_out.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.chunk_out, 1, room)
+            .map_err(|e| Self::error(from, to, &e))?;
+        let indexing = partial.map(|n| rubato::Indexing::new().partial_len(n));
+        let (_, produced) = r
+            .process_into_buffer(&input, &mut output, indexing.as_ref())
+            .map_err(|e| Self::error(from, to, &e))?;
+        let drop = self.trim.min(produced);
+        self.trim -= drop;
+        out.extend_from_slice(&self.chunk_out[drop..produced]);
+        self.emitted += (produced - drop) as u64;
+        Ok(())
+    }
+
+    /// Flushes the filter: afterwards `out` has received exactly
+    /// [`resampled_len`]`(all input)` samples in all.
+    pub fn finish(mut self, out: &mut Vec<f32>) -> Result<(), FeatureError> {
+        if self.inner.is_none() {
+            return Ok(());
+        }
+        let want = resampled_len(self.consumed as usize, self.from, self.to) as u64;
+        if !self.pending.is_empty() {
+            let n = self.pending.len();
+            self.run(0, Some(n), out)?;
+            self.pending.clear();
+        }
+        let mut pumps = 0;
+        while self.emitted < want {
+            self.run(0, Some(0), out)?;
+            pumps += 1;
+            if pumps > 64 {
+                return Err(Self::error(
+                    self.from,
+                    self.to,
+                    &format!("{} samples out, {want} expected", self.emitted),
+                ));
+            }
+        }
+        let extra = (self.emitted - want) as usize;
+        out.truncate(out.len() - extra);
+        Ok(())
+    }
 }
 
 /// Number of samples [`resample`] returns for `n` input samples.

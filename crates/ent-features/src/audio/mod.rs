@@ -10,10 +10,12 @@
 //! not silently shortened audio.
 
 mod source;
+mod stream;
 mod via_symphonia;
 mod wav;
 
 use source::*;
+pub use stream::{AudioStream, Damage, clock};
 
 use std::fs::File;
 use std::io::{self, Cursor};
@@ -129,6 +131,7 @@ pub fn load_segment(path: impl AsRef<Path>, segment: Segment) -> Result<Audio, F
         &Input::file(path),
         path.extension().and_then(|e| e.to_str()),
         segment,
+        None,
     )
 }
 
@@ -198,6 +201,7 @@ pub fn decode_segment(bytes: &[u8], segment: Segment) -> Result<Audio, FeatureEr
         &Input::memory(),
         None,
         segment,
+        None,
     )
 }
 

@@ -109,10 +109,29 @@ pub(super) fn decode_source(
     input: &Input,
     extension: Option<&str>,
     segment: Segment,
+    sink: Option<Sink<'_>>,
 ) -> Result<Audio, FeatureError> {
     catch_parser_panic(input, "the decoder", || {
-        decode_unguarded(src, input, extension, segment)
+        decode_unguarded(src, input, extension, segment, sink)
     })
+}
+
+/// Where a streaming decode hands its mono samples, one decoded packet or block at a time,
+/// with their sample rate; returning `false` stops the decoding. Without a sink the samples
+/// are collected into the returned [`Audio`] and checked by [`finish`]; with one, the returned
+/// `Audio` holds none and the checks are the receiver's.
+pub(super) type Sink<'a> = &'a mut dyn FnMut(u32, &[f32]) -> bool;
+
+/// Hands `out` to `sink` (and empties it), if there is one; `false` when the sink says stop.
+pub(super) fn flush(sink: &mut Option<Sink<'_>>, rate: u32, out: &mut Vec<f32>) -> bool {
+    match sink {
+        Some(s) => {
+            let go = out.is_empty() || s(rate, out);
+            out.clear();
+            go
+        }
+        None => true,
+    }
 }
 
 /// Runs `f`, turning a panic inside it (a parser bug on malformed bytes) into a "corrupt"
@@ -156,13 +175,15 @@ pub(super) fn decode_unguarded(
     input: &Input,
     extension: Option<&str>,
     segment: Segment,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Audio, FeatureError> {
+    let streamed = sink.is_some();
     let io_err = |e: io::Error| io_error(input, e);
     let head = read_head(&mut src, input)?;
     let head = head.as_slice();
     let audio = if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
         let fmt = wav_fmt(head);
-        match decode_wav(&mut src, fmt, input, segment) {
+        match decode_wav(&mut src, fmt, input, segment, reborrow(&mut sink)) {
             Err(WavError::Unsupported(why)) => {
                 match fmt {
                     Some(fmt) if fmt.plausible() => {}
@@ -185,7 +206,7 @@ pub(super) fn decode_unguarded(
                 src.seek(SeekFrom::Start(0)).map_err(io_err)?;
                 // symphonia reads the WAV encodings hound does not; if it cannot either,
                 // hound's reason is the more specific one.
-                decode_symphonia(src, input, Some("wav"), segment, false, true).map_err(
+                decode_symphonia(src, input, Some("wav"), segment, false, true, sink).map_err(
                     |e| match e {
                         FeatureError::Unsupported { .. } => FeatureError::Unsupported {
                             input: input.clone(),
@@ -205,8 +226,11 @@ pub(super) fn decode_unguarded(
             && head.starts_with(b"fLaC")
             && flac_seek_table_ok(&mut src).unwrap_or(false);
         src.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        decode_symphonia(src, input, extension, segment, flac_seek_ok, false)?
+        decode_symphonia(src, input, extension, segment, flac_seek_ok, false, sink)?
     };
+    if streamed {
+        return Ok(audio);
+    }
     finish(audio, input, segment)
 }
 
@@ -287,4 +311,12 @@ pub(super) fn mix_down(interleaved: &[f32], channels: usize, out: &mut Vec<f32>)
             .chunks_exact(channels)
             .map(|frame| frame.iter().sum::<f32>() * inv),
     );
+}
+
+/// A shorter-lived handle on the same sink, so it can be passed on and used again.
+pub(super) fn reborrow<'a>(sink: &'a mut Option<Sink<'_>>) -> Option<Sink<'a>> {
+    match sink {
+        Some(s) => Some(&mut **s),
+        None => None,
+    }
 }

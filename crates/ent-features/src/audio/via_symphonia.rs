@@ -165,6 +165,7 @@ pub(super) fn decode_symphonia(
     segment: Segment,
     flac_seek_ok: bool,
     riff_at_start: bool,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Audio, FeatureError> {
     let mut format = open_format(src, extension, riff_at_start, input)?;
     let track = audio_track(format.as_ref(), input)?;
@@ -244,6 +245,9 @@ pub(super) fn decode_symphonia(
 
     let mut out: Vec<f32> = Vec::new();
     let mut interleaved: Vec<f32> = Vec::new();
+    // Where the next packet should start (frames from the stream's start); after a seek, at
+    // or before the first frame wanted.
+    let mut next_frame: Option<i64> = seeked.then_some(first_wanted as i64);
     let mut taken = 0u64;
     loop {
         let packet = match format.next_packet() {
@@ -299,6 +303,25 @@ pub(super) fn decode_symphonia(
         };
         buf.copy_to_vec_interleaved::<f32>(&mut interleaved);
         let frames = interleaved.len() / channels;
+        // FLAC and WAV packets carry exact sample positions: a packet that starts after the
+        // previous one ended means frames in between were skipped over (a FLAC reader resyncs
+        // past corrupt frames without a word), which would shift all later audio in time.
+        if exact_length {
+            let at = timestamp_to_frame(pts.get().saturating_sub(origin), time_base, r);
+            if let Some(next) = next_frame
+                && at > next
+            {
+                return Err(corrupt(
+                    input,
+                    format!(
+                        "{:.3} s of audio are missing after {:.3} s",
+                        (at - next) as f64 / r as f64,
+                        next as f64 / r as f64
+                    ),
+                ));
+            }
+            next_frame = Some(at.saturating_add(frames as i64));
+        }
         position = start.saturating_add(frames as i64);
         let first = first_wanted as i64;
         if position <= first {
@@ -312,7 +335,7 @@ pub(super) fn decode_symphonia(
             &mut out,
         );
         taken += keep as u64;
-        if taken >= count_wanted {
+        if !flush(&mut sink, r, &mut out) || taken >= count_wanted {
             break;
         }
     }

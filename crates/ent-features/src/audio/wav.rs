@@ -80,6 +80,7 @@ pub(super) fn decode_wav(
     fmt: Option<WavFmt>,
     input: &Input,
     segment: Segment,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Audio, WavError> {
     let mut reader = hound::WavReader::new(io::BufReader::new(src)).map_err(|e| match e {
         // A header hound cannot read may still be one symphonia can (64-bit float, A-law,
@@ -125,45 +126,70 @@ pub(super) fn decode_wav(
         reader.seek(first as u32).map_err(|e| io_error(input, e))?;
     }
     let wanted = (count * channels as u64) as usize;
-    let mut interleaved = Vec::with_capacity(wanted.min(1 << 24));
+    let rate = spec.sample_rate;
     let cut = |e: hound::Error, got: usize| match hound_error(input, e) {
         FeatureError::Truncated { input, .. } => FeatureError::Truncated {
             input,
             detail: format!(
                 "the WAV data ends after {:.3} s of the {:.3} s its header states",
-                (first + (got / channels) as u64) as f64 / spec.sample_rate as f64,
-                total as f64 / spec.sample_rate as f64
+                (first + (got / channels) as u64) as f64 / rate as f64,
+                total as f64 / rate as f64
             ),
         },
         other => other,
     };
-    match spec.sample_format {
-        hound::SampleFormat::Float => {
-            for s in reader.samples::<f32>().take(wanted) {
-                let s = s.map_err(|e| cut(e, interleaved.len()))?;
-                interleaved.push(s);
-            }
-        }
+    let values: Box<dyn Iterator<Item = Result<f32, hound::Error>> + '_> = match spec.sample_format
+    {
+        hound::SampleFormat::Float => Box::new(reader.samples::<f32>().take(wanted)),
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            for s in reader.samples::<i32>().take(wanted) {
-                let s = s.map_err(|e| cut(e, interleaved.len()))?;
-                interleaved.push(s as f32 * scale);
+            Box::new(
+                reader
+                    .samples::<i32>()
+                    .take(wanted)
+                    .map(move |s| s.map(|v| v as f32 * scale)),
+            )
+        }
+    };
+    // Blocks of whole frames, mixed down and handed to the sink as they are read.
+    let block = WAV_BLOCK_FRAMES * channels;
+    let mut interleaved = Vec::with_capacity(block.min(wanted));
+    let mut samples = Vec::with_capacity(if sink.is_some() {
+        WAV_BLOCK_FRAMES
+    } else {
+        (wanted / channels).min(1 << 24)
+    });
+    let mut got = 0usize;
+    for s in values {
+        match s {
+            Ok(v) => interleaved.push(v),
+            Err(e) => {
+                // What was read before the damage still reaches a sink.
+                let whole = interleaved.len() / channels * channels;
+                mix_down(&interleaved[..whole], channels, &mut samples);
+                flush(&mut sink, rate, &mut samples);
+                return Err(cut(e, got).into());
+            }
+        }
+        got += 1;
+        if interleaved.len() == block {
+            mix_down(&interleaved, channels, &mut samples);
+            interleaved.clear();
+            if !flush(&mut sink, rate, &mut samples) {
+                break;
             }
         }
     }
-    let samples = if channels == 1 {
-        interleaved
-    } else {
-        let mut mono = Vec::with_capacity(interleaved.len() / channels);
-        mix_down(&interleaved, channels, &mut mono);
-        mono
-    };
+    mix_down(&interleaved, channels, &mut samples);
+    flush(&mut sink, rate, &mut samples);
     Ok(Audio {
         samples,
-        sample_rate: spec.sample_rate,
+        sample_rate: rate,
     })
 }
+
+/// Frames per block a streaming WAV decode hands on (a quarter second at 16 kHz).
+const WAV_BLOCK_FRAMES: usize = 4096;
 
 pub(super) fn hound_error(input: &Input, e: hound::Error) -> FeatureError {
     match e {

@@ -6,6 +6,7 @@ mod fbank;
 mod fuzz;
 mod resample;
 mod specaug;
+mod stream;
 
 use std::path::PathBuf;
 

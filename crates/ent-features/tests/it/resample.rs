@@ -114,3 +114,76 @@ fn rates_outside_the_audio_range_are_errors() {
     assert!(resample(&[0.0; 10], 999, 16000).is_err());
     assert!(resample(&[0.0; 10], 1000, 16000).is_ok());
 }
+
+/// Seeded noise in [-0.5, 0.5).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = ent_common::rng::SplitMix64::new(seed);
+    (0..n)
+        .map(|_| ((r.next_u64() >> 40) as f32 / (1u64 << 24) as f32) - 0.5)
+        .collect()
+}
+
+/// `resample` is rubato's `process_all` with the length rounding fixed: checked against that
+/// call directly, so the streaming implementation behind it changed nothing.
+#[test]
+fn resample_equals_rubatos_whole_clip_call() {
+    use rubato::audioadapter_buffers::direct::InterleavedSlice;
+    use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+    for (n, from, to, seed) in [
+        (44100 * 3 + 17, 44100, 16000, 1),
+        (48000 * 2, 48000, 16000, 2),
+        (8000 * 5 + 3, 8000, 16000, 3),
+        (100, 22050, 16000, 4),
+    ] {
+        let x = noise(n, seed);
+        let mut r = Fft::<f32>::new_custom(
+            from as usize,
+            to as usize,
+            ent_features::resample::BLOCK,
+            1,
+            1,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .unwrap();
+        let input = InterleavedSlice::new(&x, 1, n).unwrap();
+        let mut want = r.process_all(&input, n, None).unwrap().take_data();
+        want.truncate(resampled_len(n, from, to));
+        let got = resample(&x, from, to).unwrap();
+        assert_eq!(got.len(), want.len(), "{from} -> {to}");
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{from} -> {to}"
+        );
+    }
+}
+
+/// Fed in blocks of any size, the stream gives what one call on all samples gives, bit for bit.
+#[test]
+fn streamed_blocks_equal_the_whole_clip() {
+    use ent_features::resample::StreamResampler;
+    for (n, from, to) in [
+        (44100 * 4 + 5, 44100, 16000),
+        (8000 * 6, 8000, 16000),
+        (16000, 16000, 16000),
+    ] {
+        let x = noise(n, n as u64);
+        let whole = resample(&x, from, to).unwrap();
+        for block in [1usize, 1000, 2048, 4099, 65536] {
+            let mut s = StreamResampler::new(from, to).unwrap();
+            let mut out = Vec::new();
+            for c in x.chunks(block) {
+                s.push(c, &mut out).unwrap();
+            }
+            s.finish(&mut out).unwrap();
+            assert_eq!(out.len(), whole.len(), "{from} -> {to}, blocks of {block}");
+            let same = out
+                .iter()
+                .zip(&whole)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{from} -> {to}, blocks of {block}");
+        }
+    }
+}
