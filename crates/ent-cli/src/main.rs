@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ent_decode::Search;
+use ent_pipeline::formats::{self, Subtitles};
 use ent_pipeline::{
-    DEMO_MODEL_NAME, Engine, EvalOptions, Scored, TrainOptions, evaluate, progress_bar, safe_name,
-    save_report, train_and_score, write_timeline,
+    DEMO_MODEL_NAME, Engine, EvalOptions, FileDecoding, Progress, Scored, TrainOptions, Windowing,
+    evaluate, safe_name, save_report, train_and_score, write_timeline,
 };
 use ent_train::data::{BadDataPolicy, ManifestFormat, Vocab, load_manifest, prepare};
 use ent_train::{LAST, TrainConfig, load_splits};
@@ -68,6 +69,10 @@ struct ModelArgs {
     /// Beam width of the modified beam search; 1 runs greedy search (up to 32 symbols per frame).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     beam: u16,
+    /// Longest window, in seconds, that long recordings are decoded in (they are cut at pauses,
+    /// or into overlapping windows where there is none; see docs/method.md §9).
+    #[arg(long, default_value_t = Windowing::default().max_window)]
+    max_window: f64,
 }
 
 impl ModelArgs {
@@ -85,12 +90,19 @@ impl ModelArgs {
         if self.model.is_none() {
             eprintln!("using {DEMO_MODEL_NAME}; pass --model for your own");
         }
+        let w = Windowing {
+            max_window: self.max_window,
+            min_window: Windowing::default().min_window.min(self.max_window / 2.0),
+            overlap: Windowing::default().overlap.min(self.max_window / 4.0),
+            ..Windowing::default()
+        };
         Ok(Engine::load(
             self.model.as_deref(),
             self.backbone.as_deref(),
             dev,
             self.search(),
-        )?)
+        )?
+        .with_windowing(w)?)
     }
 }
 
@@ -104,8 +116,8 @@ struct TrainArgs {
     #[arg(long, short)]
     out: Option<PathBuf>,
     /// Continue from `last.safetensors` of the output folder (or this checkpoint).
-    #[arg(long, num_args = 0..=1, default_missing_value = "")]
-    resume: Option<PathBuf>,
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
+    resume: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Args)]
@@ -139,21 +151,61 @@ struct EvalArgs {
 struct TranscribeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Audio files (WAV, FLAC, MP3, Ogg Vorbis; any sample rate, mixed down to mono).
+    /// Audio files of any length (WAV, FLAC, MP3, Ogg Vorbis; any sample rate, mixed down to
+    /// mono).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Output: `json` (one line per file: text, emotion, timed characters, segments, windows),
+    /// or subtitles whose cues start with their emotion, `srt` or `vtt`.
+    #[arg(long, value_enum, default_value_t = TranscribeFormat::Json)]
+    format: TranscribeFormat,
+    /// Write one file per input into this folder (`<name>.json`, `.srt` or `.vtt`) instead of
+    /// printing; needed for subtitles of more than one file.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
     /// Also draw an emotion timeline per file into this folder.
     #[arg(long)]
     plots: Option<PathBuf>,
+    #[command(flatten)]
+    batch: BatchArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TranscribeFormat {
+    Json,
+    Srt,
+    Vtt,
 }
 
 #[derive(Debug, Args)]
 struct DiarizeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Audio files.
+    /// Audio files of any length.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Output: `rttm` lines, `json` (one line per file with its segments) or `csv` (a header,
+    /// then `file,start,end,duration,emotion` per segment).
+    #[arg(long, value_enum, default_value_t = DiarizeFormat::Rttm)]
+    format: DiarizeFormat,
+    #[command(flatten)]
+    batch: BatchArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DiarizeFormat {
+    Rttm,
+    Json,
+    Csv,
+}
+
+/// How a batch of files meets a bad one.
+#[derive(Debug, Clone, Args)]
+struct BatchArgs {
+    /// Stop at the first file that cannot be processed (by default every readable file is
+    /// processed, each failure reported, and the exit status says how many failed).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 fn device(d: DeviceArg) -> Result<Device> {
@@ -203,8 +255,9 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
         eprintln!("{name}: {report}");
     }
     let resume = match a.resume {
-        Some(p) if p.as_os_str().is_empty() => Some(out.join(LAST)),
-        other => other,
+        Some(None) => Some(out.join(LAST)),
+        Some(Some(p)) => Some(p),
+        None => None,
     };
     let describe = |trainer: &ent_train::Trainer| {
         if trainer.joined() > 0 {
@@ -271,66 +324,185 @@ fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-/// Decodes `files` one at a time (each may be long) and hands each result to `emit`.
+/// Decodes `files` one at a time (each of any length), in input order, and hands each result
+/// to `emit`. A file that cannot be read, or has damaged stretches, is reported on stderr (and
+/// through `on_error`, for outputs that list failures) and counted; the others are still
+/// processed unless `fail_fast`. Errors at the end when any file failed.
 fn for_each_file(
     engine: &Engine,
     files: &[PathBuf],
-    mut emit: impl FnMut(&Path, ent_decode::Decoded) -> Result<()>,
+    batch: &BatchArgs,
+    mut on_error: impl FnMut(&Path, &str) -> Result<()>,
+    mut emit: impl FnMut(&Path, &FileDecoding) -> Result<()>,
 ) -> Result<()> {
-    let bar = progress_bar(files.len() as u64, "decoding", files.len() > 1);
+    let mut bar = Progress::new(files.len() as u64, "decoding", "files", true);
+    let in_log = !ent_common::progress::stderr_is_terminal();
+    let mut failed = 0usize;
     for f in files {
         let id = f.to_string_lossy();
-        let mut out = engine
-            .decode(&[(&id, f.as_path(), ent_features::Segment::WHOLE)])
-            .with_context(|| format!("cannot transcribe {}", f.display()))?;
-        bar.suspend(|| emit(f, out.remove(0)))?;
+        let name = f
+            .file_name()
+            .map_or(id.to_string(), |n| n.to_string_lossy().into_owned());
+        let mut ticker: Option<ent_common::progress::Ticker> = None;
+        let result =
+            engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut |pos, total| {
+                let of = total.map_or(String::new(), |t| format!(" of {}", clock(t)));
+                bar.set_message(format!("{name} {}{of}", clock(pos)));
+                if in_log {
+                    let t = ticker.get_or_insert_with(|| {
+                        ent_common::progress::Ticker::new(
+                            &name,
+                            "s of audio",
+                            total,
+                            ent_pipeline::LOG_EVERY,
+                        )
+                    });
+                    if let Some(line) = t.tick(pos) {
+                        eprintln!("{line}");
+                    }
+                }
+            });
+        let error = match result {
+            Ok(d) => {
+                bar.suspend(|| emit(f, &d))?;
+                let damage: Vec<String> = d
+                    .transcript
+                    .damaged
+                    .iter()
+                    .map(|x| x.message.clone())
+                    .collect();
+                (!damage.is_empty()).then(|| damage.join("; "))
+            }
+            Err(e) => Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
+        };
+        if let Some(why) = error {
+            failed += 1;
+            bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
+            on_error(f, &why)?;
+            if batch.fail_fast {
+                bail!(
+                    "stopped at the first failure (--fail-fast): {}",
+                    f.display()
+                );
+            }
+        }
         bar.inc(1);
     }
-    bar.finish_and_clear();
+    bar.finish();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} file{} failed (see the errors above)",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
 }
 
+fn clock(secs: f64) -> String {
+    let c = ent_features::clock(secs);
+    c.rsplit_once('.').map_or(c.clone(), |(a, _)| a.to_string())
+}
+
+/// Where one file's output goes: the folder given, or stdout.
+fn output_path(out: Option<&Path>, file: &Path, ext: &str) -> Option<PathBuf> {
+    out.map(|dir| {
+        let stem = file
+            .file_stem()
+            .map_or("audio".into(), |s| safe_name(&s.to_string_lossy()));
+        dir.join(format!("{stem}.{ext}"))
+    })
+}
+
 fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
+    let subtitles = match a.format {
+        TranscribeFormat::Json => None,
+        TranscribeFormat::Srt => Some((Subtitles::Srt, "srt")),
+        TranscribeFormat::Vtt => Some((Subtitles::Vtt, "vtt")),
+    };
+    if subtitles.is_some() && a.files.len() > 1 && a.out.is_none() {
+        bail!("subtitles of several files need --out DIR (one .srt or .vtt file per input)");
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let engine = a.model.engine(dev)?;
     let labels = engine.labels().to_vec();
-    let mut stdout = std::io::stdout().lock();
-    for_each_file(&engine, &a.files, |f, d| {
-        let t = engine.transcript(&f.to_string_lossy(), &d);
-        writeln!(stdout, "{}", serde_json::to_string(&t)?)?;
-        if let Some(dir) = &a.plots {
-            let scored = Scored {
-                transcript: t,
-                reference_text: String::new(),
-                reference_emotion: String::new(),
-                reference_segments: None,
-                frame_probs: d.hypothesis.frame_probs.clone(),
-                frame_emotions: d.hypothesis.frame_emotions.clone(),
-                eder: None,
-                class: d.utterance_emotion,
+    let stdout = std::cell::RefCell::new(std::io::stdout().lock());
+    let json_lines = subtitles.is_none() && a.out.is_none();
+    for_each_file(
+        &engine,
+        &a.files,
+        &a.batch,
+        |f, why| {
+            if json_lines {
+                writeln!(
+                    stdout.borrow_mut(),
+                    "{}",
+                    formats::error_json(&f.to_string_lossy(), why)
+                )?;
+            }
+            Ok(())
+        },
+        |f, d| {
+            let t = &d.transcript;
+            let (text, ext) = match subtitles {
+                Some((kind, ext)) => (formats::subtitles(t, kind), ext),
+                None => (format!("{}\n", serde_json::to_string(t)?), "json"),
             };
-            write_timeline(dir, &scored, &labels)?;
-        }
-        Ok(())
-    })
+            match output_path(a.out.as_deref(), f, ext) {
+                Some(path) => ent_common::fs::write_atomic(&path, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => write!(stdout.borrow_mut(), "{text}")?,
+            }
+            if let Some(dir) = &a.plots {
+                let scored = Scored {
+                    transcript: t.clone(),
+                    reference_text: String::new(),
+                    reference_emotion: String::new(),
+                    reference_segments: None,
+                    frame_probs: d.frame_probs.clone(),
+                    frame_emotions: d.frame_emotions.clone(),
+                    eder: None,
+                    class: d.class,
+                };
+                write_timeline(dir, &scored, &labels)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 fn diarize(a: DiarizeArgs, dev: &Device) -> Result<()> {
     let engine = a.model.engine(dev)?;
-    let mut stdout = std::io::stdout().lock();
-    for_each_file(&engine, &a.files, |f, d| {
-        let t = engine.transcript(&f.to_string_lossy(), &d);
-        let stem = f
-            .file_stem()
-            .map_or("audio".into(), |s| safe_name(&s.to_string_lossy()));
-        for s in &t.segments {
-            writeln!(
-                stdout,
-                "SPEAKER {stem} 1 {:.3} {:.3} <NA> <NA> {} <NA> <NA>",
-                s.start,
-                s.end - s.start,
-                s.emotion
-            )?;
-        }
-        Ok(())
-    })
+    let stdout = std::cell::RefCell::new(std::io::stdout().lock());
+    if a.format == DiarizeFormat::Csv {
+        writeln!(stdout.borrow_mut(), "{}", formats::CSV_HEADER)?;
+    }
+    for_each_file(
+        &engine,
+        &a.files,
+        &a.batch,
+        |f, why| {
+            if a.format == DiarizeFormat::Json {
+                writeln!(
+                    stdout.borrow_mut(),
+                    "{}",
+                    formats::error_json(&f.to_string_lossy(), why)
+                )?;
+            }
+            Ok(())
+        },
+        |f, d| {
+            let file = f.to_string_lossy();
+            let t = &d.transcript;
+            let text = match a.format {
+                DiarizeFormat::Rttm => formats::rttm(&file, t),
+                DiarizeFormat::Csv => formats::csv_rows(&file, t),
+                DiarizeFormat::Json => format!("{}\n", formats::segments_json(&file, t)?),
+            };
+            write!(stdout.borrow_mut(), "{text}")?;
+            Ok(())
+        },
+    )
 }

@@ -255,3 +255,297 @@ fn bad_input_fails_with_a_message_naming_it() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("--features cuda"));
     }
 }
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Every readable file is processed; each failure is reported (stderr, and a JSON line in
+/// input order), and the exit status counts them. `--fail-fast` stops at the first.
+#[test]
+fn batches_survive_bad_files() {
+    let dir = TempDir::new("batch");
+    let bad = dir.0.join("bad.wav");
+    std::fs::write(&bad, b"RIFF\x10\x00\x00\x00WAVEjunkjunk").unwrap();
+    let good = corpus().join("audio/en-gb-x-gbcwmd-m8_ang_s01.flac");
+    let missing = dir.0.join("missing.flac");
+    let args = [
+        "transcribe",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ];
+    let o = ent(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 of 3 files failed"), "{err}");
+    assert!(
+        err.contains("bad.wav") && err.contains("missing.flac"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0]["file"].as_str().unwrap().ends_with("bad.wav"));
+    assert!(lines[0]["error"].is_string());
+    assert!(!lines[1]["text"].as_str().unwrap().is_empty());
+    assert!(lines[2]["error"].as_str().unwrap().contains("missing.flac"));
+    // In a log, a closing progress line.
+    assert!(err.contains("decoding: 3/3 files"), "{err}");
+
+    let mut fast = args.to_vec();
+    fast.push("--fail-fast");
+    let o = ent(&fast);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(lines.len(), 1, "stopped at the first bad file");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--fail-fast"));
+}
+
+#[test]
+fn diarize_writes_rttm_json_and_csv() {
+    let a = corpus().join("audio/diar_en-gb-x-gbcwmd-m8_00.flac");
+    let rttm = stdout(&ent(&["diarize", a.to_str().unwrap()]));
+    let csv = stdout(&ent(&["diarize", "--format", "csv", a.to_str().unwrap()]));
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("file,start,end,duration,emotion"));
+    let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+    assert_eq!(rows.len(), rttm.lines().count());
+    for (row, line) in rows.iter().zip(rttm.lines()) {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(
+            (row[1], row[3], row[4]),
+            (f[3], f[4], f[7]),
+            "{row:?} vs {line}"
+        );
+    }
+    let json = json_lines(&stdout(&ent(&[
+        "diarize",
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+    ])));
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["segments"].as_array().unwrap().len(), rows.len());
+}
+
+#[test]
+fn transcribe_writes_subtitles_with_emotions() {
+    let a = corpus().join("audio/diar_en-gb-x-gbcwmd-m8_00.flac");
+    let b = corpus().join("audio/en-gb-x-gbcwmd-m8_ang_s01.flac");
+    let srt = stdout(&ent(&[
+        "transcribe",
+        "--format",
+        "srt",
+        a.to_str().unwrap(),
+    ]));
+    assert!(srt.starts_with("1\n00:00:0"), "{srt}");
+    let cue: Vec<&str> = srt.lines().take(3).collect();
+    assert!(cue[1].contains(" --> "), "{srt}");
+    let labels = ["[happy] ", "[angry] ", "[sad] ", "[neutral] "];
+    assert!(labels.iter().any(|l| cue[2].starts_with(l)), "{srt}");
+    // Several files need a folder.
+    let o = ent(&[
+        "transcribe",
+        "--format",
+        "vtt",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--out"));
+    let dir = TempDir::new("subs");
+    stdout(&ent(&[
+        "transcribe",
+        "--format",
+        "vtt",
+        "--out",
+        dir.0.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]));
+    for stem in ["diar_en-gb-x-gbcwmd-m8_00", "en-gb-x-gbcwmd-m8_ang_s01"] {
+        let vtt = std::fs::read_to_string(dir.0.join(format!("{stem}.vtt"))).unwrap();
+        assert!(vtt.starts_with("WEBVTT\n\n00:00:"), "{vtt}");
+    }
+}
+
+/// Writes `secs` of 8 kHz float audio: faint noise, the given sentences (16 kHz samples) at
+/// their start times, and NaN over `nan` (start, end) seconds.
+fn long_recording(path: &Path, secs: f64, speech: &[(f64, &[f32])], nan: Option<(f64, f64)>) {
+    let rate = 8000u32;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let n = (secs * rate as f64) as usize;
+    let mut next = 0usize;
+    let mut i = 0usize;
+    while i < n {
+        let t = i as f64 / rate as f64;
+        if let Some((a, b)) = nan
+            && t >= a
+            && t < b
+        {
+            w.write_sample(f32::NAN).unwrap();
+            i += 1;
+            continue;
+        }
+        if next < speech.len() && t >= speech[next].0 {
+            // 16 kHz to 8 kHz by taking every other sample (the speech band is below 4 kHz).
+            for x in speech[next].1.iter().step_by(2) {
+                w.write_sample(*x).unwrap();
+                i += 1;
+            }
+            next += 1;
+            continue;
+        }
+        w.write_sample(1e-4 * ((i % 7) as f32 - 3.0)).unwrap();
+        i += 1;
+    }
+    w.finalize().unwrap();
+}
+
+/// An hour-long recording with three sentences and a corrupt (NaN) stretch in the middle:
+/// the sentences on both sides are transcribed at their times, the damage is an error that
+/// names its time, and the hour gets a readable timeline.
+#[test]
+fn an_hour_with_a_corrupt_stretch_is_read_around_it() {
+    let dir = TempDir::new("hour");
+    let sentence = ent_features::load_resampled(
+        corpus().join("audio/en-gb-x-gbcwmd-m8_ang_s01.flac"),
+        16_000,
+    )
+    .unwrap()
+    .samples;
+    let path = dir.0.join("hour.wav");
+    let at = [60.0, 1830.0, 3540.0];
+    let speech: Vec<(f64, &[f32])> = at.iter().map(|&t| (t, sentence.as_slice())).collect();
+    long_recording(&path, 3600.0, &speech, Some((1800.0, 1810.0)));
+    let plots = dir.0.join("plots");
+    let o = ent(&[
+        "transcribe",
+        path.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "damage counts as a failure");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("30:00.000") && err.contains("30:10.000"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 1 file failed"), "{err}");
+    let t = &json_lines(&String::from_utf8_lossy(&o.stdout))[0];
+    assert_eq!(t["damaged"][0]["start"].as_f64(), Some(1800.0));
+    assert_eq!(t["damaged"][0]["end"].as_f64(), Some(1810.0));
+    // Words near each sentence, none in the pauses between.
+    let times: Vec<f64> = t["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["start"].as_f64().unwrap())
+        .collect();
+    for &s in &at {
+        assert!(
+            times.iter().any(|&x| x >= s - 0.5 && x <= s + 2.0),
+            "no words at {s} s"
+        );
+    }
+    assert!(
+        times
+            .iter()
+            .all(|&x| at.iter().any(|&s| x >= s - 0.5 && x <= s + 2.0)),
+        "{times:?}"
+    );
+    let segs = t["segments"].as_array().unwrap();
+    let end = segs.last().unwrap()["end"].as_f64().unwrap();
+    assert!(
+        (end - 3600.0).abs() < 0.1,
+        "the segments reach the end: {end}"
+    );
+    let svg = std::fs::read_dir(&plots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("time (minutes)") && svg.len() < 200_000);
+}
+
+/// A recording that is one long pause: no words, neutral throughout, no error.
+#[test]
+fn a_recording_that_is_one_long_pause() {
+    let dir = TempDir::new("pause");
+    let path = dir.0.join("quiet.wav");
+    long_recording(&path, 300.0, &[], None);
+    let t = &json_lines(&stdout(&ent(&["transcribe", path.to_str().unwrap()])))[0];
+    assert_eq!(t["text"], "");
+    assert_eq!(t["tokens"].as_array().unwrap().len(), 0);
+    assert_eq!(t["emotion"]["label"], "neutral");
+    let segs = t["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0]["emotion"], "neutral");
+    assert!((segs[0]["end"].as_f64().unwrap() - 300.0).abs() < 0.1);
+}
+
+/// `--resume` with no value continues from the output folder's last checkpoint, wherever the
+/// flag stands; in a log, training prints a line per epoch.
+#[test]
+fn train_resumes_from_the_bare_flag() {
+    let dir = TempDir::new("resume");
+    let voice = |k: &str| k.starts_with("en-029-m6_") && k.contains("_s0");
+    std::fs::write(
+        dir.0.join("train.json"),
+        subset_where("train.json", 6, voice).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("valid.json"),
+        subset("valid.json", 2).to_string(),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus().join("config.json")).unwrap())
+            .unwrap();
+    cfg["epochs"] = 1.into();
+    cfg["batch_size"] = 3.into();
+    cfg["join"]["examples"] = 0.into();
+    cfg["data"] = serde_json::json!({"train": "train.json", "valid": "valid.json"});
+    let config = dir.0.join("config.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let out = dir.0.join("run");
+    let (c, o) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let first = ent(&["train", "--config", c, "--out", o]);
+    let log = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{log}");
+    assert!(log.contains("epoch 1/1 done in"), "{log}");
+    for args in [
+        vec!["train", "--config", c, "--out", o, "--resume"],
+        vec!["train", "--resume", "--config", c, "--out", o],
+    ] {
+        let r = ent(&args);
+        assert!(
+            r.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    // Resuming from a folder without a checkpoint names the file it looked for.
+    let r = ent(&[
+        "train",
+        "--config",
+        c,
+        "--out",
+        dir.0.join("none").to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("last.safetensors"));
+}

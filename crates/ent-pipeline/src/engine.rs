@@ -6,11 +6,12 @@ use candle_core::Device;
 use ent_decode::{Decoded, Search};
 use ent_features::Segment;
 use ent_model::{Features, Mode, Model};
-use ent_train::features::FeatureSource;
+use ent_train::features::{FeatureSource, Inputs};
 use ent_train::{Checkpoint, CheckpointMeta};
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
+use crate::longform::{FileDecoding, Windowing, argmax};
 
 /// The demo model trained by `ent demo` on the bundled synthetic corpus, built into the binary.
 const DEMO_MODEL: &[u8] = include_bytes!("../assets/demo-model.safetensors");
@@ -29,6 +30,7 @@ pub struct Engine {
     source: FeatureSource,
     dev: Device,
     search: Search,
+    pub(crate) windowing: Windowing,
 }
 
 /// One decoded utterance as the commands print it.
@@ -46,8 +48,50 @@ pub struct Transcript {
     pub segments: Vec<SegmentOut>,
     /// Seconds per encoder frame.
     pub frame_shift: f64,
-    /// Natural-log probability of the hypothesis.
+    /// Natural-log probability of the hypothesis (summed over windows).
     pub score: f64,
+    /// The windows the recording was decoded in (one for a file no longer than a window),
+    /// each with its text and emotion.
+    pub windows: Vec<WindowOut>,
+    /// Stretches that could not be read (silence in their place); empty for a sound file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamageOut>,
+}
+
+/// One decoded window of a recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowOut {
+    /// Start in seconds.
+    pub start: f64,
+    /// End in seconds.
+    pub end: f64,
+    /// What was said in it.
+    pub text: String,
+    /// Its emotion, from the utterance head.
+    pub emotion: UtteranceEmotion,
+}
+
+/// A stretch of the file that could not be decoded.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamageOut {
+    /// Start in seconds.
+    pub start: f64,
+    /// End in seconds (`None`: to the end of the file).
+    pub end: Option<f64>,
+    /// What went wrong, with the times.
+    pub message: String,
+}
+
+/// The pieces of a [`Transcript`].
+pub(crate) struct Parts<'a> {
+    pub id: &'a str,
+    pub text: String,
+    pub probs: &'a [f32],
+    pub tokens: &'a [ent_decode::TokenEmotion],
+    pub segments: &'a [ent_decode::metrics::Segment],
+    pub score: f64,
+    pub windows: Vec<WindowOut>,
+    pub damaged: Vec<DamageOut>,
 }
 
 /// Utterance emotion.
@@ -111,7 +155,20 @@ impl Engine {
             source,
             dev: dev.clone(),
             search,
+            windowing: Windowing::default(),
         })
+    }
+
+    /// Cuts long recordings as `w` says (see [`crate::longform`]).
+    pub fn with_windowing(mut self, w: Windowing) -> Result<Self> {
+        w.validate()?;
+        self.windowing = w;
+        Ok(self)
+    }
+
+    /// How long recordings are cut.
+    pub fn windowing(&self) -> &Windowing {
+        &self.windowing
     }
 
     /// The demo model trained by `ent demo` on the bundled synthetic corpus (it knows only
@@ -120,11 +177,13 @@ impl Engine {
         Self::load(None, None, dev, search)
     }
 
-    /// Decodes one whole audio file (WAV, FLAC, MP3, Ogg Vorbis; any sample rate).
+    /// Decodes one audio file of any length (WAV, FLAC, MP3, Ogg Vorbis; any sample rate);
+    /// see [`Engine::transcribe_file`] for progress and the frame track.
     pub fn transcribe(&self, path: &Path) -> Result<Transcript> {
         let id = path.to_string_lossy();
-        let d = self.decode(&[(&id, path, Segment::WHOLE)])?;
-        Ok(self.transcript(&id, &d[0]))
+        Ok(self
+            .transcribe_file(&id, path, Segment::WHOLE, &mut |_, _| {})?
+            .transcript)
     }
 
     /// Seconds per encoder frame.
@@ -137,21 +196,36 @@ impl Engine {
         &self.meta.emotions.classes
     }
 
-    /// Decodes a batch of (id, file, segment).
+    /// Decodes a batch of (id, file, segment), each whole (see [`Engine::transcribe_file`] for
+    /// recordings of any length).
     pub fn decode(&self, items: &[(&str, &Path, Segment)]) -> Result<Vec<Decoded>> {
         if items.is_empty() {
             return Ok(vec![]);
         }
         let inputs = self.source.inputs(items, &self.dev)?;
+        let ids: Vec<&str> = items.iter().map(|it| it.0).collect();
+        self.decode_inputs(&ids, &inputs)
+    }
+
+    /// Decodes 16 kHz mono waveforms held in memory, named `ids` in errors.
+    pub fn decode_samples(&self, ids: &[&str], waves: &[&[f32]]) -> Result<Vec<Decoded>> {
+        if waves.is_empty() {
+            return Ok(vec![]);
+        }
+        let inputs = self.source.inputs_from_samples(waves, &self.dev)?;
+        self.decode_inputs(ids, &inputs)
+    }
+
+    fn decode_inputs(&self, ids: &[&str], inputs: &Inputs) -> Result<Vec<Decoded>> {
         let features = match &self.meta.model.front_end {
             ent_model::FrontEnd::Fbank { .. } => Features::Fbank(&inputs.features),
             ent_model::FrontEnd::Backbone { .. } => Features::Hidden(&inputs.features),
         };
-        let too_short: Vec<&str> = items
+        let too_short: Vec<&str> = ids
             .iter()
             .zip(&inputs.lens)
             .filter(|&(_, &n)| self.meta.model.front_end.output_frames(n) == 0)
-            .map(|(it, _)| it.0)
+            .map(|(id, _)| *id)
             .collect();
         if !too_short.is_empty() {
             return Err(PipelineError::TooShort(too_short.join(", ")));
@@ -164,41 +238,85 @@ impl Engine {
 
     /// What the commands print for one decoded utterance.
     pub fn transcript(&self, id: &str, d: &Decoded) -> Transcript {
-        let labels = self.labels();
-        let name = |k: usize| labels.get(k).cloned().unwrap_or_else(|| k.to_string());
+        self.decoding(id, d).transcript
+    }
+
+    /// One decoded utterance as a [`FileDecoding`] of one window.
+    pub fn decoding(&self, id: &str, d: &Decoded) -> FileDecoding {
+        let text = self.meta.vocab.decode(&d.hypothesis.tokens);
+        let end = d.hypothesis.frame_emotions.len() as f64 * self.frame_shift();
+        let windows = vec![WindowOut {
+            start: 0.0,
+            end: round_ms(end),
+            text: text.clone(),
+            emotion: self.utterance_emotion(&d.utterance_probs),
+        }];
+        let transcript = self.make_transcript(Parts {
+            id,
+            text,
+            probs: &d.utterance_probs,
+            tokens: &d.tokens,
+            segments: &d.segments,
+            score: d.hypothesis.score,
+            windows,
+            damaged: vec![],
+        });
+        FileDecoding {
+            transcript,
+            frame_emotions: d.hypothesis.frame_emotions.clone(),
+            frame_probs: d.hypothesis.frame_probs.clone(),
+            segments: d.segments.clone(),
+            class: d.utterance_emotion,
+        }
+    }
+
+    fn label(&self, k: usize) -> String {
+        self.labels()
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| k.to_string())
+    }
+
+    /// Label and named probabilities of class probabilities `p`.
+    pub(crate) fn utterance_emotion(&self, p: &[f32]) -> UtteranceEmotion {
+        UtteranceEmotion {
+            label: self.label(argmax(p)),
+            probs: p
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| (self.label(k), x))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn make_transcript(&self, p: Parts<'_>) -> Transcript {
         let vocab = &self.meta.vocab;
         Transcript {
-            id: id.to_string(),
-            text: vocab.decode(&d.hypothesis.tokens),
-            emotion: UtteranceEmotion {
-                label: name(d.utterance_emotion),
-                probs: d
-                    .utterance_probs
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &p)| (name(k), p))
-                    .collect(),
-            },
-            tokens: d
+            id: p.id.to_string(),
+            text: p.text,
+            emotion: self.utterance_emotion(p.probs),
+            tokens: p
                 .tokens
                 .iter()
                 .map(|t| TokenOut {
                     token: vocab.decode(&[t.token]),
                     start: round_ms(t.time),
-                    emotion: name(t.emotion),
+                    emotion: self.label(t.emotion),
                 })
                 .collect(),
-            segments: d
+            segments: p
                 .segments
                 .iter()
                 .map(|s| SegmentOut {
                     start: round_ms(s.start),
                     end: round_ms(s.end),
-                    emotion: name(s.label),
+                    emotion: self.label(s.label),
                 })
                 .collect(),
             frame_shift: self.frame_shift(),
-            score: d.hypothesis.score,
+            score: p.score,
+            windows: p.windows,
+            damaged: p.damaged,
         }
     }
 }

@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 
 use ent_decode::metrics::{AsrScores, Confusion, EderMean, Segment, eder, reference_segments};
 use ent_train::data::PreparedUtt;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::engine::{Engine, Transcript};
 use crate::error::{PipelineError, Result};
+use crate::longform::FileDecoding;
+use crate::progress::Progress;
 
 /// Scores of one evaluated set.
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +76,51 @@ pub struct EvalOptions<'a> {
     pub progress: bool,
 }
 
+/// Scores one decoded utterance against its references.
+fn score_one(
+    engine: &Engine,
+    u: &PreparedUtt,
+    d: FileDecoding,
+    neutral: usize,
+    labels: &[String],
+) -> Result<Scored> {
+    let reference = if u.intervals.is_empty() {
+        None
+    } else {
+        let mut spans = Vec::with_capacity(u.intervals.len());
+        for iv in &u.intervals {
+            let label = engine.meta.emotions.class_of(&iv.emotion).ok_or_else(|| {
+                PipelineError::Data(format!(
+                    "{}: unknown interval emotion {:?}",
+                    u.id, iv.emotion
+                ))
+            })?;
+            if label != neutral {
+                spans.push(Segment {
+                    start: iv.start,
+                    end: iv.end,
+                    label,
+                });
+            }
+        }
+        Some(reference_segments(u.duration, &spans, neutral)?)
+    };
+    let e = match &reference {
+        Some(r) => Some(eder(&d.segments, r, u.duration)?),
+        None => None,
+    };
+    Ok(Scored {
+        transcript: d.transcript,
+        reference_text: u.text.clone(),
+        reference_emotion: labels[u.emotion].clone(),
+        reference_segments: reference,
+        frame_probs: d.frame_probs,
+        frame_emotions: d.frame_emotions,
+        eder: e,
+        class: d.class,
+    })
+}
+
 /// Decodes and scores `utts`.
 pub fn evaluate(
     engine: &Engine,
@@ -86,9 +132,32 @@ pub fn evaluate(
     // Longest first keeps padding low; results go back to input order.
     let mut order: Vec<usize> = (0..utts.len()).collect();
     order.sort_by(|&a, &b| utts[b].duration.total_cmp(&utts[a].duration));
-    let bar = progress_bar(utts.len() as u64, opts.name, opts.progress);
+    let mut bar = Progress::new(utts.len() as u64, opts.name, "utterances", opts.progress);
     let mut scored: Vec<Option<Scored>> = vec![None; utts.len()];
-    for chunk in order.chunks(opts.batch_size.max(1)) {
+    // Utterances longer than one window are decoded alone, in windows; the rest in batches.
+    let max = engine.windowing().max_window;
+    let (long, short): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| utts[i].duration > max);
+    let mut results: Vec<(usize, FileDecoding)> = Vec::new();
+    let mut score = |results: &mut Vec<(usize, FileDecoding)>| -> Result<()> {
+        for (i, d) in results.drain(..) {
+            scored[i] = Some(score_one(engine, &utts[i], d, neutral, &labels)?);
+            bar.inc(1);
+        }
+        Ok(())
+    };
+    for &i in &long {
+        let u = &utts[i];
+        let d = engine
+            .transcribe_file(&u.id, &u.audio, u.segment, &mut |_, _| {})
+            .map_err(|e| PipelineError::Decoding {
+                id: u.id.clone(),
+                source: Box::new(e),
+            })?;
+        results.push((i, d));
+        score(&mut results)?;
+    }
+    for chunk in short.chunks(opts.batch_size.max(1)) {
         let items: Vec<_> = chunk
             .iter()
             .map(|&i| {
@@ -104,46 +173,11 @@ pub fn evaluate(
             source: Box::new(e),
         })?;
         for (&i, d) in chunk.iter().zip(decoded) {
-            let u = &utts[i];
-            let reference = if u.intervals.is_empty() {
-                None
-            } else {
-                let mut spans = Vec::with_capacity(u.intervals.len());
-                for iv in &u.intervals {
-                    let label = engine.meta.emotions.class_of(&iv.emotion).ok_or_else(|| {
-                        PipelineError::Data(format!(
-                            "{}: unknown interval emotion {:?}",
-                            u.id, iv.emotion
-                        ))
-                    })?;
-                    if label != neutral {
-                        spans.push(Segment {
-                            start: iv.start,
-                            end: iv.end,
-                            label,
-                        });
-                    }
-                }
-                Some(reference_segments(u.duration, &spans, neutral)?)
-            };
-            let e = match &reference {
-                Some(r) => Some(eder(&d.segments, r, u.duration)?),
-                None => None,
-            };
-            scored[i] = Some(Scored {
-                transcript: engine.transcript(&u.id, &d),
-                reference_text: u.text.clone(),
-                reference_emotion: labels[u.emotion].clone(),
-                reference_segments: reference,
-                frame_probs: d.hypothesis.frame_probs.clone(),
-                frame_emotions: d.hypothesis.frame_emotions.clone(),
-                eder: e,
-                class: d.utterance_emotion,
-            });
-            bar.inc(1);
+            results.push((i, engine.decoding(&utts[i].id, &d)));
         }
+        score(&mut results)?;
     }
-    bar.finish_and_clear();
+    bar.finish();
     let scored: Vec<Scored> = scored.into_iter().flatten().collect();
     let mut confusion = Confusion::new(labels.clone());
     let mut asr = AsrScores::default();
@@ -177,22 +211,6 @@ pub fn evaluate(
         asr,
     };
     Ok((report, scored))
-}
-
-/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
-pub fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} utterances ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(what.to_string());
-    bar
 }
 
 /// A percentage with one decimal, or `-`.

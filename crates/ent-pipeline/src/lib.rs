@@ -34,14 +34,20 @@
 mod engine;
 mod error;
 mod evaluate;
+pub mod formats;
+pub mod longform;
 pub mod plot;
+mod progress;
 mod report;
 mod run;
 
 pub use engine::{
-    DEMO_MODEL_NAME, Engine, SegmentOut, TokenOut, Transcript, UtteranceEmotion, round_ms,
+    DEMO_MODEL_NAME, DamageOut, Engine, SegmentOut, TokenOut, Transcript, UtteranceEmotion,
+    WindowOut, round_ms,
 };
 pub use error::{PipelineError, Result};
-pub use evaluate::{EvalOptions, Report, Scored, evaluate, progress_bar};
+pub use evaluate::{EvalOptions, Report, Scored, evaluate};
+pub use longform::{FileDecoding, Windowing};
+pub use progress::{LOG_EVERY, Progress};
 pub use report::{safe_name, save_report, write_plots, write_timeline};
 pub use run::{TestScores, TrainOptions, TrainedRun, train_and_score};

@@ -181,23 +181,11 @@ impl FeatureSource {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .collect::<Result<_, _>>()?;
-                let lens: Vec<usize> = feats
+                let parts: Vec<Vec<&[f32]>> = feats
                     .iter()
-                    .map(|p| p.iter().map(|f| f.len() / dim).sum())
+                    .map(|p| p.iter().map(|f| f.as_slice()).collect())
                     .collect();
-                let t = lens.iter().copied().max().unwrap_or(0);
-                let mut data = vec![0f32; utts.len() * t * dim];
-                for (b, parts) in feats.iter().enumerate() {
-                    let mut at = b * t * dim;
-                    for f in parts {
-                        data[at..at + f.len()].copy_from_slice(f);
-                        at += f.len();
-                    }
-                }
-                Ok(Inputs {
-                    features: Tensor::from_vec(data, (utts.len(), t, dim), dev)?,
-                    lens,
-                })
+                fbank_inputs(&parts, dim, dev)
             }
             FeatureSource::Backbone(bb) => {
                 let waves: Vec<Vec<f32>> = utts
@@ -210,20 +198,66 @@ impl FeatureSource {
                         Ok(w)
                     })
                     .collect::<Result<_, _>>()?;
-                let s = waves.iter().map(Vec::len).max().unwrap_or(0);
-                let mut data = vec![0f32; utts.len() * s];
-                for (b, w) in waves.iter().enumerate() {
-                    data[b * s..b * s + w.len()].copy_from_slice(w);
-                }
-                let lens: Vec<u32> = waves.iter().map(|w| w.len() as u32).collect();
-                let x = Tensor::from_vec(data, (utts.len(), s), dev)?;
-                let l = Tensor::new(lens.as_slice(), dev)?;
-                let out = bb.forward(&x, &l)?;
-                Ok(Inputs {
-                    features: Tensor::stack(&out.hidden_states, 0)?,
-                    lens: out.frame_lens,
-                })
+                let waves: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+                backbone_inputs(bb, &waves, dev)
             }
         }
     }
+
+    /// Padded inputs on `dev` for 16 kHz mono waveforms already in memory (no cache).
+    pub fn inputs_from_samples(
+        &self,
+        waves: &[&[f32]],
+        dev: &Device,
+    ) -> Result<Inputs, TrainError> {
+        match self {
+            FeatureSource::Fbank { fbank, .. } => {
+                let feats: Vec<Vec<f32>> = waves
+                    .par_iter()
+                    .map(|w| fbank.compute_vec(w).map_err(TrainError::from))
+                    .collect::<Result<_, _>>()?;
+                let parts: Vec<Vec<&[f32]>> = feats.iter().map(|f| vec![f.as_slice()]).collect();
+                fbank_inputs(&parts, fbank.dim(), dev)
+            }
+            FeatureSource::Backbone(bb) => backbone_inputs(bb, waves, dev),
+        }
+    }
+}
+
+/// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`.
+fn fbank_inputs(examples: &[Vec<&[f32]>], dim: usize, dev: &Device) -> Result<Inputs, TrainError> {
+    let lens: Vec<usize> = examples
+        .iter()
+        .map(|p| p.iter().map(|f| f.len() / dim).sum())
+        .collect();
+    let t = lens.iter().copied().max().unwrap_or(0);
+    let mut data = vec![0f32; examples.len() * t * dim];
+    for (b, parts) in examples.iter().enumerate() {
+        let mut at = b * t * dim;
+        for f in parts {
+            data[at..at + f.len()].copy_from_slice(f);
+            at += f.len();
+        }
+    }
+    Ok(Inputs {
+        features: Tensor::from_vec(data, (examples.len(), t, dim), dev)?,
+        lens,
+    })
+}
+
+/// The backbone's hidden states `[L, B, T, D]` of zero-padded waveforms.
+fn backbone_inputs(bb: &Backbone, waves: &[&[f32]], dev: &Device) -> Result<Inputs, TrainError> {
+    let s = waves.iter().map(|w| w.len()).max().unwrap_or(0);
+    let mut data = vec![0f32; waves.len() * s];
+    for (b, w) in waves.iter().enumerate() {
+        data[b * s..b * s + w.len()].copy_from_slice(w);
+    }
+    let lens: Vec<u32> = waves.iter().map(|w| w.len() as u32).collect();
+    let x = Tensor::from_vec(data, (waves.len(), s), dev)?;
+    let l = Tensor::new(lens.as_slice(), dev)?;
+    let out = bb.forward(&x, &l)?;
+    Ok(Inputs {
+        features: Tensor::stack(&out.hidden_states, 0)?,
+        lens: out.frame_lens,
+    })
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use ent_common::progress::{Ticker, duration};
 use ent_common::rng::SplitMix64;
 use ent_decode::metrics::Confusion;
 use ent_model::{Features, FrontEnd, Mode, Model, SeededVarMap, Targets};
@@ -501,6 +502,10 @@ impl Trainer {
     /// improves (equal scores: when the validation loss is lower).
     pub fn run(&mut self) -> Result<Summary, TrainError> {
         let mut last_valid = None;
+        // In a log (stderr not a terminal) bars are not drawn: plain lines instead.
+        let log_lines = self.cfg.progress && !ent_common::progress::stderr_is_terminal();
+        let run_started = Instant::now();
+        let first_epoch = self.state.epoch;
         while self.state.epoch < self.cfg.epochs {
             let epoch = self.state.epoch;
             let started = Instant::now();
@@ -512,6 +517,12 @@ impl Trainer {
             let done = self.state.batch_in_epoch as usize;
             let bar = self.progress_bar(epoch, batches.len() as u64);
             bar.set_position(done as u64);
+            let mut ticker = Ticker::new(
+                &format!("epoch {}/{}", epoch + 1, self.cfg.epochs),
+                "batches",
+                Some(batches.len() as f64),
+                std::time::Duration::from_secs(30),
+            );
             let mut consumed = 0usize;
             let mut loss_sum = 0f64;
             let mut loss_n = 0usize;
@@ -539,6 +550,9 @@ impl Trainer {
                 loss_n += 1;
                 bar.set_position(consumed as u64);
                 bar.set_message(format!("loss {loss:.3}  {ups:.1} utt/s"));
+                if log_lines && let Some(line) = ticker.tick((consumed - done) as f64) {
+                    eprintln!("{line}, loss {loss:.3}");
+                }
                 self.log_line(&StepLog {
                     kind: "step",
                     step: self.state.step,
@@ -576,6 +590,22 @@ impl Trainer {
                 }
             }
             self.save(LAST)?;
+            if log_lines {
+                let v = valid.as_ref().map_or(String::new(), |v| {
+                    format!(", valid loss {:.3} WA {:.1}% UA {:.1}%", v.loss, v.wa, v.ua)
+                });
+                let per_epoch = run_started.elapsed().as_secs_f64()
+                    / (self.state.epoch - first_epoch).max(1) as f64;
+                let left = (self.cfg.epochs - self.state.epoch) as f64 * per_epoch;
+                eprintln!(
+                    "epoch {}/{} done in {}: train loss {:.3}{v}; about {} left",
+                    epoch + 1,
+                    self.cfg.epochs,
+                    duration(started.elapsed().as_secs_f64()),
+                    loss_sum / loss_n.max(1) as f64,
+                    duration(left)
+                );
+            }
             last_valid = valid;
             self.log_line(&EpochLog {
                 kind: "epoch",

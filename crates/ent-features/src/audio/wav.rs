@@ -159,8 +159,7 @@ pub(super) fn decode_wav(
     } else {
         (wanted / channels).min(1 << 24)
     });
-    let mut got = 0usize;
-    for s in values {
+    for (got, s) in values.enumerate() {
         match s {
             Ok(v) => interleaved.push(v),
             Err(e) => {
@@ -171,7 +170,6 @@ pub(super) fn decode_wav(
                 return Err(cut(e, got).into());
             }
         }
-        got += 1;
         if interleaved.len() == block {
             mix_down(&interleaved, channels, &mut samples);
             interleaved.clear();

@@ -9,7 +9,8 @@
 //! * [`emotion_timeline`]: one utterance's decoded emotion per encoder frame
 //!   as a coloured band, the reference segments as a second band, per-class
 //!   probability curves above, and the emitted tokens (grouped into words)
-//!   at their emission times along a time axis in seconds.
+//!   at their emission times along a time axis in seconds; for a long recording, a fixed-width
+//!   summary with a time axis in minutes.
 //! * [`confusion_matrix`]: a reference × hypothesis heat map shaded by the
 //!   row-normalised value, each cell printing its count and row percentage.
 //!
@@ -58,6 +59,7 @@ macro_rules! ensure {
 }
 
 mod confusion;
+mod long;
 mod style;
 #[cfg(test)]
 mod tests;
@@ -82,7 +84,16 @@ pub struct Timeline<'a> {
     pub reference: Option<&'a [(f64, f64, usize)]>,
 }
 
+/// Recordings longer than this many seconds get the long timeline (see [`emotion_timeline`]).
+pub const LONG_SECS: f64 = 180.0;
+
 /// Writes an SVG emotion timeline.
+///
+/// A recording longer than [`LONG_SECS`] gets a plot 1600 px wide instead, whatever its
+/// length: the title with the duration, the legend, the emotion band and the decoder's
+/// confidence (the mean top class probability), each pixel column summarising its frames
+/// (the most frequent class), and a time axis in minutes; words are left out (the transcript
+/// and subtitles have them).
 ///
 /// From top to bottom: the title; a legend (one colour per class); when
 /// `frame_probs` is given, a panel with one probability curve (0..1) per
@@ -109,6 +120,9 @@ pub struct Timeline<'a> {
 /// before it starts; and failures to create the folder or write the file.
 pub fn emotion_timeline(path: &Path, timeline: &Timeline) -> PlotResult<()> {
     validate_timeline(timeline)?;
+    if timeline.frame_emotions.len() as f64 * timeline.frame_shift > LONG_SECS {
+        return write_file(path, &long::render(timeline));
+    }
     let layout = timeline::TimelineLayout::new(timeline);
     let svg = timeline::render_timeline(timeline, &layout)
         .map_err(|e| drawing("emotion timeline", path, e))?;

@@ -765,3 +765,72 @@ fn render_examples() {
     )
     .unwrap();
 }
+
+/// An hour-long recording: a fixed-width plot with a minute axis, the emotional stretch where
+/// it is, and a file small enough to open.
+#[test]
+fn hour_long_timelines_stay_readable() {
+    let dir = tempdir();
+    let names = labels(&["neu", "ang", "hap", "sad"]);
+    let shift = 0.04;
+    let n = (3600.0 / shift) as usize;
+    let angry = (20.0 * 60.0 / shift) as usize..(25.0 * 60.0 / shift) as usize;
+    let emotions: Vec<usize> = (0..n).map(|f| usize::from(angry.contains(&f))).collect();
+    let probs: Vec<Vec<f32>> = emotions
+        .iter()
+        .map(|&e| {
+            let mut p = vec![0.1f32; 4];
+            p[e] = 0.7;
+            p
+        })
+        .collect();
+    let path = dir.path().join("long.svg");
+    emotion_timeline(
+        &path,
+        &Timeline {
+            title: "meeting.wav",
+            frame_shift: shift,
+            frame_emotions: &emotions,
+            frame_probs: Some(&probs),
+            labels: &names,
+            tokens: &[],
+            reference: None,
+        },
+    )
+    .unwrap();
+    let svg = fs::read_to_string(&path).unwrap();
+    assert!(svg.len() < 200_000, "{} bytes", svg.len());
+    let doc = roxmltree::Document::parse(&svg).expect("valid XML");
+    let root = doc.root_element();
+    assert_eq!(root.attribute("width"), Some("1600"));
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(texts.contains(&"time (minutes)"), "{texts:?}");
+    for m in ["0", "5", "30", "60"] {
+        assert!(texts.contains(&m), "tick {m} in {texts:?}");
+    }
+    assert!(
+        texts.iter().any(|t| t.starts_with("meeting.wav (1h00m)")),
+        "{texts:?}"
+    );
+    // The angry run: from 20/60 to 25/60 of the plot width, within a pixel.
+    let colors = class_colors(&names);
+    let ang = format!("#{:02x}{:02x}{:02x}", colors[1].0, colors[1].1, colors[1].2);
+    let runs: Vec<(f64, f64)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(ang.as_str()))
+        .filter(|n| n.attribute("height") == Some("36"))
+        .map(|n| {
+            let x: f64 = n.attribute("x").unwrap().parse().unwrap();
+            let w: f64 = n.attribute("width").unwrap().parse().unwrap();
+            (x, w)
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let plot = (long::WIDTH - 96 - 28) as f64;
+    assert!((runs[0].0 - (96.0 + plot / 3.0)).abs() <= 1.0, "{runs:?}");
+    assert!((runs[0].1 - plot / 12.0).abs() <= 1.0, "{runs:?}");
+}

@@ -1,0 +1,681 @@
+//! Recordings of any length: read as a stream, cut into windows at pauses, each window decoded,
+//! the results stitched into one transcript, one frame-emotion track and one segment list with
+//! times in the file (docs/method.md §9).
+//!
+//! # The segmenter
+//!
+//! The audio is cut into 10 ms frames; a frame is a *pause* when its energy lies
+//! [`Windowing::pause_db`] below the loud frames of the audio buffered around it (their 90th
+//! percentile) or under [`Windowing::floor_dbfs`] (digital silence, faint noise). With at most
+//! [`Windowing::max_window`] plus a look-ahead buffered:
+//!
+//! - a file no longer than one window is decoded whole, exactly as before windowing existed;
+//! - a pause of at least [`Windowing::skip_pause`] is not decoded: no words, neutral frames
+//!   (a window ends [`MARGIN`] into it and the next starts [`MARGIN`] before the speech);
+//! - otherwise a window ends in the middle of the longest pause of at least
+//!   [`Windowing::min_pause`] that lies between [`Windowing::min_window`] and `max_window`;
+//! - with no such pause (continuous speech or music) windows of `max_window` overlap by
+//!   [`Windowing::overlap`]; each keeps its output up to the middle of the overlap and the
+//!   next one from there.
+//!
+//! Window edges fall on encoder frame edges, so the frames of all windows form one track on
+//! the file's own frame grid. Memory holds one window of audio, whatever the file's length;
+//! time grows linearly with it.
+
+use std::path::Path;
+
+use ent_decode::Decoded;
+use ent_decode::metrics::{Segment as Span, frames_to_segments};
+use ent_features::{AudioStream, Segment};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{DamageOut, Engine, Transcript};
+use crate::error::{PipelineError, Result};
+
+/// Sample rate of every front end.
+const RATE: u32 = 16_000;
+/// Samples per segmenter frame (10 ms).
+const VAD_FRAME: usize = 160;
+/// Seconds of pause kept beside speech where a long pause is skipped.
+pub const MARGIN: f64 = 0.2;
+
+/// How long recordings are cut into windows (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Windowing {
+    /// Longest window, seconds.
+    pub max_window: f64,
+    /// Shortest window that ends at a pause, seconds.
+    pub min_window: f64,
+    /// Shortest pause a window may end in, seconds.
+    pub min_pause: f64,
+    /// Pauses at least this long are not decoded, seconds.
+    pub skip_pause: f64,
+    /// Overlap of fixed windows where no pause is found, seconds.
+    pub overlap: f64,
+    /// A frame this many dB below the loud frames around it is a pause.
+    pub pause_db: f64,
+    /// A frame under this level (dB relative to full scale) is a pause.
+    pub floor_dbfs: f64,
+}
+
+impl Default for Windowing {
+    fn default() -> Self {
+        Windowing {
+            max_window: 20.0,
+            min_window: 4.0,
+            min_pause: 0.2,
+            skip_pause: 3.0,
+            overlap: 2.0,
+            pause_db: 30.0,
+            floor_dbfs: -60.0,
+        }
+    }
+}
+
+impl Windowing {
+    /// Checks that the lengths fit together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(PipelineError::Data(format!("windowing: {what}")));
+        let all = [
+            self.max_window,
+            self.min_window,
+            self.min_pause,
+            self.skip_pause,
+            self.overlap,
+            self.pause_db,
+            self.floor_dbfs,
+        ];
+        if all.iter().any(|x| !x.is_finite()) {
+            return bad("every value must be finite");
+        }
+        if self.max_window < 1.0 {
+            return bad("max_window must be at least 1 s");
+        }
+        if !(0.0..self.max_window).contains(&self.min_window) {
+            return bad("min_window must lie in [0, max_window)");
+        }
+        if !(0.0..=self.max_window / 2.0).contains(&self.overlap) {
+            return bad("overlap must lie in [0, max_window / 2]");
+        }
+        if self.skip_pause < 2.0 * MARGIN + 0.1 || self.min_pause <= 0.0 || self.pause_db <= 0.0 {
+            return bad("skip_pause must exceed 0.5 s, min_pause and pause_db must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// One recording decoded: what the commands print, and the frame track behind it.
+#[derive(Debug, Clone)]
+pub struct FileDecoding {
+    /// Text, emotions, timed tokens, segments, windows, damage.
+    pub transcript: Transcript,
+    /// Emotion class per encoder frame of the file.
+    pub frame_emotions: Vec<usize>,
+    /// Emotion probabilities per encoder frame, `[T][K]`.
+    pub frame_probs: Vec<Vec<f32>>,
+    /// The frame emotions as segments (class indices).
+    pub segments: Vec<Span>,
+    /// Class index of the utterance emotion.
+    pub class: usize,
+}
+
+/// What the next step over the buffered audio is (positions in samples from its start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// `..to` is a long pause: not decoded.
+    Skip { to: usize },
+    /// Decode `..end`; keep its output before `keep_to`; the next window starts at `next`.
+    Window {
+        end: usize,
+        keep_to: usize,
+        next: usize,
+    },
+}
+
+/// The segmenter's lengths in samples, each a whole number of encoder frames (`hop`).
+#[derive(Debug, Clone, Copy)]
+struct Lengths {
+    hop: usize,
+    max: usize,
+    min: usize,
+    min_pause: usize,
+    skip: usize,
+    overlap: usize,
+    margin: usize,
+    pause_db: f64,
+    floor_db: f64,
+}
+
+impl Lengths {
+    fn new(w: &Windowing, hop: usize) -> Self {
+        let down = |secs: f64| ((secs * RATE as f64) as usize / hop) * hop;
+        Lengths {
+            hop,
+            max: down(w.max_window).max(hop),
+            min: down(w.min_window),
+            min_pause: (w.min_pause * RATE as f64) as usize,
+            skip: (w.skip_pause * RATE as f64) as usize,
+            overlap: down(w.overlap),
+            margin: down(MARGIN).max(hop),
+            pause_db: w.pause_db,
+            floor_db: w.floor_dbfs,
+        }
+    }
+
+    /// Samples to hold before deciding: one window, and enough to see a long pause after it.
+    fn look_ahead(&self) -> usize {
+        self.max + self.skip + self.margin
+    }
+
+    fn up(&self, x: usize) -> usize {
+        x.div_ceil(self.hop) * self.hop
+    }
+
+    fn down(&self, x: usize) -> usize {
+        x / self.hop * self.hop
+    }
+}
+
+/// Pause flags of the whole 10 ms frames of `x`.
+fn pauses(x: &[f32], l: &Lengths) -> Vec<bool> {
+    let db: Vec<f64> = x
+        .chunks_exact(VAD_FRAME)
+        .map(|f| {
+            let e = f.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / VAD_FRAME as f64;
+            10.0 * (e + 1e-12).log10()
+        })
+        .collect();
+    if db.is_empty() {
+        return vec![];
+    }
+    let mut sorted = db.clone();
+    sorted.sort_by(f64::total_cmp);
+    let loud = sorted[(sorted.len() - 1) * 9 / 10];
+    let threshold = (loud - l.pause_db).max(l.floor_db);
+    db.iter().map(|&d| d < threshold).collect()
+}
+
+/// Runs of pause frames as (first sample, samples).
+fn pause_runs(p: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        if !p[i] {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < p.len() && p[i] {
+            i += 1;
+        }
+        runs.push((s * VAD_FRAME, (i - s) * VAD_FRAME));
+    }
+    runs
+}
+
+/// The next step over `buf` (which starts on a frame edge). `eof`: nothing follows `buf`;
+/// `first`: nothing came before it.
+fn decide(buf: &[f32], eof: bool, first: bool, l: &Lengths) -> Cut {
+    let n = buf.len();
+    let whole = Cut::Window {
+        end: n,
+        keep_to: n,
+        next: n,
+    };
+    if first && eof && n <= l.max {
+        return whole;
+    }
+    let p = pauses(buf, l);
+    let runs = pause_runs(&p);
+    // A long pause at the start: skip it, up to a margin before the speech.
+    if let Some(&(0, len)) = runs.first()
+        && len >= l.skip
+    {
+        let to = if eof && len + VAD_FRAME > n {
+            n
+        } else {
+            l.down(len.saturating_sub(l.margin))
+        };
+        if to > 0 {
+            return Cut::Skip { to };
+        }
+    }
+    let ending = |end: usize| {
+        let end = end.min(n);
+        Cut::Window {
+            end,
+            keep_to: end,
+            next: end,
+        }
+    };
+    // A long pause after speech within the window: end a margin into it (it is skipped next).
+    if let Some(&(s, _)) = runs
+        .iter()
+        .find(|&&(s, len)| s > 0 && len >= l.skip && s + l.margin <= l.max)
+    {
+        return ending(l.up(s + l.margin));
+    }
+    if eof && n <= l.max {
+        return whole;
+    }
+    // The longest pause whose middle lies between the shortest and the longest window.
+    let best = runs
+        .iter()
+        .filter(|&&(s, len)| {
+            let mid = s + len / 2;
+            len >= l.min_pause && mid >= l.min.max(l.hop) && mid <= l.max
+        })
+        .fold(None::<(usize, usize)>, |b, &r| match b {
+            Some(b) if b.1 >= r.1 => Some(b),
+            _ => Some(r),
+        });
+    if let Some((s, len)) = best {
+        let cut = l.down(s + len / 2).max(l.hop);
+        return ending(cut);
+    }
+    // Continuous sound: fixed windows, each keeping its output to the middle of the overlap.
+    let keep_to = l.down(l.max - l.overlap / 2);
+    Cut::Window {
+        end: l.max,
+        keep_to,
+        next: l.max - l.overlap,
+    }
+}
+
+/// Gathers the windows' outputs into one track on the file's frame grid.
+struct Stitcher<'a> {
+    engine: &'a Engine,
+    hop: usize,
+    neutral: usize,
+    classes: usize,
+    frames: Vec<usize>,
+    probs: Vec<Vec<f32>>,
+    tokens: Vec<ent_decode::TokenEmotion>,
+    windows: Vec<Window>,
+    score: f64,
+}
+
+struct Window {
+    start: usize,
+    end: usize,
+    tokens: Vec<u32>,
+    probs: Vec<f32>,
+}
+
+impl Stitcher<'_> {
+    fn frame_of(&self, sample: u64) -> usize {
+        (sample / self.hop as u64) as usize
+    }
+
+    /// Extends the track to `upto` frames: neutral over pauses, else the last frame repeated
+    /// (the one or two frames an encoder leaves at a window's end).
+    fn fill(&mut self, upto: usize, pause: bool) {
+        while self.frames.len() < upto {
+            match (pause, self.frames.last(), self.probs.last()) {
+                (false, Some(&f), Some(p)) => {
+                    let p = p.clone();
+                    self.frames.push(f);
+                    self.probs.push(p);
+                }
+                _ => {
+                    let mut p = vec![0.0; self.classes];
+                    if let Some(x) = p.get_mut(self.neutral) {
+                        *x = 1.0;
+                    }
+                    self.frames.push(self.neutral);
+                    self.probs.push(p);
+                }
+            }
+        }
+    }
+
+    /// Adds window `d` decoded from the samples at `start`; its output is kept from sample
+    /// `keep_from` to `keep_to` (to its last frame when `last`).
+    fn add(&mut self, start: u64, keep_from: u64, keep_to: u64, d: Decoded, last: bool) {
+        let off = self.frame_of(start);
+        let t = d.hypothesis.frame_emotions.len();
+        let from = self.frame_of(keep_from);
+        let to = if last {
+            off + t
+        } else {
+            self.frame_of(keep_to)
+        };
+        self.fill(from, false);
+        self.frames.truncate(from);
+        self.probs.truncate(from);
+        for g in from..to.max(from) {
+            match (
+                d.hypothesis.frame_emotions.get(g - off),
+                d.hypothesis.frame_probs.get(g - off),
+            ) {
+                (Some(&e), Some(p)) => {
+                    self.frames.push(e);
+                    self.probs.push(p.clone());
+                }
+                _ => self.fill(g + 1, false),
+            }
+        }
+        let shift = self.engine.frame_shift();
+        let mut kept = Vec::new();
+        for tok in &d.tokens {
+            let g = off + tok.frame;
+            if g >= from && g < to {
+                kept.push(tok.token);
+                self.tokens.push(ent_decode::TokenEmotion {
+                    token: tok.token,
+                    frame: g,
+                    time: g as f64 * shift,
+                    emotion: tok.emotion,
+                });
+            }
+        }
+        self.score += d.hypothesis.score;
+        self.windows.push(Window {
+            start: from,
+            end: to.max(from),
+            tokens: kept,
+            probs: d.utterance_probs,
+        });
+    }
+}
+
+impl Engine {
+    /// Decodes a recording of any length (see the module documentation): streamed from disk,
+    /// cut into windows, stitched. `progress` is told the seconds read so far and, where the
+    /// header states it, the length. A file no longer than one window gives what
+    /// [`Engine::decode`] gives for it. Damage inside the file (a corrupt stretch, a cut-short
+    /// end) does not stop it: the rest is decoded and the damage listed in
+    /// [`Transcript::damaged`]; a file that cannot be read at all is an error.
+    pub fn transcribe_file(
+        &self,
+        id: &str,
+        path: &Path,
+        segment: Segment,
+        progress: &mut dyn FnMut(f64, Option<f64>),
+    ) -> Result<FileDecoding> {
+        let l = Lengths::new(&self.windowing, self.hop_samples());
+        let mut stream = AudioStream::open_segment(path, segment, RATE)?;
+        let total = stream.duration_secs();
+        let mut st = Stitcher {
+            engine: self,
+            hop: l.hop,
+            neutral: self.meta.emotions.neutral,
+            classes: self.labels().len(),
+            frames: Vec::new(),
+            probs: Vec::new(),
+            tokens: Vec::new(),
+            windows: Vec::new(),
+            score: 0.0,
+        };
+        let mut buf: Vec<f32> = Vec::with_capacity(l.look_ahead() + RATE as usize);
+        // Absolute sample of buf[0], and where the next window's output is kept from.
+        let mut at = 0u64;
+        let mut keep_from = 0u64;
+        let mut eof = false;
+        let mut first = true;
+        loop {
+            while !eof && buf.len() < l.look_ahead() {
+                match stream.next_block()? {
+                    Some(b) => buf.extend_from_slice(&b),
+                    None => eof = true,
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            match decide(&buf, eof, first, &l) {
+                Cut::Skip { to } => {
+                    st.fill(st.frame_of(at + to as u64), true);
+                    buf.drain(..to);
+                    at += to as u64;
+                    keep_from = at;
+                }
+                Cut::Window { end, keep_to, next } => {
+                    let last = eof && end == buf.len();
+                    if l.hop * 3 > end {
+                        // Too short for the encoder (a sliver at the end): part of the pause.
+                        st.fill(st.frame_of(at + end as u64), true);
+                    } else {
+                        let mut d = self.decode_samples(&[id], &[&buf[..end]])?;
+                        st.add(at, keep_from, at + keep_to as u64, d.remove(0), last);
+                    }
+                    keep_from = at + keep_to as u64;
+                    buf.drain(..next);
+                    at += next as u64;
+                }
+            }
+            first = false;
+            progress(at as f64 / RATE as f64, total);
+        }
+        let damaged = stream
+            .damage()
+            .iter()
+            .map(|d| DamageOut {
+                start: crate::round_ms(d.start),
+                end: d.end.map(crate::round_ms),
+                message: d.to_string(),
+            })
+            .collect();
+        self.stitched(id, st, damaged)
+    }
+
+    /// Encoder frame shift in 16 kHz samples.
+    fn hop_samples(&self) -> usize {
+        (self.frame_shift() * RATE as f64).round() as usize
+    }
+
+    fn stitched(
+        &self,
+        id: &str,
+        st: Stitcher<'_>,
+        damaged: Vec<DamageOut>,
+    ) -> Result<FileDecoding> {
+        let shift = self.frame_shift();
+        let k = st.classes;
+        // The file's emotion: the windows' probabilities weighted by their length.
+        let probs = match st.windows.as_slice() {
+            [] => vec![],
+            [one] => one.probs.clone(),
+            many => {
+                let mut p = vec![0f64; k];
+                let mut w = 0f64;
+                for win in many {
+                    let len = (win.end - win.start) as f64;
+                    for (acc, &x) in p.iter_mut().zip(&win.probs) {
+                        *acc += len * x as f64;
+                    }
+                    w += len;
+                }
+                p.iter().map(|&x| (x / w.max(1e-12)) as f32).collect()
+            }
+        };
+        let probs = if probs.len() == k {
+            probs
+        } else {
+            // Nothing decoded (the whole file a pause): neutral.
+            (0..k)
+                .map(|i| if i == st.neutral { 1.0 } else { 0.0 })
+                .collect()
+        };
+        let texts: Vec<String> = st
+            .windows
+            .iter()
+            .map(|w| self.meta.vocab.decode(&w.tokens))
+            .collect();
+        let text = if texts.len() == 1 {
+            texts[0].clone()
+        } else {
+            texts
+                .iter()
+                .map(|t| t.trim())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let windows = st
+            .windows
+            .iter()
+            .zip(texts)
+            .map(|(w, text)| crate::engine::WindowOut {
+                start: crate::round_ms(w.start as f64 * shift),
+                end: crate::round_ms(w.end as f64 * shift),
+                text,
+                emotion: self.utterance_emotion(&w.probs),
+            })
+            .collect();
+        let segments = if st.frames.is_empty() {
+            vec![]
+        } else {
+            frames_to_segments(&st.frames, shift, shift).map_err(ent_decode::DecodeError::from)?
+        };
+        let class = argmax(&probs);
+        let transcript = self.make_transcript(crate::engine::Parts {
+            id,
+            text,
+            probs: &probs,
+            tokens: &st.tokens,
+            segments: &segments,
+            score: st.score,
+            windows,
+            damaged,
+        });
+        Ok(FileDecoding {
+            transcript,
+            frame_emotions: st.frames,
+            frame_probs: st.probs,
+            segments,
+            class,
+        })
+    }
+}
+
+pub(crate) fn argmax(p: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in p.iter().enumerate() {
+        if x > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lengths() -> Lengths {
+        Lengths::new(&Windowing::default(), 640)
+    }
+
+    /// `secs` of a tone (speech stand-in) or of faint noise.
+    fn tone(secs: f64) -> Vec<f32> {
+        (0..(secs * RATE as f64) as usize)
+            .map(|i| 0.3 * (i as f32 * 0.07).sin())
+            .collect()
+    }
+
+    fn quiet(secs: f64) -> Vec<f32> {
+        (0..(secs * RATE as f64) as usize)
+            .map(|i| 1e-4 * (i as f32 * 1.3).sin())
+            .collect()
+    }
+
+    fn cat(parts: &[Vec<f32>]) -> Vec<f32> {
+        parts.concat()
+    }
+
+    #[test]
+    fn a_file_of_one_window_is_decoded_whole() {
+        let l = lengths();
+        let x = cat(&[quiet(5.0), tone(3.0), quiet(5.0)]);
+        assert_eq!(
+            decide(&x, true, true, &l),
+            Cut::Window {
+                end: x.len(),
+                keep_to: x.len(),
+                next: x.len()
+            }
+        );
+    }
+
+    #[test]
+    fn windows_end_in_the_longest_pause() {
+        let l = lengths();
+        // Pauses of 0.3 s at 3 s (before min_window), 0.5 s at 8 s and 0.8 s at 14 s.
+        let x = cat(&[
+            tone(3.0),
+            quiet(0.3),
+            tone(4.7),
+            quiet(0.5),
+            tone(5.5),
+            quiet(0.8),
+            tone(20.0),
+        ]);
+        let Cut::Window { end, keep_to, next } = decide(&x, false, true, &l) else {
+            panic!("a window");
+        };
+        assert_eq!((keep_to, next), (end, end));
+        let mid = (14.0 + 0.4) * RATE as f64;
+        assert!((end as f64 - mid).abs() <= 640.0 + 160.0, "{end} vs {mid}");
+        assert_eq!(end % 640, 0);
+    }
+
+    #[test]
+    fn long_pauses_are_skipped_with_a_margin() {
+        let l = lengths();
+        let x = cat(&[quiet(10.0), tone(30.0)]);
+        let Cut::Skip { to } = decide(&x, false, false, &l) else {
+            panic!("a skip");
+        };
+        let want = (10.0 - MARGIN) * RATE as f64;
+        assert!((to as f64 - want).abs() <= 640.0 + 160.0, "{to}");
+        // Speech then a long pause: the window ends a margin into the pause.
+        let y = cat(&[tone(6.0), quiet(10.0), tone(20.0)]);
+        let Cut::Window { end, .. } = decide(&y, false, false, &l) else {
+            panic!("a window");
+        };
+        let want = (6.0 + MARGIN) * RATE as f64;
+        assert!((end as f64 - want).abs() <= 640.0 + 160.0, "{end}");
+        // All pause, at the end of the file: skipped to the end.
+        let z = quiet(25.0);
+        assert_eq!(decide(&z, true, false, &l), Cut::Skip { to: z.len() });
+    }
+
+    #[test]
+    fn continuous_sound_gets_overlapping_windows() {
+        let l = lengths();
+        let x = tone(60.0);
+        let c = decide(&x, false, true, &l);
+        assert_eq!(
+            c,
+            Cut::Window {
+                end: 20 * RATE as usize,
+                keep_to: 19 * RATE as usize,
+                next: 18 * RATE as usize
+            }
+        );
+    }
+
+    #[test]
+    fn windowing_is_validated() {
+        assert!(Windowing::default().validate().is_ok());
+        let bad = [
+            Windowing {
+                max_window: 0.5,
+                ..Windowing::default()
+            },
+            Windowing {
+                overlap: 15.0,
+                ..Windowing::default()
+            },
+            Windowing {
+                min_window: f64::NAN,
+                ..Windowing::default()
+            },
+        ];
+        for w in bad {
+            assert!(w.validate().is_err(), "{w:?}");
+        }
+    }
+}

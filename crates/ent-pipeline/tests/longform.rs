@@ -1,0 +1,177 @@
+//! Long-form decoding with the bundled demo model: a file of one window gives exactly what the
+//! whole-file decode gives; a longer one is cut at its pauses, each sentence decoded in its own
+//! window at its own time, and a shorter window limit changes nothing on short files.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use ent_decode::Search;
+use ent_features::Segment;
+use ent_pipeline::{Engine, Windowing};
+
+fn audio(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/demo/audio")
+        .join(name)
+}
+
+const FILES: [&str; 3] = [
+    "diar_en-gb-x-gbcwmd-m8_00.flac",
+    "en-gb-x-gbcwmd-m8_ang_s01.flac",
+    "diar_en-gb-x-gbcwmd-m8_01.flac",
+];
+
+#[test]
+fn a_file_of_one_window_decodes_as_a_whole() {
+    let engine = Engine::demo(&Device::Cpu, Search::default()).unwrap();
+    for name in FILES {
+        let path = audio(name);
+        let whole = engine.decode(&[(name, &path, Segment::WHOLE)]).unwrap();
+        let want = engine.decoding(name, &whole[0]);
+        let got = engine
+            .transcribe_file(name, &path, Segment::WHOLE, &mut |_, _| {})
+            .unwrap();
+        let json = |t: &ent_pipeline::Transcript| serde_json::to_string(t).unwrap();
+        assert_eq!(json(&got.transcript), json(&want.transcript), "{name}");
+        assert_eq!(got.frame_emotions, want.frame_emotions);
+        assert_eq!(got.frame_probs, want.frame_probs);
+        assert_eq!(got.transcript.windows.len(), 1);
+    }
+}
+
+/// Three sentences with 5 s pauses (more than `skip_pause`) of faint noise between them: three
+/// windows, each from a margin before its sentence to a margin after it, each keeping every
+/// word its own samples give, at the sentence's time.
+#[test]
+fn sentences_apart_are_decoded_alone_at_their_times() {
+    let engine = Engine::demo(&Device::Cpu, Search::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("three.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    let mut signal = Vec::new();
+    let mut spans = Vec::new();
+    let pause = |signal: &mut Vec<f32>| {
+        let n = signal.len();
+        signal.extend((0..5 * 16_000).map(|i| 1e-4 * (((n + i) % 7) as f32 - 3.0)));
+    };
+    for name in FILES {
+        pause(&mut signal);
+        let start = signal.len() as f64 / 16_000.0;
+        signal.extend(
+            ent_features::load_resampled(audio(name), 16_000)
+                .unwrap()
+                .samples,
+        );
+        spans.push((start, signal.len() as f64 / 16_000.0));
+    }
+    pause(&mut signal);
+    for &x in &signal {
+        w.write_sample(x).unwrap();
+    }
+    w.finalize().unwrap();
+    let written = signal.len();
+    let mut seen = Vec::new();
+    let got = engine
+        .transcribe_file("three", &path, Segment::WHOLE, &mut |p, total| {
+            seen.push((p, total))
+        })
+        .unwrap();
+    let t = &got.transcript;
+    assert_eq!(t.windows.len(), 3, "{:?}", t.windows);
+    let margin = ent_pipeline::longform::MARGIN;
+    for (win, &(start, end)) in t.windows.iter().zip(&spans) {
+        // A margin before the first loud frame and after the last (the recordings begin and end
+        // with a little quiet of their own).
+        assert!(
+            win.start >= start - margin - 0.05 && win.start < start + 0.5,
+            "{win:?} vs {start}"
+        );
+        assert!(
+            win.end <= end + margin + 0.05 && win.end > end - 0.5,
+            "{win:?} vs {end}"
+        );
+        let own =
+            &signal[(win.start * 16_000.0).round() as usize..(win.end * 16_000.0).round() as usize];
+        let d = engine.decode_samples(&["own"], &[own]).unwrap();
+        assert_eq!(win.text, engine.decoding("own", &d[0]).transcript.text);
+        assert!(!win.text.is_empty());
+    }
+    for tok in &t.tokens {
+        assert!(
+            spans
+                .iter()
+                .any(|&(a, b)| tok.start >= a - margin && tok.start <= b + margin),
+            "{tok:?} outside the sentences"
+        );
+    }
+    // Progress reached the end, which the header states.
+    let (last, total) = *seen.last().unwrap();
+    assert!((last - total.unwrap()).abs() < 1e-6);
+    // The pauses are neutral frames; frames tile the file.
+    let neutral = engine.meta.emotions.neutral;
+    assert!(
+        got.frame_emotions[..(4.0 / 0.04) as usize]
+            .iter()
+            .all(|&e| e == neutral)
+    );
+    assert!(
+        (got.frame_emotions.len() as f64 * 0.04 - written as f64 / 16_000.0).abs() < 5.1 + 0.05
+    );
+    // A shorter window limit changes nothing on a file that fits it.
+    let short = Engine::demo(&Device::Cpu, Search::default())
+        .unwrap()
+        .with_windowing(Windowing {
+            max_window: 6.0,
+            min_window: 2.0,
+            overlap: 1.0,
+            ..Windowing::default()
+        })
+        .unwrap();
+    let one = short.transcribe(&audio(FILES[0])).unwrap();
+    assert_eq!(one.text, engine.transcribe(&audio(FILES[0])).unwrap().text);
+}
+
+/// Sound without a usable pause: overlapping fixed windows whose kept parts abut, frames that
+/// tile the file, tokens in time order.
+#[test]
+fn continuous_sound_is_decoded_in_overlapping_windows() {
+    let w = Windowing {
+        max_window: 4.0,
+        min_window: 1.0,
+        min_pause: 3.0,
+        overlap: 1.0,
+        ..Windowing::default()
+    };
+    let engine = Engine::demo(&Device::Cpu, Search::default())
+        .unwrap()
+        .with_windowing(w)
+        .unwrap();
+    let path = audio(FILES[0]);
+    let got = engine
+        .transcribe_file("f", &path, Segment::WHOLE, &mut |_, _| {})
+        .unwrap();
+    let t = &got.transcript;
+    assert!(t.windows.len() >= 2, "{:?}", t.windows);
+    for pair in t.windows.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start, "{pair:?}");
+        assert!(pair[0].end - pair[0].start <= 4.0);
+    }
+    assert_eq!(t.windows[0].start, 0.0);
+    let secs = ent_features::probe(&path).unwrap().duration_secs().unwrap();
+    let frames = got.frame_emotions.len() as f64 * 0.04;
+    assert!(frames <= secs && frames > secs - 0.2, "{frames} of {secs}");
+    assert_eq!(got.frame_probs.len(), got.frame_emotions.len());
+    for pair in t.tokens.windows(2) {
+        assert!(pair[0].start <= pair[1].start);
+    }
+    assert_eq!(
+        t.segments.last().unwrap().end,
+        ent_pipeline::round_ms(frames)
+    );
+}
