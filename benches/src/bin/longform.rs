@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release -p ent-cli
 //! cargo run --release -p ent-benches --bin longform -- [--minutes 1,10,60] [--ent target/release/ent]
+//!     [--jobs N] [--keep DIR]
 //! ```
 //!
 //! For each length it writes a 16 kHz 16-bit WAV into a temporary folder: the demo corpus's
@@ -10,8 +11,10 @@
 //! the other, separated by 0.3-0.9 s pauses of faint noise (seeded, the same file every run),
 //! so the recording is speech from start to end as a call or podcast is. Then it runs
 //! `ent diarize <file>` with the bundled demo model once per length, and prints one line each:
-//! audio minutes, wall seconds, real-time factor, seconds per audio minute, peak resident
-//! memory (the child's `ru_maxrss`), RTTM segments written.
+//! audio minutes, wall seconds, real-time factor, seconds per audio minute (also after
+//! subtracting the start-up, measured first on a 1 s recording), peak resident memory (the
+//! child's `ru_maxrss`), RTTM segments written. `--jobs` is passed to `ent diarize`;
+//! `--keep DIR` keeps the recordings there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,6 +36,7 @@ fn run() -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut ent = root.join("target/release/ent");
     let mut keep: Option<PathBuf> = None;
+    let mut extra: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -49,6 +53,7 @@ fn run() -> Result<(), String> {
             }
             "--ent" => ent = PathBuf::from(value()?),
             "--keep" => keep = Some(PathBuf::from(value()?)),
+            "--jobs" => extra = vec!["--jobs".to_string(), value()?],
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -62,16 +67,23 @@ fn run() -> Result<(), String> {
     let tmp = std::env::temp_dir().join(format!("ent-longform-{}", std::process::id()));
     let dir = keep.clone().unwrap_or(tmp);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    println!("minutes  wall_s   rtf      s_per_min  peak_mib  segments");
+    // The fixed cost of a run (process start, model load), from a 1 s recording.
+    let one = dir.join("speech_1s.wav");
+    write_recording(&one, &speech, 1.0)?;
+    let (startup, _, _) = measure(&ent, &one, &extra)?;
+    let _ = std::fs::remove_file(&one);
+    println!("start-up (a 1 s recording): {startup:.2} s");
+    println!("minutes  wall_s   rtf      s_per_min  s_per_min_after_startup  peak_mib  segments");
     for &m in &minutes {
         let wav = dir.join(format!("speech_{m}min.wav"));
         write_recording(&wav, &speech, m * 60.0)?;
-        let (wall, peak_kib, out) = measure(&ent, &wav)?;
+        let (wall, peak_kib, out) = measure(&ent, &wav, &extra)?;
         let segments = out.lines().filter(|l| l.starts_with("SPEAKER")).count();
         println!(
-            "{m:<8} {wall:<8.2} {:<8.4} {:<10.3} {:<9.0} {segments}",
+            "{m:<8} {wall:<8.2} {:<8.4} {:<10.3} {:<24.3} {:<9.0} {segments}",
             wall / (m * 60.0),
             wall / m,
+            (wall - startup).max(0.0) / m,
             peak_kib as f64 / 1024.0
         );
         if keep.is_none() {
@@ -142,12 +154,13 @@ fn write_recording(path: &Path, speech: &[Vec<f32>], seconds: f64) -> Result<(),
 }
 
 /// Runs `ent diarize wav`; returns wall seconds, the child's peak RSS in KiB, and its stdout.
-fn measure(ent: &Path, wav: &Path) -> Result<(f64, i64, String), String> {
+fn measure(ent: &Path, wav: &Path, extra: &[String]) -> Result<(f64, i64, String), String> {
     let out_path = wav.with_extension("rttm");
     let out = std::fs::File::create(&out_path).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let child = Command::new(ent)
         .arg("diarize")
+        .args(extra)
         .arg(wav)
         .stdout(out)
         .stderr(Stdio::null())

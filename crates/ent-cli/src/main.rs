@@ -2,8 +2,11 @@
 
 mod demo;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
@@ -199,9 +202,15 @@ enum DiarizeFormat {
     Csv,
 }
 
-/// How a batch of files meets a bad one.
+/// How a batch of files is processed.
 #[derive(Debug, Clone, Args)]
 struct BatchArgs {
+    /// Threads to decode on: several files at a time, or the windows of a single long file
+    /// [default: the CPU cores]. With more than one, each thread runs the model alone
+    /// (`RAYON_NUM_THREADS=1` unless set), which on small models is several times faster than
+    /// splitting each matrix product.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
     /// Stop at the first file that cannot be processed (by default every readable file is
     /// processed, each failure reported, and the exit status says how many failed).
     #[arg(long)]
@@ -222,8 +231,28 @@ fn device(d: DeviceArg) -> Result<Device> {
     }
 }
 
+impl BatchArgs {
+    fn jobs(&self) -> usize {
+        self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    let jobs = match &cli.command {
+        Command::Transcribe(a) => a.batch.jobs(),
+        Command::Diarize(a) => a.batch.jobs(),
+        _ => 1,
+    };
+    if jobs > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread of this process exists yet (argument parsing starts none),
+        // so nothing reads the environment while it changes. Read by rayon's pool and by
+        // candle's matrix products: each decoding thread then runs its products alone.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -324,10 +353,11 @@ fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-/// Decodes `files` one at a time (each of any length), in input order, and hands each result
-/// to `emit`. A file that cannot be read, or has damaged stretches, is reported on stderr (and
-/// through `on_error`, for outputs that list failures) and counted; the others are still
-/// processed unless `fail_fast`. Errors at the end when any file failed.
+/// Decodes `files` (each of any length) and hands each result to `emit` in input order: one
+/// file on all `--jobs` threads (its windows in parallel), several files `--jobs` at a time. A
+/// file that cannot be read, or has damaged stretches, is reported on stderr (and through
+/// `on_error`, for outputs that list failures) and counted; the others are still processed
+/// unless `--fail-fast`. Errors at the end when any file failed.
 fn for_each_file(
     engine: &Engine,
     files: &[PathBuf],
@@ -335,59 +365,110 @@ fn for_each_file(
     mut on_error: impl FnMut(&Path, &str) -> Result<()>,
     mut emit: impl FnMut(&Path, &FileDecoding) -> Result<()>,
 ) -> Result<()> {
+    let workers = batch.jobs().min(files.len()).max(1);
     let mut bar = Progress::new(files.len() as u64, "decoding", "files", true);
     let in_log = !ent_common::progress::stderr_is_terminal();
     let mut failed = 0usize;
-    for f in files {
-        let id = f.to_string_lossy();
-        let name = f
-            .file_name()
-            .map_or(id.to_string(), |n| n.to_string_lossy().into_owned());
-        let mut ticker: Option<ent_common::progress::Ticker> = None;
-        let result =
-            engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut |pos, total| {
-                let of = total.map_or(String::new(), |t| format!(" of {}", clock(t)));
-                bar.set_message(format!("{name} {}{of}", clock(pos)));
-                if in_log {
-                    let t = ticker.get_or_insert_with(|| {
-                        ent_common::progress::Ticker::new(
-                            &name,
-                            "s of audio",
-                            total,
-                            ent_pipeline::LOG_EVERY,
-                        )
-                    });
-                    if let Some(line) = t.tick(pos) {
-                        eprintln!("{line}");
+    let next = AtomicUsize::new(0);
+    let emitted = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, ent_pipeline::Result<FileDecoding>)>();
+    let outcome = std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, emitted, stop, bar) = (&next, &emitted, &stop, &bar);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= files.len() {
+                        return;
+                    }
+                    // Stay a few files ahead of the output at most, so that results wait in
+                    // memory only briefly.
+                    while i >= emitted.load(Ordering::SeqCst) + 2 * workers {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let f = &files[i];
+                    let id = f.to_string_lossy();
+                    let name = f
+                        .file_name()
+                        .map_or(id.to_string(), |n| n.to_string_lossy().into_owned());
+                    let mut ticker: Option<ent_common::progress::Ticker> = None;
+                    let mut report = |pos: f64, total: Option<f64>| {
+                        if workers > 1 {
+                            return;
+                        }
+                        let of = total.map_or(String::new(), |t| format!(" of {}", clock(t)));
+                        bar.set_message(format!("{name} {}{of}", clock(pos)));
+                        if in_log {
+                            let t = ticker.get_or_insert_with(|| {
+                                ent_common::progress::Ticker::new(
+                                    &name,
+                                    "s of audio",
+                                    total,
+                                    ent_pipeline::LOG_EVERY,
+                                )
+                            });
+                            if let Some(line) = t.tick(pos) {
+                                eprintln!("{line}");
+                            }
+                        }
+                    };
+                    let r =
+                        engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report);
+                    if tx.send((i, r)).is_err() {
+                        return;
                     }
                 }
             });
-        let error = match result {
-            Ok(d) => {
-                bar.suspend(|| emit(f, &d))?;
-                let damage: Vec<String> = d
-                    .transcript
-                    .damaged
-                    .iter()
-                    .map(|x| x.message.clone())
-                    .collect();
-                (!damage.is_empty()).then(|| damage.join("; "))
-            }
-            Err(e) => Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
-        };
-        if let Some(why) = error {
-            failed += 1;
-            bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
-            on_error(f, &why)?;
-            if batch.fail_fast {
-                bail!(
-                    "stopped at the first failure (--fail-fast): {}",
-                    f.display()
-                );
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        for (i, r) in rx.iter() {
+            waiting.insert(i, r);
+            loop {
+                let i = emitted.load(Ordering::SeqCst);
+                let Some(r) = waiting.remove(&i) else { break };
+                let f = &files[i];
+                let error = match r {
+                    Ok(d) => {
+                        bar.suspend(|| emit(f, &d))?;
+                        let damage: Vec<String> = d
+                            .transcript
+                            .damaged
+                            .iter()
+                            .map(|x| x.message.clone())
+                            .collect();
+                        (!damage.is_empty()).then(|| damage.join("; "))
+                    }
+                    Err(e) => Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
+                };
+                emitted.fetch_add(1, Ordering::SeqCst);
+                if let Some(why) = error {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
+                    on_error(f, &why)?;
+                    if batch.fail_fast {
+                        bail!(
+                            "stopped at the first failure (--fail-fast): {}",
+                            f.display()
+                        );
+                    }
+                }
+                bar.inc(1);
             }
         }
-        bar.inc(1);
-    }
+        Ok(())
+    });
+    // However the loop ended, the threads stop before their next file.
+    stop.store(true, Ordering::SeqCst);
+    outcome?;
     bar.finish();
     if failed > 0 {
         bail!(
@@ -426,7 +507,10 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let engine = a.model.engine(dev)?;
+    let engine = a
+        .model
+        .engine(dev)?
+        .with_jobs(window_jobs(&a.files, &a.batch));
     let labels = engine.labels().to_vec();
     let stdout = std::cell::RefCell::new(std::io::stdout().lock());
     let json_lines = subtitles.is_none() && a.out.is_none();
@@ -473,8 +557,17 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
     )
 }
 
+/// Threads for the windows of each file: all of them for a single file, else one (the files
+/// themselves are decoded in parallel).
+fn window_jobs(files: &[PathBuf], batch: &BatchArgs) -> usize {
+    if files.len() == 1 { batch.jobs() } else { 1 }
+}
+
 fn diarize(a: DiarizeArgs, dev: &Device) -> Result<()> {
-    let engine = a.model.engine(dev)?;
+    let engine = a
+        .model
+        .engine(dev)?
+        .with_jobs(window_jobs(&a.files, &a.batch));
     let stdout = std::cell::RefCell::new(std::io::stdout().lock());
     if a.format == DiarizeFormat::Csv {
         writeln!(stdout.borrow_mut(), "{}", formats::CSV_HEADER)?;

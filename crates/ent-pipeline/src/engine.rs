@@ -31,6 +31,7 @@ pub struct Engine {
     dev: Device,
     search: Search,
     pub(crate) windowing: Windowing,
+    pub(crate) jobs: usize,
 }
 
 /// One decoded utterance as the commands print it.
@@ -156,7 +157,21 @@ impl Engine {
             dev: dev.clone(),
             search,
             windowing: Windowing::default(),
+            jobs: 1,
         })
+    }
+
+    /// Decodes the windows of a long recording on `jobs` threads at once (at least 1). Each
+    /// thread runs the model's operations itself; with several, set `RAYON_NUM_THREADS=1`
+    /// (as `ent` does) so that they do not also split every matrix product.
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Threads a long recording's windows are decoded on.
+    pub fn jobs(&self) -> usize {
+        self.jobs
     }
 
     /// Cuts long recordings as `w` says (see [`crate::longform`]).

@@ -22,7 +22,9 @@
 //! the file's own frame grid. Memory holds one window of audio, whatever the file's length;
 //! time grows linearly with it.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::sync::{Mutex, mpsc};
 
 use ent_decode::Decoded;
 use ent_decode::metrics::{Segment as Span, frames_to_segments};
@@ -283,6 +285,21 @@ fn decide(buf: &[f32], eof: bool, first: bool, l: &Lengths) -> Cut {
     }
 }
 
+/// What the stitcher does next, in file order.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// A pause up to this sample: neutral frames.
+    Pause { to: u64 },
+    /// Window `seq`, decoded from sample `start`, kept from `keep_from` to `keep_to`.
+    Window {
+        seq: usize,
+        start: u64,
+        keep_from: u64,
+        keep_to: u64,
+        last: bool,
+    },
+}
+
 /// Gathers the windows' outputs into one track on the file's frame grid.
 struct Stitcher<'a> {
     engine: &'a Engine,
@@ -382,7 +399,7 @@ impl Stitcher<'_> {
 
 impl Engine {
     /// Decodes a recording of any length (see the module documentation): streamed from disk,
-    /// cut into windows, stitched. `progress` is told the seconds read so far and, where the
+    /// cut into windows, stitched; windows are decoded on [`Engine::jobs`] threads at once. `progress` is told the seconds read so far and, where the
     /// header states it, the length. A file no longer than one window gives what
     /// [`Engine::decode`] gives for it. Damage inside the file (a corrupt stretch, a cut-short
     /// end) does not stop it: the rest is decoded and the damage listed in
@@ -408,46 +425,146 @@ impl Engine {
             windows: Vec::new(),
             score: 0.0,
         };
-        let mut buf: Vec<f32> = Vec::with_capacity(l.look_ahead() + RATE as usize);
-        // Absolute sample of buf[0], and where the next window's output is kept from.
-        let mut at = 0u64;
-        let mut keep_from = 0u64;
-        let mut eof = false;
-        let mut first = true;
-        loop {
-            while !eof && buf.len() < l.look_ahead() {
-                match stream.next_block()? {
-                    Some(b) => buf.extend_from_slice(&b),
-                    None => eof = true,
-                }
-            }
-            if buf.is_empty() {
-                break;
-            }
-            match decide(&buf, eof, first, &l) {
-                Cut::Skip { to } => {
-                    st.fill(st.frame_of(at + to as u64), true);
-                    buf.drain(..to);
-                    at += to as u64;
-                    keep_from = at;
-                }
-                Cut::Window { end, keep_to, next } => {
-                    let last = eof && end == buf.len();
-                    if l.hop * 3 > end {
-                        // Too short for the encoder (a sliver at the end): part of the pause.
-                        st.fill(st.frame_of(at + end as u64), true);
-                    } else {
-                        let mut d = self.decode_samples(&[id], &[&buf[..end]])?;
-                        st.add(at, keep_from, at + keep_to as u64, d.remove(0), last);
+        let jobs = self.jobs.max(1);
+        // Windows go to `jobs` decoding threads (at most `2 * jobs` windows in flight);
+        // results are stitched in file order as they come back.
+        let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<f32>)>(jobs);
+        let job_rx = Mutex::new(job_rx);
+        let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Decoded>)>();
+        std::thread::scope(|scope| -> Result<()> {
+            // Owned here, so that any early return closes it and the threads end.
+            let job_tx = job_tx;
+            for _ in 0..jobs {
+                let (job_rx, res_tx) = (&job_rx, res_tx.clone());
+                scope.spawn(move || {
+                    loop {
+                        let job = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, samples)) = job else { return };
+                        let d = self
+                            .decode_samples(&[id], &[&samples])
+                            .map(|mut d| d.remove(0));
+                        if res_tx.send((seq, d)).is_err() {
+                            return;
+                        }
                     }
-                    keep_from = at + keep_to as u64;
-                    buf.drain(..next);
-                    at += next as u64;
+                });
+            }
+            drop(res_tx);
+            let mut pending: VecDeque<Step> = VecDeque::new();
+            let mut done: BTreeMap<usize, Decoded> = BTreeMap::new();
+            let mut next_seq = 0usize;
+            let mut in_flight = 0usize;
+            // Applies the steps at the front whose windows are decoded.
+            let apply = |pending: &mut VecDeque<Step>,
+                         done: &mut BTreeMap<usize, Decoded>,
+                         st: &mut Stitcher<'_>| {
+                while let Some(step) = pending.front() {
+                    match *step {
+                        Step::Pause { to } => st.fill(st.frame_of(to), true),
+                        Step::Window {
+                            seq,
+                            start,
+                            keep_from,
+                            keep_to,
+                            last,
+                        } => {
+                            let Some(d) = done.remove(&seq) else { break };
+                            st.add(start, keep_from, keep_to, d, last);
+                        }
+                    }
+                    pending.pop_front();
+                }
+            };
+            let receive = |block: bool,
+                           done: &mut BTreeMap<usize, Decoded>,
+                           in_flight: &mut usize|
+             -> Result<bool> {
+                let got = if block {
+                    res_rx.recv().ok()
+                } else {
+                    res_rx.try_recv().ok()
+                };
+                match got {
+                    Some((seq, d)) => {
+                        done.insert(seq, d?);
+                        *in_flight -= 1;
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            };
+            let mut buf: Vec<f32> = Vec::with_capacity(l.look_ahead() + RATE as usize);
+            // Absolute sample of buf[0], and where the next window's output is kept from.
+            let mut at = 0u64;
+            let mut keep_from = 0u64;
+            let mut eof = false;
+            let mut first = true;
+            loop {
+                while !eof && buf.len() < l.look_ahead() {
+                    match stream.next_block()? {
+                        Some(b) => buf.extend_from_slice(&b),
+                        None => eof = true,
+                    }
+                }
+                if buf.is_empty() {
+                    break;
+                }
+                match decide(&buf, eof, first, &l) {
+                    Cut::Skip { to } => {
+                        pending.push_back(Step::Pause { to: at + to as u64 });
+                        buf.drain(..to);
+                        at += to as u64;
+                        keep_from = at;
+                    }
+                    Cut::Window { end, keep_to, next } => {
+                        let last = eof && end == buf.len();
+                        if l.hop * 3 > end {
+                            // Too short for the encoder (a sliver at the end): part of the pause.
+                            pending.push_back(Step::Pause {
+                                to: at + end as u64,
+                            });
+                        } else {
+                            while in_flight >= 2 * jobs {
+                                receive(true, &mut done, &mut in_flight)?;
+                            }
+                            let seq = next_seq;
+                            next_seq += 1;
+                            if job_tx.send((seq, buf[..end].to_vec())).is_err() {
+                                return Err(PipelineError::Data(
+                                    "a decoding thread stopped".into(),
+                                ));
+                            }
+                            in_flight += 1;
+                            pending.push_back(Step::Window {
+                                seq,
+                                start: at,
+                                keep_from,
+                                keep_to: at + keep_to as u64,
+                                last,
+                            });
+                        }
+                        keep_from = at + keep_to as u64;
+                        buf.drain(..next);
+                        at += next as u64;
+                    }
+                }
+                first = false;
+                while receive(false, &mut done, &mut in_flight)? {}
+                apply(&mut pending, &mut done, &mut st);
+                progress(at as f64 / RATE as f64, total);
+            }
+            drop(job_tx);
+            while in_flight > 0 {
+                if !receive(true, &mut done, &mut in_flight)? {
+                    return Err(PipelineError::Data("a decoding thread stopped".into()));
                 }
             }
-            first = false;
-            progress(at as f64 / RATE as f64, total);
-        }
+            apply(&mut pending, &mut done, &mut st);
+            Ok(())
+        })?;
         let damaged = stream
             .damage()
             .iter()

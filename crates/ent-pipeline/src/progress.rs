@@ -1,5 +1,7 @@
 //! Progress of long work: a bar on a terminal, plain lines with rate and time left in a log.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ent_common::progress::{Ticker, stderr_is_terminal};
@@ -13,8 +15,8 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
-    ticker: Option<Ticker>,
-    pos: u64,
+    ticker: Option<Mutex<Ticker>>,
+    pos: AtomicU64,
 }
 
 impl Progress {
@@ -24,14 +26,19 @@ impl Progress {
             return Progress {
                 bar: ProgressBar::hidden(),
                 ticker: None,
-                pos: 0,
+                pos: AtomicU64::new(0),
             };
         }
         if !stderr_is_terminal() {
             return Progress {
                 bar: ProgressBar::hidden(),
-                ticker: Some(Ticker::new(what, unit, Some(len as f64), LOG_EVERY)),
-                pos: 0,
+                ticker: Some(Mutex::new(Ticker::new(
+                    what,
+                    unit,
+                    Some(len as f64),
+                    LOG_EVERY,
+                ))),
+                pos: AtomicU64::new(0),
             };
         }
         let bar = ProgressBar::new(len);
@@ -45,16 +52,17 @@ impl Progress {
         Progress {
             bar,
             ticker: None,
-            pos: 0,
+            pos: AtomicU64::new(0),
         }
     }
 
     /// `n` more items done.
-    pub fn inc(&mut self, n: u64) {
-        self.pos += n;
+    pub fn inc(&self, n: u64) {
+        let pos = self.pos.fetch_add(n, Ordering::Relaxed) + n;
         self.bar.inc(n);
-        if let Some(t) = &mut self.ticker
-            && let Some(line) = t.tick(self.pos as f64)
+        if let Some(t) = &self.ticker
+            && let Ok(mut t) = t.lock()
+            && let Some(line) = t.tick(pos as f64)
         {
             eprintln!("{line}");
         }
@@ -73,8 +81,10 @@ impl Progress {
     /// Clears the bar; in a log, a last line with the totals.
     pub fn finish(&mut self) {
         self.bar.finish_and_clear();
-        if let Some(t) = &self.ticker {
-            eprintln!("{}", t.line(self.pos as f64));
+        if let Some(t) = &self.ticker
+            && let Ok(t) = t.lock()
+        {
+            eprintln!("{}", t.line(self.pos.load(Ordering::Relaxed) as f64));
         }
         self.ticker = None;
     }
