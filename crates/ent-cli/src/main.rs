@@ -73,7 +73,7 @@ struct ModelArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     beam: u16,
     /// Longest window, in seconds, that long recordings are decoded in (they are cut at pauses,
-    /// or into overlapping windows where there is none; see docs/method.md §9).
+    /// or into overlapping windows where there is none; see docs/method.md §10).
     #[arg(long, default_value_t = Windowing::default().max_window)]
     max_window: f64,
 }

@@ -1,6 +1,6 @@
 //! Recordings of any length: read as a stream, cut into windows at pauses, each window decoded,
 //! the results stitched into one transcript, one frame-emotion track and one segment list with
-//! times in the file (docs/method.md §9).
+//! times in the file (docs/method.md §10).
 //!
 //! # The segmenter
 //!
