@@ -148,6 +148,8 @@ struct EvalArgs {
     /// Skip utterances whose audio is missing or unreadable (counted) instead of stopping.
     #[arg(long)]
     skip_bad_audio: bool,
+    #[command(flatten)]
+    jobs: Jobs,
 }
 
 #[derive(Debug, Args)]
@@ -202,15 +204,31 @@ enum DiarizeFormat {
     Csv,
 }
 
-/// How a batch of files is processed.
+/// How many threads decode.
 #[derive(Debug, Clone, Args)]
-struct BatchArgs {
-    /// Threads to decode on: several files at a time, or the windows of a single long file
-    /// [default: the CPU cores]. With more than one, each thread runs the model alone
+struct Jobs {
+    /// Threads to decode on: several files (or batches) at a time, or the windows of a single
+    /// long file [default: the CPU cores]. With more than one, each thread runs the model alone
     /// (`RAYON_NUM_THREADS=1` unless set), which on small models is several times faster than
     /// splitting each matrix product.
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=1024))]
     jobs: Option<u16>,
+}
+
+impl Jobs {
+    fn get(&self) -> usize {
+        self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+}
+
+/// How a batch of files is processed.
+#[derive(Debug, Clone, Args)]
+struct BatchArgs {
+    #[command(flatten)]
+    jobs: Jobs,
     /// Stop at the first file that cannot be processed (by default every readable file is
     /// processed, each failure reported, and the exit status says how many failed).
     #[arg(long)]
@@ -233,10 +251,7 @@ fn device(d: DeviceArg) -> Result<Device> {
 
 impl BatchArgs {
     fn jobs(&self) -> usize {
-        self.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            usize::from,
-        )
+        self.jobs.get()
     }
 }
 
@@ -245,6 +260,7 @@ fn main() {
     let jobs = match &cli.command {
         Command::Transcribe(a) => a.batch.jobs(),
         Command::Diarize(a) => a.batch.jobs(),
+        Command::Eval(a) => a.jobs.get(),
         _ => 1,
     };
     if jobs > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
@@ -323,7 +339,7 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
-    let engine = a.model.engine(dev)?;
+    let engine = a.model.engine(dev)?.with_jobs(a.jobs.get());
     let utts = load_manifest(&a.manifest, a.format, a.data_root.as_deref())?;
     let policy = BadDataPolicy {
         skip_bad_audio: a.skip_bad_audio,
@@ -518,16 +534,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
         &engine,
         &a.files,
         &a.batch,
-        |f, why| {
-            if json_lines {
-                writeln!(
-                    stdout.borrow_mut(),
-                    "{}",
-                    formats::error_json(&f.to_string_lossy(), why)
-                )?;
-            }
-            Ok(())
-        },
+        |f, why| json_error(&stdout, json_lines, f, why),
         |f, d| {
             let t = &d.transcript;
             let (text, ext) = match subtitles {
@@ -557,6 +564,18 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
     )
 }
 
+/// Writes a failed file's JSON line (`{"file", "error"}`) when the output is JSON lines.
+fn json_error(out: &std::cell::RefCell<impl Write>, json: bool, f: &Path, why: &str) -> Result<()> {
+    if json {
+        writeln!(
+            out.borrow_mut(),
+            "{}",
+            formats::error_json(&f.to_string_lossy(), why)
+        )?;
+    }
+    Ok(())
+}
+
 /// Threads for the windows of each file: all of them for a single file, else one (the files
 /// themselves are decoded in parallel).
 fn window_jobs(files: &[PathBuf], batch: &BatchArgs) -> usize {
@@ -576,16 +595,7 @@ fn diarize(a: DiarizeArgs, dev: &Device) -> Result<()> {
         &engine,
         &a.files,
         &a.batch,
-        |f, why| {
-            if a.format == DiarizeFormat::Json {
-                writeln!(
-                    stdout.borrow_mut(),
-                    "{}",
-                    formats::error_json(&f.to_string_lossy(), why)
-                )?;
-            }
-            Ok(())
-        },
+        |f, why| json_error(&stdout, a.format == DiarizeFormat::Json, f, why),
         |f, d| {
             let file = f.to_string_lossy();
             let t = &d.transcript;

@@ -2,6 +2,8 @@
 //! (WER, CER) and emotion diarization (EDER, where the data has emotion intervals).
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use ent_decode::metrics::{AsrScores, Confusion, EderMean, Segment, eder, reference_segments};
 use ent_train::data::PreparedUtt;
@@ -76,6 +78,46 @@ pub struct EvalOptions<'a> {
     pub progress: bool,
 }
 
+/// Decodes `items` of `utts`: one utterance longer than `max` seconds in windows, or a batch.
+fn decode_items(
+    engine: &Engine,
+    utts: &[PreparedUtt],
+    items: &[usize],
+    max: f64,
+) -> Result<Vec<(usize, FileDecoding)>> {
+    let wrap = |id: &str, e: PipelineError| PipelineError::Decoding {
+        id: id.to_string(),
+        source: Box::new(e),
+    };
+    if let [i] = *items
+        && utts[i].duration > max
+    {
+        let u = &utts[i];
+        let d = engine
+            .transcribe_file(&u.id, &u.audio, u.segment, &mut |_, _| {})
+            .map_err(|e| wrap(&u.id, e))?;
+        return Ok(vec![(i, d)]);
+    }
+    let batch: Vec<_> = items
+        .iter()
+        .map(|&i| {
+            (
+                utts[i].id.as_str(),
+                utts[i].audio.as_path(),
+                utts[i].segment,
+            )
+        })
+        .collect();
+    let decoded = engine
+        .decode(&batch)
+        .map_err(|e| wrap(batch.first().map_or("", |b| b.0), e))?;
+    Ok(items
+        .iter()
+        .zip(decoded)
+        .map(|(&i, d)| (i, engine.decoding(&utts[i].id, &d)))
+        .collect())
+}
+
 /// Scores one decoded utterance against its references.
 fn score_one(
     engine: &Engine,
@@ -135,48 +177,41 @@ pub fn evaluate(
     let mut bar = Progress::new(utts.len() as u64, opts.name, "utterances", opts.progress);
     let mut scored: Vec<Option<Scored>> = vec![None; utts.len()];
     // Utterances longer than one window are decoded alone, in windows; the rest in batches.
+    // Batches go to `engine.jobs()` threads; results are scored as they come back.
     let max = engine.windowing().max_window;
     let (long, short): (Vec<usize>, Vec<usize>) =
         order.into_iter().partition(|&i| utts[i].duration > max);
-    let mut results: Vec<(usize, FileDecoding)> = Vec::new();
-    let mut score = |results: &mut Vec<(usize, FileDecoding)>| -> Result<()> {
-        for (i, d) in results.drain(..) {
-            scored[i] = Some(score_one(engine, &utts[i], d, neutral, &labels)?);
-            bar.inc(1);
+    let work: Vec<Vec<usize>> = long
+        .iter()
+        .map(|&i| vec![i])
+        .chain(short.chunks(opts.batch_size.max(1)).map(<[usize]>::to_vec))
+        .collect();
+    let jobs = engine.jobs().min(work.len()).max(1);
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Result<Vec<(usize, FileDecoding)>>>();
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..jobs {
+            let (tx, next, work) = (tx.clone(), &next, &work);
+            scope.spawn(move || {
+                loop {
+                    let w = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(items) = work.get(w) else { return };
+                    if tx.send(decode_items(engine, utts, items, max)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // An error returns here, dropping the receiver: the threads stop at their next send.
+        for decoded in rx {
+            for (i, d) in decoded? {
+                scored[i] = Some(score_one(engine, &utts[i], d, neutral, &labels)?);
+                bar.inc(1);
+            }
         }
         Ok(())
-    };
-    for &i in &long {
-        let u = &utts[i];
-        let d = engine
-            .transcribe_file(&u.id, &u.audio, u.segment, &mut |_, _| {})
-            .map_err(|e| PipelineError::Decoding {
-                id: u.id.clone(),
-                source: Box::new(e),
-            })?;
-        results.push((i, d));
-        score(&mut results)?;
-    }
-    for chunk in short.chunks(opts.batch_size.max(1)) {
-        let items: Vec<_> = chunk
-            .iter()
-            .map(|&i| {
-                (
-                    utts[i].id.as_str(),
-                    utts[i].audio.as_path(),
-                    utts[i].segment,
-                )
-            })
-            .collect();
-        let decoded = engine.decode(&items).map_err(|e| PipelineError::Decoding {
-            id: items[0].0.to_string(),
-            source: Box::new(e),
-        })?;
-        for (&i, d) in chunk.iter().zip(decoded) {
-            results.push((i, engine.decoding(&utts[i].id, &d)));
-        }
-        score(&mut results)?;
-    }
+    })?;
     bar.finish();
     let scored: Vec<Scored> = scored.into_iter().flatten().collect();
     let mut confusion = Confusion::new(labels.clone());
