@@ -436,8 +436,15 @@ fn for_each_file(
                             }
                         }
                     };
-                    let r =
-                        engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report);
+                    // A bug must not leave the output waiting for this file forever.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(ent_pipeline::PipelineError::Data(
+                            "internal error while decoding (see the panic message above)".into(),
+                        ))
+                    });
                     if tx.send((i, r)).is_err() {
                         return;
                     }
@@ -446,44 +453,56 @@ fn for_each_file(
         }
         drop(tx);
         let mut waiting = BTreeMap::new();
-        for (i, r) in rx.iter() {
-            waiting.insert(i, r);
-            loop {
-                let i = emitted.load(Ordering::SeqCst);
-                let Some(r) = waiting.remove(&i) else { break };
-                let f = &files[i];
-                let error = match r {
-                    Ok(d) => {
-                        bar.suspend(|| emit(f, &d))?;
-                        let damage: Vec<String> = d
-                            .transcript
-                            .damaged
-                            .iter()
-                            .map(|x| x.message.clone())
-                            .collect();
-                        (!damage.is_empty()).then(|| damage.join("; "))
+        let mut output = || -> Result<()> {
+            for (i, r) in rx.iter() {
+                waiting.insert(i, r);
+                loop {
+                    let i = emitted.load(Ordering::SeqCst);
+                    let Some(r) = waiting.remove(&i) else { break };
+                    let f = &files[i];
+                    // A damaged file's output lists the damage itself (`damaged`); an unreadable
+                    // file's is the error line.
+                    let (error, listed) = match r {
+                        Ok(d) => {
+                            bar.suspend(|| emit(f, &d))?;
+                            let damage: Vec<String> = d
+                                .transcript
+                                .damaged
+                                .iter()
+                                .map(|x| x.message.clone())
+                                .collect();
+                            ((!damage.is_empty()).then(|| damage.join("; ")), true)
+                        }
+                        Err(e) => (
+                            Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
+                            false,
+                        ),
+                    };
+                    emitted.fetch_add(1, Ordering::SeqCst);
+                    if let Some(why) = error {
+                        failed += 1;
+                        bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
+                        if !listed {
+                            on_error(f, &why)?;
+                        }
+                        if batch.fail_fast {
+                            bail!(
+                                "stopped at the first failure (--fail-fast): {}",
+                                f.display()
+                            );
+                        }
                     }
-                    Err(e) => Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
-                };
-                emitted.fetch_add(1, Ordering::SeqCst);
-                if let Some(why) = error {
-                    failed += 1;
-                    bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
-                    on_error(f, &why)?;
-                    if batch.fail_fast {
-                        bail!(
-                            "stopped at the first failure (--fail-fast): {}",
-                            f.display()
-                        );
-                    }
+                    bar.inc(1);
                 }
-                bar.inc(1);
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        let r = output();
+        // However the output ended, the threads stop before their next file (and stop
+        // waiting for it to catch up).
+        stop.store(true, Ordering::SeqCst);
+        r
     });
-    // However the loop ended, the threads stop before their next file.
-    stop.store(true, Ordering::SeqCst);
     outcome?;
     bar.finish();
     if failed > 0 {
@@ -521,6 +540,18 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
         bail!("subtitles of several files need --out DIR (one .srt or .vtt file per input)");
     }
     if let Some(dir) = &a.out {
+        let mut seen = std::collections::HashMap::new();
+        for f in &a.files {
+            if let Some(earlier) = seen.insert(output_path(Some(dir), f, ""), f) {
+                bail!(
+                    "{} and {} would both be written to {}: give files different names",
+                    earlier.display(),
+                    f.display(),
+                    output_path(Some(dir), f, "*")
+                        .map_or(String::new(), |p| p.display().to_string())
+                );
+            }
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let engine = a

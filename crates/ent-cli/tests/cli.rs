@@ -302,6 +302,60 @@ fn batches_survive_bad_files() {
     let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(lines.len(), 1, "stopped at the first bad file");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--fail-fast"));
+
+    // Stopping early with more files queued than are decoded ahead ends the run (no thread
+    // is left waiting for output that will never come).
+    let g = good.to_str().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ent"))
+        .args([
+            "transcribe",
+            "--fail-fast",
+            "-j",
+            "1",
+            bad.to_str().unwrap(),
+            g,
+            g,
+            g,
+            g,
+            g,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("ent transcribe --fail-fast did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+}
+
+/// Two inputs that would write the same output file are refused before any decoding.
+#[test]
+fn output_names_that_collide_are_refused() {
+    let dir = TempDir::new("collide");
+    let a = corpus().join("audio/en-gb-x-gbcwmd-m8_ang_s01.flac");
+    let b = dir.0.join("en-gb-x-gbcwmd-m8_ang_s01.wav");
+    std::fs::write(&b, b"x").unwrap();
+    let out = dir.0.join("out");
+    let o = ent(&[
+        "transcribe",
+        "--out",
+        out.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("would both be written to"), "{err}");
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
@@ -441,7 +495,13 @@ fn an_hour_with_a_corrupt_stretch_is_read_around_it() {
         "{err}"
     );
     assert!(err.contains("1 of 1 file failed"), "{err}");
-    let t = &json_lines(&String::from_utf8_lossy(&o.stdout))[0];
+    let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        lines.len(),
+        1,
+        "the damage is listed in the transcript, not in a second line"
+    );
+    let t = &lines[0];
     assert_eq!(t["damaged"][0]["start"].as_f64(), Some(1800.0));
     assert_eq!(t["damaged"][0]["end"].as_f64(), Some(1810.0));
     // Words near each sentence, none in the pauses between.

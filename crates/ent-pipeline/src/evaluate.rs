@@ -96,6 +96,13 @@ fn decode_items(
         let d = engine
             .transcribe_file(&u.id, &u.audio, u.segment, &mut |_, _| {})
             .map_err(|e| wrap(&u.id, e))?;
+        // Damaged audio is an error here, as it is for an utterance decoded whole.
+        if let Some(first) = d.transcript.damaged.first() {
+            return Err(wrap(
+                &u.id,
+                PipelineError::Data(format!("{}: {}", u.audio.display(), first.message)),
+            ));
+        }
         return Ok(vec![(i, d)]);
     }
     let batch: Vec<_> = items

@@ -374,10 +374,23 @@ impl Stitcher<'_> {
             }
         }
         let shift = self.engine.frame_shift();
+        let space = self.engine.meta.vocab.space();
         let mut kept = Vec::new();
         for tok in &d.tokens {
             let g = off + tok.frame;
             if g >= from && g < to {
+                // Words of different windows stay apart.
+                if kept.is_empty()
+                    && tok.token != space
+                    && self.tokens.last().is_some_and(|t| t.token != space)
+                {
+                    self.tokens.push(ent_decode::TokenEmotion {
+                        token: space,
+                        frame: g,
+                        time: g as f64 * shift,
+                        emotion: tok.emotion,
+                    });
+                }
                 kept.push(tok.token);
                 self.tokens.push(ent_decode::TokenEmotion {
                     token: tok.token,
@@ -517,7 +530,7 @@ impl Engine {
                         pending.push_back(Step::Pause { to: at + to as u64 });
                         buf.drain(..to);
                         at += to as u64;
-                        keep_from = at;
+                        keep_from = keep_from.max(at);
                     }
                     Cut::Window { end, keep_to, next } => {
                         let last = eof && end == buf.len();
@@ -528,7 +541,11 @@ impl Engine {
                             });
                         } else {
                             while in_flight >= 2 * jobs {
-                                receive(true, &mut done, &mut in_flight)?;
+                                if !receive(true, &mut done, &mut in_flight)? {
+                                    return Err(PipelineError::Data(
+                                        "a decoding thread stopped".into(),
+                                    ));
+                                }
                             }
                             let seq = next_seq;
                             next_seq += 1;
@@ -546,7 +563,7 @@ impl Engine {
                                 last,
                             });
                         }
-                        keep_from = at + keep_to as u64;
+                        keep_from = keep_from.max(at + keep_to as u64);
                         buf.drain(..next);
                         at += next as u64;
                     }
@@ -772,6 +789,86 @@ mod tests {
                 next: 18 * RATE as usize
             }
         );
+    }
+
+    /// A window's decoded output: `text` emitted one character per frame from frame 1 on,
+    /// over `frames` frames of emotion `emotion`.
+    fn window(engine: &Engine, text: &str, frames: usize, emotion: usize) -> Decoded {
+        let tokens = engine.meta.vocab.encode(text);
+        let k = engine.labels().len();
+        let token_frames: Vec<usize> = (1..=tokens.len()).collect();
+        let mut probs = vec![0.0f32; k];
+        probs[emotion] = 1.0;
+        Decoded {
+            hypothesis: ent_decode::Hypothesis {
+                tokens: tokens.clone(),
+                token_frames: token_frames.clone(),
+                frame_emotions: vec![emotion; frames],
+                frame_probs: vec![probs.clone(); frames],
+                score: -1.0,
+            },
+            tokens: tokens
+                .iter()
+                .zip(&token_frames)
+                .map(|(&token, &frame)| ent_decode::TokenEmotion {
+                    token,
+                    frame,
+                    time: frame as f64 * 0.04,
+                    emotion,
+                })
+                .collect(),
+            utterance_probs: probs,
+            utterance_emotion: emotion,
+            segments: vec![],
+        }
+    }
+
+    /// Two windows, the second overlapping the first by 10 frames and kept from the middle of
+    /// the overlap, then a pause: frames and tokens land at their times in the file, the words
+    /// of the two windows stay apart, the pause is neutral.
+    #[test]
+    fn stitching_places_windows_on_the_file_grid() {
+        let engine =
+            Engine::demo(&candle_core::Device::Cpu, ent_decode::Search::default()).unwrap();
+        let neutral = engine.meta.emotions.neutral;
+        let other = (neutral + 1) % engine.labels().len();
+        let mut st = Stitcher {
+            engine: &engine,
+            hop: 640,
+            neutral,
+            classes: engine.labels().len(),
+            frames: vec![],
+            probs: vec![],
+            tokens: vec![],
+            windows: vec![],
+            score: 0.0,
+        };
+        // Window 1: frames 0..40 decoded (38 from the encoder), kept to frame 35.
+        st.add(0, 0, 35 * 640, window(&engine, "AB", 38, other), false);
+        // Window 2 starts at frame 30, kept from frame 35 to 70; its tokens at frames 31 to 34
+        // (file frames) fall before 35 and are dropped, the one at frame 35 is kept.
+        st.add(
+            30 * 640,
+            35 * 640,
+            70 * 640,
+            window(&engine, "CDEFG", 38, neutral),
+            false,
+        );
+        st.fill(80, true);
+        assert_eq!(st.frames.len(), 80);
+        assert!(st.frames[..35].iter().all(|&e| e == other));
+        assert!(st.frames[35..].iter().all(|&e| e == neutral));
+        let spelled: String = st
+            .tokens
+            .iter()
+            .map(|t| engine.meta.vocab.decode(&[t.token]))
+            .collect();
+        assert_eq!(spelled, "AB G");
+        let frames: Vec<usize> = st.tokens.iter().map(|t| t.frame).collect();
+        assert_eq!(frames, [1, 2, 35, 35]);
+        assert_eq!(st.windows.len(), 2);
+        assert_eq!((st.windows[1].start, st.windows[1].end), (35, 70));
+        assert_eq!(st.score, -2.0);
     }
 
     #[test]

@@ -175,3 +175,10 @@ fn continuous_sound_is_decoded_in_overlapping_windows() {
         ent_pipeline::round_ms(frames)
     );
 }
+
+/// The tokens spell the text's words: words of neighbouring windows are not glued together.
+fn assert_words_apart(t: &ent_pipeline::Transcript) {
+    let spelled: String = t.tokens.iter().map(|x| x.token.as_str()).collect();
+    let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(words(&spelled), words(&t.text));
+}

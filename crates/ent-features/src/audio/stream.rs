@@ -15,11 +15,17 @@ use super::*;
 const HANDOFF: usize = 32_768;
 /// Seconds stepped past damage before decoding is tried again.
 const STEP_PAST: f64 = 1.0;
-/// Attempts to resume after damage, per file, before the rest counts as lost.
+/// Attempts in a row to resume after damage before the rest counts as lost (a minute of
+/// damage, in steps of [`STEP_PAST`]).
 const MAX_RESUMES: usize = 64;
+/// Damage closer than this to the previous stretch (seconds) extends it.
+const MERGE_WITHIN: f64 = 1.0;
+/// Damaged stretches listed at most; later ones extend the last.
+const MAX_DAMAGE: usize = 100;
 
-/// A stretch of a file that could not be decoded (or held NaN or infinite samples). Its
-/// place in the stream is filled with silence, so later times stay right.
+/// A stretch of a file that could not be decoded (or held NaN or infinite samples). The
+/// unreadable samples are replaced by silence, so later times stay right. Stretches less than
+/// a second apart are listed as one, and at most 100 are listed (the last then runs on).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Damage {
     /// Start, in seconds from the start of the file.
@@ -35,14 +41,14 @@ impl std::fmt::Display for Damage {
         match self.end {
             Some(end) => write!(
                 f,
-                "unreadable audio from {} to {} (silence in its place): {}",
+                "damaged audio from {} to {} (unreadable samples replaced by silence): {}",
                 clock(self.start),
                 clock(end),
                 self.detail
             ),
             None => write!(
                 f,
-                "unreadable audio from {} to the end: {}",
+                "damaged audio from {} to the end (nothing after it could be read): {}",
                 clock(self.start),
                 self.detail
             ),
@@ -134,10 +140,11 @@ impl AudioStream {
         });
         let (tx, rx) = mpsc::sync_channel(4);
         let rate = info.map(|i| i.sample_rate);
+        let frames = info.and_then(|i| i.frames);
         let worker_path = path.clone();
         let worker = std::thread::Builder::new()
             .name("ent-audio-stream".into())
-            .spawn(move || decode_worker(&worker_path, segment, rate, &tx))
+            .spawn(move || decode_worker(&worker_path, segment, rate, frames, &tx))
             .map_err(|e| FeatureError::Io {
                 path: path.clone(),
                 source: e,
@@ -288,13 +295,18 @@ impl AudioStream {
         }
     }
 
-    /// Records damage, merged with the previous record when it continues it (keeping the first
-    /// description: where the damage begins).
+    /// Records damage, merged with the previous record when it starts within [`MERGE_WITHIN`]
+    /// of its end (keeping the first description: where the damage begins), or when
+    /// [`MAX_DAMAGE`] are listed already.
     fn record(&mut self, start: f64, end: Option<f64>, detail: String) {
+        let full = self.damage.len() >= MAX_DAMAGE;
         if let Some(last) = self.damage.last_mut()
-            && last.end.is_some_and(|e| (e - start).abs() < 1e-9)
+            && (full || last.end.is_some_and(|e| start - e < MERGE_WITHIN))
         {
-            last.end = end;
+            last.end = match (last.end, end) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
             return;
         }
         self.damage.push(Damage { start, end, detail });
@@ -314,12 +326,19 @@ impl Drop for AudioStream {
 
 /// Decodes `path` from `segment` on, sending blocks of source samples; after damage, resumes
 /// [`STEP_PAST`] seconds further on.
-fn decode_worker(path: &Path, segment: Segment, mut rate: Option<u32>, tx: &SyncSender<Msg>) {
+fn decode_worker(
+    path: &Path,
+    segment: Segment,
+    mut rate: Option<u32>,
+    total_frames: Option<u64>,
+    tx: &SyncSender<Msg>,
+) {
     let input = Input::file(path);
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_owned);
     // Source samples of the segment sent so far (lost ones included).
     let mut sent = 0u64;
     let mut resumes = 0usize;
+    let mut resumed = false;
     loop {
         // Until the first samples arrive, `sent` is 0 and the rate may be unknown.
         let secs_sent = rate.map_or(0.0, |r| sent as f64 / r as f64);
@@ -359,6 +378,9 @@ fn decode_worker(path: &Path, segment: Segment, mut rate: Option<u32>, tx: &Sync
             return;
         }
         sent += got;
+        if got > 0 {
+            resumes = 0;
+        }
         if let Some(r) = rate_changed {
             let e = FeatureError::Unsupported {
                 input: input.clone(),
@@ -377,7 +399,7 @@ fn decode_worker(path: &Path, segment: Segment, mut rate: Option<u32>, tx: &Sync
             }
             Err(e) => e,
         };
-        if sent == 0 && resumes == 0 {
+        if sent == 0 && !resumed {
             // Not a single sample: the file cannot be read.
             let _ = tx.send(Msg::End(Some(err)));
             return;
@@ -389,7 +411,10 @@ fn decode_worker(path: &Path, segment: Segment, mut rate: Option<u32>, tx: &Sync
                 let _ = tx.send(Msg::End(None));
                 return;
             }
-            FeatureError::Corrupt { .. } if resumes < MAX_RESUMES => resumes += 1,
+            FeatureError::Corrupt { .. } if resumes < MAX_RESUMES => {
+                resumes += 1;
+                resumed = true;
+            }
             // Cut short, gone, or damaged beyond repair: the rest is lost.
             _ => {
                 let _ = tx.send(Msg::Lost {
@@ -407,6 +432,11 @@ fn decode_worker(path: &Path, segment: Segment, mut rate: Option<u32>, tx: &Sync
         let step = (STEP_PAST * r).round() as u64;
         let limit = segment.duration.map(|d| (d * r).round() as u64);
         let step = limit.map_or(step, |l| step.min(l.saturating_sub(sent)));
+        // Not past the end the header states.
+        let step = total_frames.map_or(step, |t| {
+            let first = (segment.offset * r).round() as u64;
+            step.min(t.saturating_sub(first + sent))
+        });
         if step == 0 {
             let _ = tx.send(Msg::End(None));
             return;

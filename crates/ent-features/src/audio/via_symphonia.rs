@@ -270,9 +270,24 @@ pub(super) fn decode_symphonia(
             continue;
         }
         let pts = packet.pts;
-        let buf = decoder
-            .decode(&packet)
-            .map_err(|e| sym_error(input, e, "while decoding"))?;
+        let frames_of = |dur: u64| rate.map_or(0, |r| timestamp_to_frame(dur as i64, time_base, r));
+        let skippable = |at: i64, dur: u64, first: u64| {
+            let n = frames_of(dur);
+            n > 0 && at.saturating_add(n) <= first as i64
+        };
+        let buf = match decoder.decode(&packet) {
+            Ok(buf) => buf,
+            // Decoding from the start towards a later segment (MP3, or FLAC without a sound
+            // seek table): a packet that fails before the segment only moves the count on,
+            // so damage earlier in the file does not stop a segment after it.
+            Err(SymError::DecodeError(_))
+                if !seeked && skippable(position, packet.dur.get(), first_wanted) =>
+            {
+                position += frames_of(packet.dur.get());
+                continue;
+            }
+            Err(e) => return Err(sym_error(input, e, "while decoding")),
+        };
         let channels = buf.spec().channels().count();
         let buf_rate = buf.spec().rate();
         if channels == 0 || buf_rate == 0 {
@@ -296,7 +311,7 @@ pub(super) fn decode_symphonia(
         let r = rate.unwrap_or(buf_rate);
         // Frame index of this buffer's first frame, from the stream's start (negative for
         // frames before it, which a seek's pre-roll may decode).
-        let start = if seeked {
+        let mut start = if seeked {
             timestamp_to_frame(pts.get().saturating_sub(origin), time_base, r)
         } else {
             position
@@ -306,19 +321,23 @@ pub(super) fn decode_symphonia(
         // FLAC and WAV packets carry exact sample positions: a packet that starts after the
         // previous one ended means frames in between were skipped over (a FLAC reader resyncs
         // past corrupt frames without a word), which would shift all later audio in time.
+        // Before the segment wanted, that only moves the count on.
         if exact_length {
             let at = timestamp_to_frame(pts.get().saturating_sub(origin), time_base, r);
             if let Some(next) = next_frame
                 && at > next
             {
-                return Err(corrupt(
-                    input,
-                    format!(
-                        "{:.3} s of audio are missing after {:.3} s",
-                        (at - next) as f64 / r as f64,
-                        next as f64 / r as f64
-                    ),
-                ));
+                if at > first_wanted as i64 {
+                    return Err(corrupt(
+                        input,
+                        format!(
+                            "{:.3} s of audio are missing after {:.3} s",
+                            (at - next) as f64 / r as f64,
+                            next as f64 / r as f64
+                        ),
+                    ));
+                }
+                start = at;
             }
             next_frame = Some(at.saturating_add(frames as i64));
         }

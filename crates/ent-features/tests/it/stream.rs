@@ -103,46 +103,66 @@ fn non_finite_stretches_become_reported_silence() {
     );
 }
 
+/// Makes a FLAC file's SEEKTABLE inconsistent (its first point's offset past the end), so
+/// that segments are decoded from the start instead of seeking.
+fn break_seek_table(flac: &mut [u8]) {
+    let mut pos = 4;
+    loop {
+        let kind = flac[pos] & 0x7F;
+        let last = flac[pos] & 0x80 != 0;
+        let size = u32::from_be_bytes([0, flac[pos + 1], flac[pos + 2], flac[pos + 3]]) as usize;
+        if kind == 3 {
+            flac[pos + 4 + 8..pos + 4 + 16].copy_from_slice(&(u64::MAX - 5).to_be_bytes());
+            return;
+        }
+        assert!(!last, "no SEEKTABLE");
+        pos += 4 + size;
+    }
+}
+
 /// Garbage over a stretch of FLAC frames: the audio before and after it is decoded, the
-/// stretch is silence of about its length, and the damage names where it is.
+/// stretch is silence of about its length, and the damage names where it is; with a seek
+/// table, and without a usable one (decoding from the start past the damage).
 #[test]
 fn corrupt_flac_frames_are_stepped_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(fixture("ramp_20s.flac")).unwrap();
     let whole = ent_features::load(fixture("ramp_20s.flac"))
         .unwrap()
         .samples;
-    let n = bytes.len();
-    for (i, b) in bytes[n / 2..n / 2 + 3000].iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+    for seek_table in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = std::fs::read(fixture("ramp_20s.flac")).unwrap();
+        if !seek_table {
+            break_seek_table(&mut bytes);
+        }
+        let n = bytes.len();
+        for (i, b) in bytes[n / 2..n / 2 + 3000].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+        }
+        let path = dir.path().join("corrupt.flac");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(
+            ent_features::load(&path).is_err(),
+            "the whole-file decode refuses it"
+        );
+        let mut s = AudioStream::open(&path, 8000).unwrap();
+        let got = drain(&mut s);
+        let d = s.damage().to_vec();
+        assert_eq!(d.len(), 1, "{d:?}");
+        // The ramp is 20 s; the garbage sits near its middle.
+        let (start, end) = (
+            d[0].start,
+            d[0].end.expect("decoding resumed after the damage"),
+        );
+        assert!((8.0..11.0).contains(&start), "{d:?}");
+        assert!(end > start && end - start < 4.0, "{d:?}");
+        let (a, b) = ((start * 8000.0) as usize, (end * 8000.0).ceil() as usize);
+        // Before the damage: the clean decode, sample for sample.
+        assert_eq!(got[..a], whole[..a], "seek table {seek_table}");
+        // After it: the clean decode again, at the same times.
+        assert_eq!(got.len(), whole.len(), "times after the damage stay right");
+        assert_eq!(got[b..], whole[b..], "seek table {seek_table}");
+        assert!(got[a..b].iter().all(|&x| x == 0.0));
     }
-    let path = dir.path().join("corrupt.flac");
-    std::fs::write(&path, &bytes).unwrap();
-    assert!(
-        ent_features::load(&path).is_err(),
-        "the whole-file decode refuses it"
-    );
-    let mut s = AudioStream::open(&path, 8000).unwrap();
-    let got = drain(&mut s);
-    let d = s.damage().to_vec();
-    assert!(!d.is_empty());
-    eprintln!("{d:?} {} {}", got.len(), whole.len());
-    // The ramp is 20 s; the garbage sits near its middle.
-    let start = d[0].start;
-    let end = d
-        .last()
-        .unwrap()
-        .end
-        .expect("decoding resumed after the damage");
-    assert!((8.0..11.0).contains(&start), "{d:?}");
-    assert!(end > start && end - start < 4.0, "{d:?}");
-    let (a, b) = ((start * 8000.0) as usize, (end * 8000.0).ceil() as usize);
-    // Before the damage: the clean decode, sample for sample.
-    assert_eq!(got[..a], whole[..a]);
-    // After it: the clean decode again, at the same times.
-    assert_eq!(got.len(), whole.len(), "times after the damage stay right");
-    assert_eq!(got[b..], whole[b..]);
-    assert!(got[a..b].iter().all(|&x| x == 0.0));
 }
 
 /// A WAV cut short: what is there is read, the rest is reported as lost.
