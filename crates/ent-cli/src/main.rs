@@ -388,7 +388,7 @@ fn for_each_file(
     let next = AtomicUsize::new(0);
     let emitted = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, ent_pipeline::Result<FileDecoding>)>();
+    let (tx, rx) = mpsc::channel::<(usize, std::result::Result<FileDecoding, String>)>();
     let outcome = std::thread::scope(|scope| -> Result<()> {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -438,12 +438,12 @@ fn for_each_file(
                     };
                     // A bug must not leave the output waiting for this file forever.
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        engine.transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report)
+                        engine
+                            .transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report)
+                            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
                     }))
                     .unwrap_or_else(|_| {
-                        Err(ent_pipeline::PipelineError::Data(
-                            "internal error while decoding (see the panic message above)".into(),
-                        ))
+                        Err("internal error while decoding (see the panic message above)".into())
                     });
                     if tx.send((i, r)).is_err() {
                         return;
@@ -473,10 +473,7 @@ fn for_each_file(
                                 .collect();
                             ((!damage.is_empty()).then(|| damage.join("; ")), true)
                         }
-                        Err(e) => (
-                            Some(format!("cannot transcribe: {:#}", anyhow::Error::new(e))),
-                            false,
-                        ),
+                        Err(e) => (Some(format!("cannot transcribe: {e}")), false),
                     };
                     emitted.fetch_add(1, Ordering::SeqCst);
                     if let Some(why) = error {
