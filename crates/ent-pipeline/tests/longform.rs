@@ -102,6 +102,7 @@ fn sentences_apart_are_decoded_alone_at_their_times() {
         assert_eq!(win.text, engine.decoding("own", &d[0]).transcript.text);
         assert!(!win.text.is_empty());
     }
+    assert_words_apart(t);
     for tok in &t.tokens {
         assert!(
             spans
@@ -174,6 +175,18 @@ fn continuous_sound_is_decoded_in_overlapping_windows() {
         t.segments.last().unwrap().end,
         ent_pipeline::round_ms(frames)
     );
+    assert_words_apart(t);
+    // Windows decoded on three threads at once give the same result.
+    let parallel = Engine::demo(&Device::Cpu, Search::default())
+        .unwrap()
+        .with_windowing(w)
+        .unwrap()
+        .with_jobs(3)
+        .transcribe_file("f", &path, Segment::WHOLE, &mut |_, _| {})
+        .unwrap();
+    let json = |t: &ent_pipeline::Transcript| serde_json::to_string(t).unwrap();
+    assert_eq!(json(&parallel.transcript), json(t));
+    assert_eq!(parallel.frame_probs, got.frame_probs);
 }
 
 /// The tokens spell the text's words: words of neighbouring windows are not glued together.
