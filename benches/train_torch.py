@@ -4,6 +4,7 @@ criterion group `cpu/train_step` (`benches/train.rs`): batch 8, 5 s utterances, 
 transcripts.
 
     python benches/train_torch.py --threads 2 [--device cpu|cuda] [--runs 5] [--json out.json]
+        [--only fbank_small|ent_backbone_features]
 
 The model is docs/method.md §2 written as the reference code writes it: a softmax scalar mix,
 `nn.LSTM` (cuDNN on the GPU), the predictor, the two joints, `torchaudio.functional.rnnt_loss`
@@ -19,6 +20,7 @@ Requires torch==2.11.0 and torchaudio==2.11.0 (benches/requirements.txt).
 """
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -108,12 +110,14 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=["fbank_small", "ent_backbone_features"],
+                    help="one model (the process's peak memory is then that model's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
     dev = torch.device(args.device)
     out = {}
-    for name in ["fbank_small", "ent_backbone_features"]:
+    for name in [args.only] if args.only else ["fbank_small", "ent_backbone_features"]:
         model, feats = build(name, dev)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
         tokens = torch.randint(2, 30, (B, U), device=dev)
@@ -142,7 +146,9 @@ def main():
             runs.append(time.perf_counter() - t0)
         med = statistics.median(runs)
         key = f"{name}/B{B}_5s_U{U}"
-        out[key] = {"median_s": med, "runs": runs}
+        # ru_maxrss is in KiB on Linux: the process's peak so far (with --only, this model's).
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out[key] = {"median_s": med, "runs": runs, "peak_rss_mib": peak_mib}
         print(f"torch/train_step/{key}: median {med * 1e3:.1f} ms over {args.runs} runs "
               f"({B / med:.2f} utt/s)", flush=True)
     if args.json:

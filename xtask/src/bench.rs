@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the CPU benchmarks (criterion) and their peers in the same run, then the
 //! comparison tables in Markdown: the lattice losses against torchaudio on the same shapes and
 //! thread count, the filterbank against kaldi-native-fbank on the same audio, the backbone
-//! against transformers on the same weights. The peers are installed from PyPI into
+//! against transformers on the same weights, one training step against the same network in
+//! PyTorch (`--only train`). The peers are installed from PyPI into
 //! `target/bench-venv` on first use (pinned in `benches/requirements.txt`).
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub enum Only {
     Lattice,
     Fbank,
     Backbone,
+    Train,
 }
 
 /// Options of `cargo xtask bench`.
@@ -109,7 +111,92 @@ pub fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     if want(Only::Backbone) {
         backbone_bench(&b)?;
     }
+    if want(Only::Train) {
+        train_bench(&b)?;
+    }
     Ok(())
+}
+
+/// One training step (batch 8, 5 s, U 60) of each model against `benches/train_torch.py`, each
+/// side in its own process per model so that its peak memory is that model's. Ends with one
+/// line per model: `train <model>: ent X ms, PyTorch Y ms, PyTorch/ent Z`.
+fn train_bench(b: &BenchRun<'_>) -> Result<()> {
+    let (root, python, threads, runs) = (b.root, b.python, b.threads, b.runs);
+    let models = ["fbank_small", "ent_backbone_features"];
+    let id = "B8_5s_U60";
+    let mut rows = Vec::new();
+    for m in models {
+        // The criterion benchmark of this model alone; its process tree's peak memory.
+        let ent_peak = if b.skip_criterion {
+            None
+        } else {
+            Some(peak_rss_mib(
+                Command::new(env!("CARGO"))
+                    .current_dir(root)
+                    .env("RAYON_NUM_THREADS", threads.to_string())
+                    .args(["bench", "-p", "ent-benches", "--bench", "train", "--", m]),
+            )?)
+        };
+        let ours = criterion_median(root, "cpu/train_step", m, id)?;
+        let peer = run_peer(
+            root,
+            python,
+            "train_torch.py",
+            &["--only".to_string(), m.to_string()],
+            threads,
+            runs,
+        )?;
+        let r = &peer["results"][format!("{m}/{id}")];
+        let theirs = r["median_s"].as_f64().context("no PyTorch median")?;
+        let their_peak = r["peak_rss_mib"].as_f64();
+        rows.push((m, ours, theirs, ent_peak, their_peak, peer["torch"].clone()));
+    }
+    println!(
+        "
+| model | ent | PyTorch | PyTorch ÷ ent | ent peak memory | PyTorch peak memory |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mib = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0} MiB"));
+    for (m, ours, theirs, ep, tp, torch) in &rows {
+        println!(
+            "| {m} | {:.0} ms | {:.0} ms (torch {torch}) | {:.2}x | {} | {} |",
+            ours * 1e3,
+            theirs * 1e3,
+            theirs / ours,
+            mib(*ep),
+            mib(*tp)
+        );
+    }
+    println!();
+    for (m, ours, theirs, ep, tp, _) in &rows {
+        println!(
+            "train {m}: ent {:.0} ms, PyTorch {:.0} ms, PyTorch/ent {:.2}",
+            ours * 1e3,
+            theirs * 1e3,
+            theirs / ours
+        );
+        println!("  peak memory {m}: ent {}, PyTorch {}", mib(*ep), mib(*tp));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` to completion and returns the peak resident memory, in MiB, of the largest
+/// process in its tree (Linux: `wait4`'s `ru_maxrss` covers the descendants it waited for).
+fn peak_rss_mib(cmd: &mut Command) -> Result<f64> {
+    let child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for; both pointers are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        anyhow::bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        anyhow::bail!("{cmd:?} failed (status {status})");
+    }
+    Ok(usage.ru_maxrss as f64 / 1024.0)
 }
 
 /// Runs `benches/SCRIPT ARGS --threads N --runs R --json FILE` and returns the JSON it wrote.

@@ -64,4 +64,5 @@ pub mod cpu {
     pub use crate::align::rnnt_best_path_slice as rnnt_best_path;
     pub use crate::pool::lattice_max_pool_loss_slice as lattice_max_pool_loss;
     pub use crate::rnnt::rnnt_loss_slice as rnnt_loss;
+    pub use crate::rowops::exp_f32;
 }

@@ -17,7 +17,7 @@ const LANES: usize = 16;
 /// Below -87 the result is 0 (the true value is under 1.7e-38, invisible next to the row
 /// maximum's term of 1), `-inf` gives 0 and NaN gives NaN.
 #[inline(always)]
-pub(crate) fn exp_f32(x: f32) -> f32 {
+pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

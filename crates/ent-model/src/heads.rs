@@ -54,8 +54,33 @@ impl Joint {
         z.reshape(out_dims)
     }
 
-    /// The full lattice: `h` `[B, T, E]`, `g` `[B, U+1, P]` -> `[B, T, U+1, outputs]`.
+    /// The full lattice: `h` `[B, T, E]`, `g` `[B, U+1, P]` -> `[B, T, U+1, outputs]`. On the
+    /// CPU (f32, f64) the hidden layer is never held whole (the fused joint, `fused.rs`); elsewhere this is
+    /// [`Joint::forward_unfused`].
     pub fn forward(&self, h: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+        let e = self.project_encoder(h)?;
+        let p = self.project_predictor(g)?;
+        let fusable = e.device().is_cpu()
+            && matches!(e.dtype(), DType::F32 | DType::F64)
+            && p.dtype() == e.dtype()
+            && self.out.weight().dtype() == e.dtype();
+        if !fusable {
+            return self.combine(&e.unsqueeze(2)?, &p.unsqueeze(1)?);
+        }
+        let z = e.contiguous()?.apply_op3(
+            &p.contiguous()?,
+            &self.out.weight().contiguous()?,
+            crate::fused::FusedJoint,
+        )?;
+        match self.out.bias() {
+            Some(b) => z.broadcast_add(b),
+            None => Ok(z),
+        }
+    }
+
+    /// [`Joint::forward`] as separate candle operations, the `[B, T, U+1, J]` hidden layer in
+    /// memory: the reference the fused joint is tested against, and the path on other devices.
+    pub fn forward_unfused(&self, h: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.project_encoder(h)?.unsqueeze(2)?;
         let p = self.project_predictor(g)?.unsqueeze(1)?;
         self.combine(&e, &p)

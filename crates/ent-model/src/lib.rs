@@ -16,6 +16,7 @@
 mod config;
 mod error;
 mod frontend;
+pub(crate) mod fused;
 mod heads;
 pub mod lstm;
 mod model;

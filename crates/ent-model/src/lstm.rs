@@ -142,7 +142,7 @@ pub(crate) fn stepwise(
 }
 
 /// Floating-point types the fused op computes in.
-trait Real:
+pub(crate) trait Real:
     Copy
     + Send
     + Sync
@@ -183,7 +183,7 @@ impl Real for f64 {
 /// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, every matrix given by its element strides
 /// `(row, col)`; `accumulate` keeps the old contents of `dst`.
 #[allow(clippy::too_many_arguments)]
-fn matmul<F: Real>(
+pub(crate) fn matmul<F: Real>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [F],
     dst_rs: usize,

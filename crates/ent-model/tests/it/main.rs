@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
+mod joint;
 mod lstm;
 mod model;
 mod nn;
