@@ -16,7 +16,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::lstm::{Real, matmul};
+use crate::lstm::{Real, matmul, slice};
 
 /// Frames per block of the hidden layer.
 pub const T_CHUNK: usize = 16;
@@ -51,15 +51,6 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
         bail!("fused joint: inputs must be contiguous");
     }
     Ok(Dims { b, t, u1, j, c })
-}
-
-fn slice<'a, F: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-) -> candle_core::Result<&'a [F]> {
-    let all = s.as_slice::<F>()?;
-    let start = l.start_offset();
-    Ok(&all[start..start + l.shape().elem_count()])
 }
 
 /// `tanh` over a block of the hidden layer, vectorised in f32.
@@ -237,6 +228,24 @@ fn backward<F: Tanh>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Ve
     (de, dp, dw)
 }
 
+/// [`backward`] on tensors: `(de, dp, dw)` on the inputs' device.
+fn grads<F: Tanh + candle_core::WithDType>(
+    d: Dims,
+    e: &Tensor,
+    p: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<F>();
+    let (de, dp, dw) = backward(d, &flat(e)?, &flat(p)?, &flat(w)?, &flat(grad)?);
+    let dev = e.device();
+    Ok((
+        Tensor::from_vec(de, (d.b, d.t, d.j), dev)?,
+        Tensor::from_vec(dp, (d.b, d.u1, d.j), dev)?,
+        Tensor::from_vec(dw, (d.c, d.j), dev)?,
+    ))
+}
+
 impl CustomOp3 for FusedJoint {
     fn name(&self) -> &'static str {
         "fused-joint"
@@ -283,37 +292,9 @@ impl CustomOp3 for FusedJoint {
         let (_, u1, _) = p.dims3()?;
         let (c, _) = w.dims2()?;
         let d = Dims { b, t, u1, j, c };
-        let dev = e.device();
-        let flat = |x: &Tensor| x.flatten_all();
         let (de, dp, dw) = match e.dtype() {
-            candle_core::DType::F32 => {
-                let (de, dp, dw) = backward(
-                    d,
-                    &flat(e)?.to_vec1::<f32>()?,
-                    &flat(p)?.to_vec1::<f32>()?,
-                    &flat(w)?.to_vec1::<f32>()?,
-                    &flat(grad)?.to_vec1::<f32>()?,
-                );
-                (
-                    Tensor::from_vec(de, (b, t, j), dev)?,
-                    Tensor::from_vec(dp, (b, u1, j), dev)?,
-                    Tensor::from_vec(dw, (c, j), dev)?,
-                )
-            }
-            candle_core::DType::F64 => {
-                let (de, dp, dw) = backward(
-                    d,
-                    &flat(e)?.to_vec1::<f64>()?,
-                    &flat(p)?.to_vec1::<f64>()?,
-                    &flat(w)?.to_vec1::<f64>()?,
-                    &flat(grad)?.to_vec1::<f64>()?,
-                );
-                (
-                    Tensor::from_vec(de, (b, t, j), dev)?,
-                    Tensor::from_vec(dp, (b, u1, j), dev)?,
-                    Tensor::from_vec(dw, (c, j), dev)?,
-                )
-            }
+            candle_core::DType::F32 => grads::<f32>(d, e, p, w, grad)?,
+            candle_core::DType::F64 => grads::<f64>(d, e, p, w, grad)?,
             other => bail!("fused joint: unsupported dtype {other:?}"),
         };
         Ok((Some(de), Some(dp), Some(dw)))

@@ -421,7 +421,7 @@ fn dims(l1: &Layout, l2: &Layout) -> candle_core::Result<Dims> {
     Ok(Dims { b, t, h })
 }
 
-fn slice<'a, F: candle_core::WithDType>(
+pub(crate) fn slice<'a, F: candle_core::WithDType>(
     s: &'a CpuStorage,
     l: &Layout,
 ) -> candle_core::Result<&'a [F]> {
