@@ -270,7 +270,7 @@ fn main() {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
     if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", chain(e.chain()));
         std::process::exit(1);
     }
 }
@@ -440,7 +440,7 @@ fn for_each_file(
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         engine
                             .transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report)
-                            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+                            .map_err(|e| chain(anyhow::Error::new(e).chain()))
                     }))
                     .unwrap_or_else(|_| {
                         Err("internal error while decoding (see the panic message above)".into())
@@ -510,6 +510,23 @@ fn for_each_file(
         );
     }
     Ok(())
+}
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose message the line
+/// already holds (many errors print their source in their own message).
+fn chain<'a>(errors: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut line = String::new();
+    for e in errors {
+        let m = e.to_string();
+        if line.contains(&m) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&m);
+    }
+    line
 }
 
 fn clock(secs: f64) -> String {

@@ -291,7 +291,13 @@ fn batches_survive_bad_files() {
     assert!(lines[0]["file"].as_str().unwrap().ends_with("bad.wav"));
     assert!(lines[0]["error"].is_string());
     assert!(!lines[1]["text"].as_str().unwrap().is_empty());
-    assert!(lines[2]["error"].as_str().unwrap().contains("missing.flac"));
+    let missing_error = lines[2]["error"].as_str().unwrap();
+    assert!(missing_error.contains("missing.flac"));
+    assert_eq!(
+        missing_error.matches("No such file").count(),
+        1,
+        "each cause once: {missing_error}"
+    );
     // In a log, a closing progress line.
     assert!(err.contains("decoding: 3/3 files"), "{err}");
 
