@@ -71,7 +71,9 @@ pub fn decode(model: &Model, enc: &Encoded, how: &Search) -> Result<Vec<Decoded>
         .collect()
 }
 
-fn argmax(p: &[f32]) -> usize {
+/// The index of the largest probability (the first of equal ones): how an utterance's
+/// emotion is read off its class probabilities.
+pub fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in p.iter().enumerate() {
         if x > p[best] {

@@ -11,7 +11,7 @@ use ent_train::{Checkpoint, CheckpointMeta};
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
-use crate::longform::{FileDecoding, Windowing, argmax};
+use crate::longform::{FileDecoding, Windowing};
 
 /// The demo model trained by `ent demo` on the bundled synthetic corpus, built into the binary.
 const DEMO_MODEL: &[u8] = include_bytes!("../assets/demo-model.safetensors");
@@ -295,7 +295,7 @@ impl Engine {
     /// Label and named probabilities of class probabilities `p`.
     pub(crate) fn utterance_emotion(&self, p: &[f32]) -> UtteranceEmotion {
         UtteranceEmotion {
-            label: self.label(argmax(p)),
+            label: self.label(ent_decode::argmax(p)),
             probs: p
                 .iter()
                 .enumerate()

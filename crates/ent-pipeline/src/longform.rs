@@ -663,7 +663,7 @@ impl Engine {
         } else {
             frames_to_segments(&st.frames, shift, shift).map_err(ent_decode::DecodeError::from)?
         };
-        let class = argmax(&probs);
+        let class = ent_decode::argmax(&probs);
         let transcript = self.make_transcript(crate::engine::Parts {
             id,
             text,
@@ -682,16 +682,6 @@ impl Engine {
             class,
         })
     }
-}
-
-pub(crate) fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in p.iter().enumerate() {
-        if x > p[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]

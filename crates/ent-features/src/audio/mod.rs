@@ -118,14 +118,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Audio, FeatureError> {
 pub fn load_segment(path: impl AsRef<Path>, segment: Segment) -> Result<Audio, FeatureError> {
     let path = path.as_ref();
     segment.validate()?;
-    let io_err = |source| FeatureError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    if file.metadata().map_err(io_err)?.is_dir() {
-        return Err(io_err(io::Error::other("is a directory")));
-    }
+    let (file, _) = open_file(path)?;
     decode_source(
         Box::new(file),
         &Input::file(path),
@@ -133,6 +126,20 @@ pub fn load_segment(path: impl AsRef<Path>, segment: Segment) -> Result<Audio, F
         segment,
         None,
     )
+}
+
+/// Opens `path` for reading, with its length in bytes; a folder is an error.
+fn open_file(path: &Path) -> Result<(File, u64), FeatureError> {
+    let io_err = |source| FeatureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(io_err(io::Error::other("is a directory")));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Decodes a whole file and resamples it to `sample_rate`.
@@ -171,20 +178,12 @@ impl AudioInfo {
 /// file; damage past the header (a corrupt packet) is only found by decoding.
 pub fn probe(path: impl AsRef<Path>) -> Result<AudioInfo, FeatureError> {
     let path = path.as_ref();
-    let io_err = |source| FeatureError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    if meta.is_dir() {
-        return Err(io_err(io::Error::other("is a directory")));
-    }
+    let (file, len) = open_file(path)?;
     let input = Input::file(path);
     let extension = path.extension().and_then(|e| e.to_str());
     // As in `decode_source`: a parser panic on malformed bytes is reported, not propagated.
     catch_parser_panic(&input, "the header parser", || {
-        probe_unguarded(Box::new(file), &input, extension, meta.len())
+        probe_unguarded(Box::new(file), &input, extension, len)
     })
 }
 

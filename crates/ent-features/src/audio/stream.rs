@@ -1,7 +1,7 @@
 //! Reading a file of any length a block at a time: decoded on a background thread, resampled
 //! as it arrives, with damage in the middle reported and stepped over instead of ending it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -174,19 +174,9 @@ impl AudioStream {
         self.duration
     }
 
-    /// Seconds handed out so far.
-    pub fn position_secs(&self) -> f64 {
-        self.delivered as f64 / self.rate as f64
-    }
-
     /// The damaged stretches met so far, in file order.
     pub fn damage(&self) -> &[Damage] {
         &self.damage
-    }
-
-    /// The file, for messages.
-    pub fn path(&self) -> Option<&Path> {
-        self.input.path()
     }
 
     /// The next samples (a fraction of a second to a few seconds' worth); `None` at the end.
@@ -369,8 +359,14 @@ fn decode_worker(
                 }
                 true
             };
-            open_file(path).and_then(|file| {
-                decode_source(file, &input, extension.as_deref(), part, Some(&mut sink))
+            open_file(path).and_then(|(file, _)| {
+                decode_source(
+                    Box::new(file),
+                    &input,
+                    extension.as_deref(),
+                    part,
+                    Some(&mut sink),
+                )
             })
         };
         let r = rate.unwrap_or(1);
@@ -462,12 +458,4 @@ fn damage_detail(e: &FeatureError) -> String {
         FeatureError::Truncated { detail, .. } => format!("truncated audio: {detail}"),
         other => other.to_string(),
     }
-}
-
-fn open_file(path: &Path) -> Result<Box<dyn Source>, FeatureError> {
-    let file = std::fs::File::open(path).map_err(|source| FeatureError::Io {
-        path: PathBuf::from(path),
-        source,
-    })?;
-    Ok(Box::new(file))
 }
