@@ -43,8 +43,9 @@ fn build_executable(
 }
 
 /// `cargo xtask gpu-bundle`: `target/gpu-bundle/` with stripped x86-64 binaries of the GPU
-/// tests and benchmark, the torchaudio timing script, the table script and `run.sh`, for a
-/// machine with a GPU, a CUDA 13 driver and Python with torch and torchaudio but no Rust.
+/// tests and benchmark and of `ent` built with `cuda`, the torchaudio timing script, the table
+/// and evaluation-comparison scripts and `run.sh`, for a machine with a GPU, a CUDA 13 driver
+/// and Python with torch and torchaudio but no Rust.
 pub fn gpu_bundle(root: &Path) -> Result<()> {
     let env = cuda_env(root)?;
     let tests = build_executable(
@@ -78,6 +79,12 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         ],
         "lattice_cuda",
     )?;
+    let ent = build_executable(
+        root,
+        &env,
+        &["build", "--release", "-p", "ent-cli", "--features", "cuda"],
+        "ent",
+    )?;
     let dir = root.join("target/gpu-bundle");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -85,7 +92,11 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     // Stripped, each binary is about 50 MB, most of it candle's CUDA kernels; xz takes it to
     // about 6 MB. run.sh unpacks with Python's lzma.
-    for (src, name) in [(&tests, "ent-lattice-tests"), (&bench, "lattice-cuda")] {
+    for (src, name) in [
+        (&tests, "ent-lattice-tests"),
+        (&bench, "lattice-cuda"),
+        (&ent, "ent"),
+    ] {
         let dst = dir.join(name);
         run(Command::new("strip").arg("-o").arg(&dst).arg(src))
             .with_context(|| format!("stripping {}", src.display()))?;
@@ -99,6 +110,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
             "torchaudio_rnnt.py",
         ),
         (root.join("benches/gpu_table.py"), "gpu_table.py"),
+        (root.join("benches/compare_eval.py"), "compare_eval.py"),
     ] {
         std::fs::copy(&src, dir.join(name))
             .with_context(|| format!("copying {}", src.display()))?;

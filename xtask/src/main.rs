@@ -43,10 +43,11 @@ enum Cmd {
     /// toolkit above, link-only stubs of the CUDA libraries (target/cuda-stubs),
     /// CUDA_COMPUTE_CAP=90; no GPU (the first run compiles candle's CUDA kernels: minutes).
     CheckCuda,
-    /// Build target/gpu-bundle (at most 60 MB): the GPU tests and benchmark as stripped binaries
-    /// with run.sh, for a machine with an NVIDIA GPU, a CUDA 13 driver and Python with
-    /// torch/torchaudio but no Rust (parity with ENT_REQUIRE_CUDA=1, compute-sanitizer,
-    /// criterion beside torchaudio).
+    /// Build target/gpu-bundle (at most 60 MB): the GPU tests, the benchmark and `ent` (with
+    /// `cuda`) as stripped binaries with run.sh, for a machine with an NVIDIA GPU, a CUDA 13
+    /// driver and Python with torch/torchaudio but no Rust (parity with ENT_REQUIRE_CUDA=1,
+    /// compute-sanitizer, criterion beside torchaudio, `ent eval` and one training epoch of the
+    /// demo recipe on CPU and GPU).
     GpuBundle,
     /// Build the kernels' own sources for the host over emulated CUDA built-ins (the system C++
     /// compiler, no GPU), run their property tests against the CPU reference, then again with
