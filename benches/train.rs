@@ -95,6 +95,7 @@ fn step(s: &mut Setup, fbank: bool, rng: &mut SplitMix64) {
         emotions: &s.emotions,
         intensity: &[None; B],
         gender: &[None; B],
+        frame_emotions: &[],
     };
     let loss = s
         .model

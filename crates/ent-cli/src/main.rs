@@ -600,6 +600,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
                     frame_probs: d.frame_probs.clone(),
                     frame_emotions: d.frame_emotions.clone(),
                     eder: None,
+                    eder_baselines: None,
                     class: d.class,
                 };
                 write_timeline(dir, &scored, &labels)?;

@@ -138,7 +138,8 @@ fn diarize_prints_rttm_lines_that_tile_the_file() {
 fn eval_scores_a_manifest_and_writes_reports_and_plots() {
     let dir = TempDir::new("eval");
     let manifest = dir.0.join("diar.json");
-    std::fs::write(&manifest, subset("diar.json", 3).to_string()).unwrap();
+    let picked = subset("diar.json", 3);
+    std::fs::write(&manifest, picked.to_string()).unwrap();
     let out = dir.0.join("out");
     let text = stdout(&ent(&[
         "eval",
@@ -157,6 +158,24 @@ fn eval_scores_a_manifest_and_writes_reports_and_plots() {
             .unwrap();
     assert_eq!(report["utterances"], 3);
     assert_eq!(report["eder_utterances"], 3);
+    // The trivial baselines, from the manifest alone: one emotional interval of length e in
+    // d seconds costs e/d when every frame is neutral and 1 - e/d when every frame carries the
+    // utterance's emotion.
+    let (mut neutral, mut label) = (0.0, 0.0);
+    for u in picked.as_object().unwrap().values() {
+        let d = u["duration"].as_f64().unwrap();
+        let iv = &u["emotion"][0];
+        let e = iv["end"].as_f64().unwrap() - iv["start"].as_f64().unwrap();
+        neutral += 100.0 * e / d / 3.0;
+        label += 100.0 * (1.0 - e / d) / 3.0;
+    }
+    let close = |key: &str, want: f64| {
+        let got = report[key].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{key}: {got} vs {want}");
+    };
+    close("eder_all_neutral", neutral);
+    close("eder_utterance_label", label);
+    assert!(text.contains("all neutral"), "{text}");
     let counts = report["confusion"]["counts"].as_array().unwrap();
     let total: u64 = counts
         .iter()

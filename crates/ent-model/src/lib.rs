@@ -29,7 +29,8 @@ pub use error::ModelError;
 pub use frontend::FbankFrontEnd;
 pub use heads::{CtaRnn, Joint, Predictor, PredictorState, UtteranceHead};
 pub use model::{
-    Encoded, Features, LossConfig, Losses, Model, Output, PoolNodes, Predicted, Targets,
+    Encoded, Features, FrameUnlabelled, LossConfig, Losses, Model, Output, PoolNodes, Predicted,
+    Targets,
 };
 pub use nn::{Mode, SeededVarMap};
 

@@ -75,6 +75,10 @@ pub struct Targets<'a> {
     pub intensity: &'a [Option<f32>],
     /// Gender label (female 0, male 1) per utterance, if known.
     pub gender: &'a [Option<u32>],
+    /// Emotion class per encoder frame (`frame_lens[b]` of them), for utterances whose
+    /// emotions are known frame by frame; read by the frame loss ([`LossConfig::frame`]).
+    /// Empty, or one entry per utterance.
+    pub frame_emotions: &'a [Option<Vec<u32>>],
 }
 
 /// Which lattice nodes the pooling chooses from.
@@ -111,6 +115,14 @@ pub struct LossConfig {
     pub neutral_term: NeutralTerm,
     /// Which nodes the pooling chooses from.
     pub pool_nodes: PoolNodes,
+    /// Frame labels of utterances without known spans ([`FrameUnlabelled`]); the trainer
+    /// reads this.
+    pub frame_unlabelled: FrameUnlabelled,
+    /// Weight of the frame loss: the cross-entropy of the emotion joint, at each frame's node
+    /// on the most probable alignment, against the frame's known emotion
+    /// ([`Targets::frame_emotions`]), averaged over the utterance's frames. 0 (off) by default:
+    /// the paper trains with utterance labels only.
+    pub frame: f64,
 }
 
 impl Default for LossConfig {
@@ -124,8 +136,23 @@ impl Default for LossConfig {
             pool_mode: PoolMode::One,
             neutral_term: NeutralTerm::Min,
             pool_nodes: PoolNodes::Lattice,
+            frame: 0.0,
+            frame_unlabelled: FrameUnlabelled::Utterance,
         }
     }
+}
+
+/// What the frame loss takes as the frame labels of a training example whose emotions are
+/// known only as one utterance label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameUnlabelled {
+    /// The utterance label on every frame (SpeechBrain's "emotion only" pattern: right for
+    /// acted single-emotion utterances).
+    #[default]
+    Utterance,
+    /// No frame loss for it.
+    Skip,
 }
 
 /// The loss of one batch.
@@ -141,6 +168,9 @@ pub struct Losses {
     pub lattice: Tensor,
     /// Mean utterance-head cross-entropy (unweighted), a scalar.
     pub head: Tensor,
+    /// Mean frame loss (unweighted) over the utterances with frame labels, a scalar (0 when
+    /// the frame loss is off or no utterance has frame labels).
+    pub frame: Tensor,
 }
 
 /// ENT or FENT with its front end.
@@ -527,13 +557,23 @@ impl Model {
             },
         )?;
         let labels = Tensor::from_vec(targets.emotions.to_vec(), b, dev)?;
-        let (emotion_nodes, pool_token_lens) = match cfg.pool_nodes {
-            PoolNodes::Lattice => (out.emotion_logits.clone(), token_lens.clone()),
-            PoolNodes::Alignment => {
-                let nodes =
-                    alignment_nodes(out, targets, &frame_lens, &token_lens, self.cfg.blank)?;
-                (nodes, Tensor::zeros(b, DType::U32, dev)?)
+        let frame_on = cfg.frame > 0.0 && targets.frame_emotions.iter().any(Option::is_some);
+        let aligned = if frame_on || cfg.pool_nodes == PoolNodes::Alignment {
+            Some(alignment_nodes(
+                out,
+                targets,
+                &frame_lens,
+                &token_lens,
+                self.cfg.blank,
+            )?)
+        } else {
+            None
+        };
+        let (emotion_nodes, pool_token_lens) = match (cfg.pool_nodes, &aligned) {
+            (PoolNodes::Alignment, Some(nodes)) => {
+                (nodes.clone(), Tensor::zeros(b, DType::U32, dev)?)
             }
+            _ => (out.emotion_logits.clone(), token_lens.clone()),
         };
         let lattice = ent_lattice::lattice_max_pool_loss(
             &emotion_nodes,
@@ -551,6 +591,15 @@ impl Model {
         let head = cross_entropy(&out.utterance_logits, &labels)?;
         let mut per =
             ((&rnnt * cfg.rnnt)? + (&lattice * cfg.lattice)?)?.add(&(&head * cfg.head)?)?;
+        let mut frame = Tensor::zeros((), rnnt.dtype(), dev)?;
+        if let (true, Some(nodes)) = (frame_on, &aligned) {
+            n("frame label lists", targets.frame_emotions.len())?;
+            let (per_frame, mask) = self.frame_loss(nodes, targets.frame_emotions, out)?;
+            let w = weights(&mask, b, dev, per_frame.dtype())?;
+            // w is B / (utterances with labels) where labelled: the mean over those.
+            frame = (per_frame.mul(&w)?.sum_all()? / (b as f64))?;
+            per = (per + (per_frame.mul(&w)? * cfg.frame)?)?;
+        }
         if let Some(pred) = &out.intensity {
             n("intensity labels", targets.intensity.len())?;
             let (vals, mask) =
@@ -577,7 +626,47 @@ impl Model {
             rnnt: rnnt.mean_all()?,
             lattice: lattice.mean_all()?,
             head: head.mean_all()?,
+            frame,
         })
+    }
+
+    /// The frame loss of each utterance `[B]` (the mean over its frames of `-log p(label)` at
+    /// the alignment's node, 0 for an utterance without frame labels) and the mask of the
+    /// utterances that have them. `nodes`: `[B, T, 1, K]` from [`alignment_nodes`].
+    fn frame_loss(
+        &self,
+        nodes: &Tensor,
+        frame_emotions: &[Option<Vec<u32>>],
+        out: &Output,
+    ) -> Result<(Tensor, Vec<f32>), ModelError> {
+        let (b, t, _, k) = nodes.dims4()?;
+        let mut labels = vec![0u32; b * t];
+        let mut w = vec![0f32; b * t];
+        let mut mask = vec![0f32; b];
+        for (i, f) in frame_emotions.iter().enumerate() {
+            let Some(f) = f else { continue };
+            let len = out.frame_lens[i];
+            if f.len() != len {
+                return Err(ModelError::Input(format!(
+                    "utterance {i} has {} frame emotions for {len} frames",
+                    f.len()
+                )));
+            }
+            if let Some(&c) = f.iter().find(|&&c| c as usize >= k) {
+                return Err(ModelError::Input(format!(
+                    "frame emotion {c} of utterance {i} is not below {k} classes"
+                )));
+            }
+            labels[i * t..i * t + len].copy_from_slice(f);
+            w[i * t..i * t + len].fill(1.0 / len as f32);
+            mask[i] = 1.0;
+        }
+        let dev = nodes.device();
+        let lp = candle_nn::ops::log_softmax(&nodes.reshape((b * t, k))?, D::Minus1)?;
+        let labels = Tensor::from_vec(labels, (b * t, 1), dev)?;
+        let w = Tensor::from_vec(w, b * t, dev)?.to_dtype(lp.dtype())?;
+        let nll = lp.gather(&labels, 1)?.squeeze(1)?.neg()?;
+        Ok((nll.mul(&w)?.reshape((b, t))?.sum(1)?, mask))
     }
 }
 

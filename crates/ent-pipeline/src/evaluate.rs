@@ -39,6 +39,11 @@ pub struct Report {
     pub eder: Option<f64>,
     /// Utterances EDER was computed on.
     pub eder_utterances: usize,
+    /// EDER of the trivial answer "every frame neutral", on the same utterances, percent.
+    pub eder_all_neutral: Option<f64>,
+    /// EDER of the trivial answer "every frame the utterance's reference emotion", percent:
+    /// what a perfect utterance classifier scores without localising anything.
+    pub eder_utterance_label: Option<f64>,
     /// Chance level of UA (100 / classes present in the reference), percent.
     pub chance_ua: Option<f64>,
 }
@@ -62,6 +67,10 @@ pub struct Scored {
     pub frame_emotions: Vec<usize>,
     /// Utterance EDER, if it has intervals.
     pub eder: Option<f64>,
+    /// The EDER of the two trivial answers on this utterance (all neutral, all its reference
+    /// emotion), if it has intervals.
+    #[serde(skip)]
+    pub eder_baselines: Option<[f64; 2]>,
     /// Decoded utterance class.
     #[serde(skip)]
     pub class: usize,
@@ -154,9 +163,22 @@ fn score_one(
         }
         Some(reference_segments(u.duration, &spans, neutral)?)
     };
-    let e = match &reference {
-        Some(r) => Some(eder(&d.segments, r, u.duration)?),
-        None => None,
+    let (e, baselines) = match &reference {
+        Some(r) => {
+            let whole = |label| {
+                let all = [Segment {
+                    start: 0.0,
+                    end: u.duration,
+                    label,
+                }];
+                eder(&all, r, u.duration)
+            };
+            (
+                Some(eder(&d.segments, r, u.duration)?),
+                Some([whole(neutral)?, whole(u.emotion)?]),
+            )
+        }
+        None => (None, None),
     };
     Ok(Scored {
         transcript: d.transcript,
@@ -166,6 +188,7 @@ fn score_one(
         frame_probs: d.frame_probs,
         frame_emotions: d.frame_emotions,
         eder: e,
+        eder_baselines: baselines,
         class: d.class,
     })
 }
@@ -224,6 +247,7 @@ pub fn evaluate(
     let mut confusion = Confusion::new(labels.clone());
     let mut asr = AsrScores::default();
     let mut eders = EderMean::default();
+    let mut baselines = [EderMean::default(), EderMean::default()];
     for (u, s) in utts.iter().zip(&scored) {
         confusion.add(u.emotion, s.class)?;
         if !u.text.is_empty() {
@@ -231,6 +255,9 @@ pub fn evaluate(
         }
         if let Some(e) = s.eder {
             eders.add(e);
+        }
+        for (m, e) in baselines.iter_mut().zip(s.eder_baselines.iter().flatten()) {
+            m.add(*e);
         }
     }
     let present = confusion
@@ -248,6 +275,8 @@ pub fn evaluate(
         cer: asr.cer(),
         eder: eders.mean().map(|e| 100.0 * e),
         eder_utterances: eders.count(),
+        eder_all_neutral: baselines[0].mean().map(|e| 100.0 * e),
+        eder_utterance_label: baselines[1].mean().map(|e| 100.0 * e),
         chance_ua: (present > 0).then(|| 100.0 / present as f64),
         confusion,
         asr,
@@ -289,9 +318,12 @@ impl Report {
         if self.eder_utterances > 0 {
             let _ = writeln!(
                 s,
-                "  EDER      {} over {} utterances with emotion intervals",
+                "  EDER      {} over {} utterances with emotion intervals (all neutral {}, \
+                 utterance emotion everywhere {})",
                 pct(self.eder),
-                self.eder_utterances
+                self.eder_utterances,
+                pct(self.eder_all_neutral),
+                pct(self.eder_utterance_label)
             );
         }
         s

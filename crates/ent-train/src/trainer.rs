@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use ent_common::progress::{Ticker, duration};
 use ent_common::rng::SplitMix64;
 use ent_decode::metrics::Confusion;
-use ent_model::{Features, FrontEnd, Mode, Model, SeededVarMap, Targets};
+use ent_model::{Features, FrameUnlabelled, FrontEnd, Mode, Model, SeededVarMap, Targets};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -94,6 +94,9 @@ struct StepLog<'a> {
     rnnt: f64,
     lattice: f64,
     head: f64,
+    /// The frame loss (absent when it is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<f64>,
     lr: f64,
     grad_norm: f64,
     utt_per_sec: f64,
@@ -380,15 +383,37 @@ impl Trainer {
         let out = self
             .model
             .forward(feats, &inputs.lens, &tokens, &token_lens, mode)?;
+        let frame_emotions = self.frame_emotions(utts, &out.frame_lens);
         let targets = Targets {
             tokens: &tokens,
             token_lens: &token_lens,
             emotions: &emotions,
             intensity: &intensity,
             gender: &gender,
+            frame_emotions: &frame_emotions,
         };
         let losses = self.model.loss(&out, &targets, &self.cfg.loss)?;
         Ok((losses, out.utterance_logits, emotions))
+    }
+
+    /// The frame labels of a batch for the frame loss (none when it is off): from each
+    /// example's spans, else, as configured, its utterance label on every frame.
+    fn frame_emotions(&self, utts: &[&PreparedUtt], frame_lens: &[usize]) -> Vec<Option<Vec<u32>>> {
+        let loss = &self.cfg.loss;
+        if loss.frame <= 0.0 {
+            return Vec::new();
+        }
+        let shift = self.cfg.model.front_end.frame_shift_secs();
+        let neutral = self.cfg.model.neutral;
+        utts.iter()
+            .zip(frame_lens)
+            .map(|(u, &len)| {
+                u.frame_classes(len, shift, neutral).or_else(|| {
+                    (loss.frame_unlabelled == FrameUnlabelled::Utterance)
+                        .then(|| vec![u.emotion as u32; len])
+                })
+            })
+            .collect()
     }
 
     fn last_good(&self) -> String {
@@ -401,10 +426,10 @@ impl Trainer {
     }
 
     /// One optimiser step over the batches `group` (gradient accumulation). Returns the mean
-    /// total, RNN-T, lattice and head losses, the learning rate and the gradient norm.
-    fn step(&mut self, group: &[Vec<usize>]) -> Result<[f64; 6], TrainError> {
+    /// total, RNN-T, lattice, head and frame losses, the learning rate and the gradient norm.
+    fn step(&mut self, group: &[Vec<usize>]) -> Result<[f64; 7], TrainError> {
         let mut acc = BTreeMap::new();
-        let mut sums = [0f64; 4];
+        let mut sums = [0f64; 5];
         for batch in group {
             let utts: Vec<&PreparedUtt> = batch.iter().map(|&i| &self.train[i]).collect();
             let mut rng = SplitMix64::new(self.rng.next_u64());
@@ -429,10 +454,13 @@ impl Trainer {
             }
             let grads = losses.total.backward()?;
             optim::accumulate(&mut acc, &grads, self.opt.vars())?;
-            for (s, t) in
-                sums.iter_mut()
-                    .zip([&losses.total, &losses.rnnt, &losses.lattice, &losses.head])
-            {
+            for (s, t) in sums.iter_mut().zip([
+                &losses.total,
+                &losses.rnnt,
+                &losses.lattice,
+                &losses.head,
+                &losses.frame,
+            ]) {
                 *s += t.to_dtype(DType::F64)?.to_scalar::<f64>()? / group.len() as f64;
             }
         }
@@ -457,7 +485,7 @@ impl Trainer {
         let lr = self.schedule.lr(self.state.step);
         self.opt.step(&acc, lr)?;
         self.state.step += 1;
-        Ok([sums[0], sums[1], sums[2], sums[3], lr, norm])
+        Ok([sums[0], sums[1], sums[2], sums[3], sums[4], lr, norm])
     }
 
     /// Teacher-forced loss and utterance-head accuracy over `utts`, in batches of the training
@@ -542,7 +570,7 @@ impl Trainer {
                 }
                 let t0 = Instant::now();
                 let utts: usize = group.iter().map(Vec::len).sum();
-                let [loss, rnnt, lattice, head, lr, grad_norm] = self.step(group)?;
+                let [loss, rnnt, lattice, head, frame, lr, grad_norm] = self.step(group)?;
                 let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 consumed += size;
                 self.state.batch_in_epoch = consumed as u64;
@@ -561,6 +589,7 @@ impl Trainer {
                     rnnt,
                     lattice,
                     head,
+                    frame: (self.cfg.loss.frame > 0.0).then_some(frame),
                     lr,
                     grad_norm,
                     utt_per_sec: ups,

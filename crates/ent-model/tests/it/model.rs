@@ -187,6 +187,7 @@ fn every_trainable_parameter_gets_a_gradient() {
             emotions: &[0, 3, 2],
             intensity: &[Some(0.3), None, Some(0.9)],
             gender: &[Some(1), Some(0), None],
+            frame_emotions: &[],
         };
         let losses = model.loss(&out, &targets, &LossConfig::default()).unwrap();
         let grads = losses.total.backward().unwrap();
@@ -237,6 +238,7 @@ fn loss_is_the_weighted_sum_of_its_parts() {
         emotions: &emotions,
         intensity: &[],
         gender: &[],
+        frame_emotions: &[],
     };
     let w = LossConfig {
         rnnt: 0.3,
@@ -437,6 +439,7 @@ fn alignment_pooling_reads_only_the_best_path() {
         emotions: &emotions,
         intensity: &[],
         gender: &[],
+        frame_emotions: &[],
     };
     let cfg = LossConfig {
         pool_nodes: ent_model::PoolNodes::Alignment,
@@ -503,5 +506,134 @@ fn alignment_pooling_reads_only_the_best_path() {
     assert!(
         (b..=2 * b).contains(&touched),
         "{touched} nodes received gradient"
+    );
+}
+
+/// The frame loss: at each frame's node on the best alignment, `-log softmax(z)[label]`,
+/// averaged over the utterance's frames and then over the utterances that have frame labels
+/// (recomputed here in f64 from the paths); its gradient is `(p - onehot) / (frames * n)` at
+/// those nodes and zero elsewhere, and bad labels are errors naming the utterance.
+#[test]
+fn frame_loss_is_the_cross_entropy_on_the_best_path() {
+    let (_, mcfg) = variants().remove(0);
+    let (_, model) = build(&mcfg);
+    let dev = Device::Cpu;
+    let (b, t, u, v, k) = (3, 7, 4, 31, mcfg.num_emotions);
+    let mut rng = SplitMix64::new(12);
+    let mut randn =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| 3.0 * rng.gaussian() as f32).collect() };
+    let asr = Tensor::from_vec(randn(b * t * (u + 1) * v), (b, t, u + 1, v), &dev).unwrap();
+    let emo = Var::from_vec(randn(b * t * (u + 1) * k), (b, t, u + 1, k), &dev).unwrap();
+    let out = ent_model::Output {
+        asr_logits: asr.clone(),
+        emotion_logits: emo.as_tensor().clone(),
+        utterance_logits: Tensor::zeros((b, k), DType::F32, &dev).unwrap(),
+        intensity: None,
+        gender_logits: None,
+        frame_lens: vec![7, 5, 3],
+    };
+    let tokens = Tensor::new(&[[3u32, 4, 5, 6], [7, 8, 0, 0], [9, 10, 11, 0]], &dev).unwrap();
+    let token_lens = [4usize, 2, 3];
+    let emotions = [0u32, mcfg.neutral as u32, 2];
+    let frames = vec![
+        Some(vec![3u32, 3, 0, 0, 0, 3, 3]),
+        None,
+        Some(vec![2u32, 1, 2]),
+    ];
+    let targets = Targets {
+        tokens: &tokens,
+        token_lens: &token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+        frame_emotions: &frames,
+    };
+    let cfg = LossConfig {
+        frame: 0.7,
+        ..Default::default()
+    };
+    let l = model.loss(&out, &targets, &cfg).unwrap();
+
+    let u32s = |x: &[usize]| Tensor::from_vec(x.iter().map(|&v| v as u32).collect(), x.len(), &dev);
+    let paths = ent_lattice::rnnt_best_path(
+        &asr,
+        &tokens,
+        &u32s(&out.frame_lens).unwrap(),
+        &u32s(&token_lens).unwrap(),
+        mcfg.blank,
+    )
+    .unwrap();
+    let z: Vec<Vec<Vec<Vec<f32>>>> = (0..b)
+        .map(|i| emo.get(i).unwrap().to_vec3::<f32>().unwrap())
+        .collect();
+    let softmax = |row: &[f32]| -> Vec<f64> {
+        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|x| x / s).collect()
+    };
+    let labelled = 2.0;
+    let mut want = 0.0;
+    // The expected gradient of `l.frame` at every node.
+    let mut want_grad = vec![vec![vec![vec![0f64; k]; u + 1]; t]; b];
+    for (i, p) in paths.iter().enumerate() {
+        let Some(f) = &frames[i] else { continue };
+        let n = f.len() as f64;
+        for (fr, &pu) in p.blank_positions.iter().enumerate() {
+            let q = softmax(&z[i][fr][pu]);
+            want += -q[f[fr] as usize].ln() / n / labelled;
+            for c in 0..k {
+                let onehot = if c == f[fr] as usize { 1.0 } else { 0.0 };
+                want_grad[i][fr][pu][c] = (q[c] - onehot) / n / labelled;
+            }
+        }
+    }
+    let got = l.frame.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - want).abs() < 1e-5 * want, "{got} vs {want}");
+    // The total carries it with its weight.
+    let off = model.loss(&out, &targets, &LossConfig::default()).unwrap();
+    let total = |l: &ent_model::Losses| l.total.to_scalar::<f32>().unwrap() as f64;
+    assert!(
+        (total(&l) - total(&off) - 0.7 * want).abs() < 1e-5 * total(&l),
+        "{} - {} vs 0.7 * {want}",
+        total(&l),
+        total(&off)
+    );
+    assert_eq!(off.frame.to_scalar::<f32>().unwrap(), 0.0);
+
+    let grads = l.frame.backward().unwrap();
+    let g = grads.get(&emo).expect("emotion logits have a gradient");
+    let mut worst = 0f64;
+    for (i, gi) in want_grad.iter().enumerate() {
+        let got = g.get(i).unwrap().to_vec3::<f32>().unwrap();
+        for (fr, row) in gi.iter().enumerate() {
+            for (pu, w) in row.iter().enumerate() {
+                for (c, &w) in w.iter().enumerate() {
+                    worst = worst.max((got[fr][pu][c] as f64 - w).abs());
+                }
+            }
+        }
+    }
+    // f32 softmax of logits within +-12: absolute error well under 1e-6.
+    assert!(worst < 1e-6, "gradient off by {worst}");
+
+    let short = [None, Some(vec![0u32; 4]), None];
+    let with = |f| Targets {
+        frame_emotions: f,
+        ..targets
+    };
+    let e = model
+        .loss(&out, &with(&short), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("utterance 1 has 4 frame emotions for 5 frames"),
+        "{e}"
+    );
+    let bad = [None, None, Some(vec![0, k as u32, 0])];
+    let e = model.loss(&out, &with(&bad), &cfg).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("frame emotion {k} of utterance 2")),
+        "{e}"
     );
 }

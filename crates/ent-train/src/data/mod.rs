@@ -42,11 +42,13 @@ mod utterance;
 pub use batch::bucketed_batches;
 pub use emotion::EmotionMap;
 pub use error::{BadAudio, DataError};
-pub use join::{JoinConfig, Piece, joined_examples};
+pub use join::{JoinConfig, JoinPattern, Piece, joined_examples};
 pub use manifest::{
     ManifestFormat, iemocap_folds, load_manifest, read_iemocap, read_kaldi, read_lhotse,
     read_speechbrain, read_zed,
 };
-pub use prepare::{BadDataPolicy, DataReport, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, prepare};
+pub use prepare::{
+    BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, prepare,
+};
 pub use text::{UNK_CHAR, Vocab, normalize_text};
 pub use utterance::{EmotionInterval, Utterance};

@@ -95,6 +95,44 @@ pub struct PreparedUtt {
     pub session: Option<u32>,
     /// Emotion intervals (ZED), labels as written.
     pub intervals: Vec<EmotionInterval>,
+    /// Where the emotions lie, as classes of the [`EmotionMap`]: the manifest's `intervals`,
+    /// or the emotional piece of a joined example. Time outside them is neutral. Empty when
+    /// only the utterance label is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<EmotionSpan>,
+}
+
+/// A stretch of an example whose emotion is known, in seconds from the example's start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EmotionSpan {
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds (`> start`).
+    pub end: f64,
+    /// Emotion class id, in `0..K` of the [`EmotionMap`].
+    pub class: usize,
+}
+
+impl PreparedUtt {
+    /// One emotion class per frame for `frames` frames `shift` seconds apart, each the class of
+    /// the span holding the frame's centre (neutral `neutral` outside every span); `None` when
+    /// the example has no spans.
+    pub fn frame_classes(&self, frames: usize, shift: f64, neutral: usize) -> Option<Vec<u32>> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        Some(
+            (0..frames)
+                .map(|f| {
+                    let centre = (f as f64 + 0.5) * shift;
+                    self.spans
+                        .iter()
+                        .find(|s| s.start <= centre && centre < s.end)
+                        .map_or(neutral, |s| s.class) as u32
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The checked examples and what was left out.
@@ -284,9 +322,18 @@ pub fn prepare(
                 None
             }
             Some(label) => {
-                let c = emotions.class_of(label);
+                let mut c = emotions.class_of(label);
                 if c.is_none() {
                     report.unknown_emotion.push((u.id.clone(), label.clone()));
+                }
+                // Every interval's label must be known too (they become `spans`).
+                for iv in &u.intervals {
+                    if c.is_some() && emotions.class_of(&iv.emotion).is_none() {
+                        report
+                            .unknown_emotion
+                            .push((u.id.clone(), iv.emotion.clone()));
+                        c = None;
+                    }
                 }
                 c
             }
@@ -401,6 +448,17 @@ pub fn prepare(
             speaker: u.speaker.clone(),
             session: u.session,
             intervals: u.intervals.clone(),
+            spans: u
+                .intervals
+                .iter()
+                .filter_map(|iv| {
+                    emotions.class_of(&iv.emotion).map(|class| EmotionSpan {
+                        start: iv.start,
+                        end: iv.end,
+                        class,
+                    })
+                })
+                .collect(),
         });
     }
     report.kept = utterances.len();
@@ -440,6 +498,71 @@ mod tests {
         u.segment = Segment::new(-1.0, 1.0);
         assert!(utterance_duration(&u, file).is_err());
         assert!(utterance_duration(&Utterance::new("u", "a"), FileLength { secs: 0.0 }).is_err());
+    }
+
+    /// An interval whose label the map does not know is an unknown emotion of its utterance
+    /// (before any audio is read), as the utterance label would be.
+    #[test]
+    fn unknown_interval_labels_are_unknown_emotions() {
+        let mut u = Utterance::new("u", "missing.wav");
+        u.emotion = Some("ang".into());
+        u.text = Some("HELLO".into());
+        u.intervals = vec![EmotionInterval {
+            emotion: "bored".into(),
+            start: 0.5,
+            end: 1.0,
+        }];
+        let e = prepare(
+            &[u],
+            &Vocab::characters(),
+            &EmotionMap::default(),
+            &BadDataPolicy::default(),
+        )
+        .unwrap_err();
+        match e {
+            DataError::UnknownEmotion { items, .. } => {
+                assert_eq!(items, vec![("u".to_string(), "bored".to_string())]);
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn frame_classes_follow_the_spans() {
+        let mut u = PreparedUtt {
+            id: "u".into(),
+            audio: "u.wav".into(),
+            segment: Segment::WHOLE,
+            then: Vec::new(),
+            text: "A".into(),
+            tokens: vec![3],
+            emotion: 1,
+            duration: 0.4,
+            gender: None,
+            intensity: None,
+            speaker: None,
+            session: None,
+            intervals: Vec::new(),
+            spans: Vec::new(),
+        };
+        assert_eq!(u.frame_classes(10, 0.04, 3), None);
+        u.spans = vec![
+            EmotionSpan {
+                start: 0.08,
+                end: 0.2,
+                class: 1,
+            },
+            EmotionSpan {
+                start: 0.29,
+                end: 0.33,
+                class: 2,
+            },
+        ];
+        // Centres 0.02, 0.06, 0.10, ... 0.38.
+        assert_eq!(
+            u.frame_classes(10, 0.04, 3),
+            Some(vec![3, 3, 1, 1, 1, 3, 3, 2, 3, 3])
+        );
     }
 
     #[test]

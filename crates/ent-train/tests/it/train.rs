@@ -244,6 +244,7 @@ fn joined_examples_are_their_parts_in_a_row() {
     let join = JoinConfig {
         examples: 6,
         max_duration: None,
+        ..Default::default()
     };
     let space = Vocab::characters().space();
     let joined = joined_examples(&train, &join, cfg.model.neutral, space, cfg.seed);
