@@ -139,9 +139,10 @@ pub fn check(dir: &Path) -> Result<String> {
                     iv["start"].as_f64().unwrap_or(-1.0),
                     iv["end"].as_f64().unwrap_or(-1.0),
                 );
+                // Emotion first, last or throughout: the interval may touch either end.
                 ensure!(
-                    0.0 < start && start < end && end < duration,
-                    "{}: interval [{start}, {end}] is not inside (0, {duration})",
+                    0.0 <= start && start < end && end <= duration + 1e-9,
+                    "{}: interval [{start}, {end}] is not inside [0, {duration}]",
                     ctx()
                 );
                 iv["emo"].as_str().unwrap_or_default()

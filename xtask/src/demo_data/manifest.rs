@@ -121,17 +121,19 @@ pub(super) fn zed_manifest(utts: &[Utt], lengths: &HashMap<&str, Vec<usize>>) ->
             let lens = &lengths[u.id.as_str()];
             let k = u
                 .emotional
+                .clone()
                 .expect("diarization utterances have an emotional piece");
-            let start: usize = lens[..k].iter().sum();
+            let start: usize = lens[..k.start].iter().sum();
+            let end: usize = lens[..k.end].iter().sum();
             let voice = &VOICES[u.pieces[0].voice];
             let text: Vec<String> = u.pieces.iter().map(|p| words(p.sentence)).collect();
             let entry = ZedEntry {
                 wav: format!("audio/{}.flac", u.id),
                 duration: secs(lens.iter().sum()),
                 emotion: [ZedInterval {
-                    emo: STYLES[u.pieces[k].style].emo,
+                    emo: STYLES[u.pieces[k.start].style].emo,
                     start: secs(start),
-                    end: secs(start + lens[k]),
+                    end: secs(end),
                 }],
                 transcription: text.join(" "),
                 spk_id: voice.name,

@@ -148,7 +148,7 @@ mod tests {
         for (name, utts) in &splits {
             let mut per_label: BTreeMap<&str, usize> = BTreeMap::new();
             for u in utts {
-                let label = STYLES[u.pieces[u.emotional.unwrap_or(0)].style].emo;
+                let label = STYLES[u.pieces[u.emotional.as_ref().map_or(0, |r| r.start)].style].emo;
                 *per_label.entry(label).or_default() += 1;
             }
             let counts: BTreeSet<usize> = per_label.values().copied().collect();

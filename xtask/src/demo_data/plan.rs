@@ -106,8 +106,12 @@ pub(super) const VALID_PER_STYLE: usize = 8;
 
 pub(super) const TEST_PER_STYLE: usize = 8;
 
-/// Diarization utterances per test voice.
+/// Diarization utterances per test voice of the neutral -> emotion -> neutral pattern.
 pub(super) const DIAR_PER_VOICE: usize = 10;
+
+/// Diarization utterances per test voice of each other pattern (emotion first, emotion last,
+/// emotion only): the four patterns of SpeechBrain's emotion-diarization recipe.
+pub(super) const DIAR_PER_OTHER_PATTERN: usize = 3;
 
 /// The closed set of sentences, written for this corpus (lower case for espeak-ng; the
 /// manifests hold them upper-cased, which is what the transcripts normalise to).
@@ -176,8 +180,8 @@ pub(super) struct Utt {
     pub(super) id: String,
     /// Pieces back to back.
     pub(super) pieces: Vec<Piece>,
-    /// Index in `pieces` of the emotional one (diarization utterances).
-    pub(super) emotional: Option<usize>,
+    /// The indices in `pieces` of the emotional ones, one run (diarization utterances).
+    pub(super) emotional: Option<std::ops::Range<usize>>,
 }
 
 /// The file name part of a voice: `en-us+m1` -> `en-us-m1`.
@@ -260,8 +264,45 @@ pub(super) fn plan() -> BTreeMap<&'static str, Vec<Utt>> {
                         sentence: sentence(2),
                     },
                 ],
-                emotional: Some(1),
+                emotional: Some(1..2),
             });
+        }
+        // The other patterns, two sentences each: neutral then emotion, emotion then neutral,
+        // emotion only (two sentences in one style); a different run of sentences again.
+        let patterns: [(&str, [bool; 2]); 3] = [
+            ("ne", [false, true]),
+            ("en", [true, false]),
+            ("ee", [true, true]),
+        ];
+        for (q, (tag, emotional)) in patterns.iter().enumerate() {
+            for j in 0..DIAR_PER_OTHER_PATTERN {
+                let style = 1 + (j + t) % 3;
+                let first = (t * 16 + 3 * DIAR_PER_VOICE + 2 * (q * DIAR_PER_OTHER_PATTERN + j))
+                    % SENTENCES.len();
+                let pieces: Vec<Piece> = emotional
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &e)| Piece {
+                        voice: v,
+                        style: if e { style } else { NEUTRAL },
+                        sentence: (first + k) % SENTENCES.len(),
+                    })
+                    .collect();
+                let start = emotional
+                    .iter()
+                    .position(|&e| e)
+                    .expect("an emotional piece");
+                let end = emotional
+                    .iter()
+                    .rposition(|&e| e)
+                    .expect("an emotional piece")
+                    + 1;
+                diar.push(Utt {
+                    id: format!("diar_{}_{tag}{j}", voice_tag(voice)),
+                    pieces,
+                    emotional: Some(start..end),
+                });
+            }
         }
     }
     for utts in splits.values_mut() {

@@ -27,7 +27,7 @@ impl Stats {
         let mut singles = Vec::new();
         for (name, utts) in splits {
             for u in utts {
-                let label = STYLES[u.pieces[u.emotional.unwrap_or(0)].style].emo;
+                let label = STYLES[u.pieces[u.emotional.as_ref().map_or(0, |r| r.start)].style].emo;
                 let lens = &lengths[u.id.as_str()];
                 let e = per.entry(name).or_default().entry(label).or_default();
                 e.0 += 1;
@@ -92,7 +92,9 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
         ),
         (
             "diar",
-            "held-out voices, neutral -> emotion -> neutral (columns: the emotional part)".into(),
+            "held-out voices: neutral -> emotion -> neutral, neutral -> emotion, emotion -> \
+             neutral, emotion only (columns: the emotional part)"
+                .into(),
         ),
     ] {
         let m = stats.per.get(name);
@@ -150,6 +152,7 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
         ("valid_per_style", VALID_PER_STYLE.to_string()),
         ("test_per_style", TEST_PER_STYLE.to_string()),
         ("diar_per_voice", DIAR_PER_VOICE.to_string()),
+        ("diar_per_other", DIAR_PER_OTHER_PATTERN.to_string()),
         ("pad", format!("{:.1}", PAD as f64 / rate)),
         ("step", STEP.to_string()),
         ("bits", (16 - STEP.trailing_zeros()).to_string()),

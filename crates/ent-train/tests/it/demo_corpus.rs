@@ -81,7 +81,7 @@ fn splits_hold_four_balanced_classes_and_disjoint_speakers() {
 }
 
 #[test]
-fn diarization_utterances_have_one_emotional_interval_inside() {
+fn diarization_utterances_have_one_emotional_interval_in_their_pattern() {
     let utts = diar();
     assert!(!utts.is_empty());
     let mut seen = BTreeSet::new();
@@ -100,8 +100,31 @@ fn diarization_utterances_have_one_emotional_interval_inside() {
         );
         assert_eq!(emotional.len(), 1, "{}", u.id);
         let iv = emotional[0];
+        // The pattern is in the id: `_NN` neutral-emotion-neutral, `_neN`, `_enN`, `_eeN`.
+        let tail = u.id.rsplit('_').next().unwrap();
+        let pattern = if tail.chars().all(|c| c.is_ascii_digit()) {
+            "nen"
+        } else {
+            &tail[..2]
+        };
+        let (starts_at_0, ends_at_end) = (iv.start == 0.0, (iv.end - duration).abs() < 1e-9);
+        let (want_start_0, want_end, sentences) = match pattern {
+            "nen" => (false, false, 3),
+            "ne" => (false, true, 2),
+            "en" => (true, false, 2),
+            "ee" => (true, true, 2),
+            other => panic!("{}: pattern {other}", u.id),
+        };
         assert!(
-            0.0 < iv.start && iv.start < iv.end && iv.end < duration,
+            iv.start < iv.end && iv.end <= duration + 1e-9,
+            "{}: [{}, {}] in {duration} s",
+            u.id,
+            iv.start,
+            iv.end
+        );
+        assert_eq!(
+            (starts_at_0, ends_at_end),
+            (want_start_0, want_end),
             "{}: [{}, {}] in {duration} s",
             u.id,
             iv.start,
@@ -109,14 +132,23 @@ fn diarization_utterances_have_one_emotional_interval_inside() {
         );
         assert_eq!(u.emotion.as_deref(), Some(iv.emotion.as_str()));
         assert_eq!(
-            u.text.as_deref().map(|t| t.split(' ').count() >= 9),
+            u.text
+                .as_deref()
+                .map(|t| t.split(' ').count() >= 3 * sentences),
             Some(true),
-            "{}: three sentences",
+            "{}: {sentences} sentences",
             u.id
         );
-        seen.insert(iv.emotion.as_str());
+        seen.insert((pattern, iv.emotion.as_str()));
     }
-    assert_eq!(seen, ["ang", "hap", "sad"].into());
+    // Every pattern with every emotion.
+    let patterns = ["nen", "ne", "en", "ee"];
+    let emotions = ["ang", "hap", "sad"];
+    let all: BTreeSet<(&str, &str)> = patterns
+        .iter()
+        .flat_map(|p| emotions.iter().map(move |e| (*p, *e)))
+        .collect();
+    assert_eq!(seen, all);
     let test_spk: BTreeSet<String> = speakers(&split("test"))
         .into_iter()
         .map(String::from)
@@ -170,6 +202,36 @@ fn test_and_diarization_sets_prepare_and_decode_cleanly() {
                 audio.duration_secs()
             );
             assert_eq!(prepared.duration, stated, "{}", u.id);
+            // Intervals become spans of their classes; frames outside them are neutral.
+            let spans: Vec<(f64, f64, Option<usize>)> = prepared
+                .spans
+                .iter()
+                .map(|s| (s.start, s.end, Some(s.class)))
+                .collect();
+            let want: Vec<(f64, f64, Option<usize>)> = u
+                .intervals
+                .iter()
+                .map(|iv| (iv.start, iv.end, emotions.class_of(&iv.emotion)))
+                .collect();
+            assert_eq!(spans, want, "{}", u.id);
+            if let [iv] = &u.intervals[..] {
+                let frames = (stated / 0.04) as usize;
+                let classes = prepared
+                    .frame_classes(frames, 0.04, emotions.neutral)
+                    .unwrap();
+                for (f, &c) in classes.iter().enumerate() {
+                    let centre = (f as f64 + 0.5) * 0.04;
+                    let inside = iv.start <= centre && centre < iv.end;
+                    let want = if inside {
+                        prepared.emotion
+                    } else {
+                        emotions.neutral
+                    };
+                    assert_eq!(c as usize, want, "{} frame {f}", u.id);
+                }
+            } else {
+                assert_eq!(prepared.frame_classes(10, 0.04, emotions.neutral), None);
+            }
             let peak = audio.samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
             assert!((0.01..1.0).contains(&peak), "{}: peak {peak}", u.id);
         }
