@@ -408,16 +408,30 @@ fn config_round_trips_through_json_with_paper_defaults() {
     assert!(e.to_string().contains("unknown field"), "{e}");
 }
 
-/// Pooling over the alignment: the lattice term is the max/min pooling over the emotion
-/// logits at the best alignment's nodes (recomputed here by hand from the paths), and only
-/// those nodes receive gradient.
-#[test]
-fn alignment_pooling_reads_only_the_best_path() {
+/// Random ASR and emotion logits of 3 utterances (7, 5 and 3 frames; 4, 2 and 3 tokens) as a
+/// model output, with the best alignment of each and the emotion logits on the host: the
+/// inputs of the tests of losses read on the alignment's nodes.
+struct AlignCase {
+    mcfg: ModelConfig,
+    model: Model,
+    /// `(B, T, U, K)`.
+    dims: (usize, usize, usize, usize),
+    emo: Var,
+    out: ent_model::Output,
+    tokens: Tensor,
+    token_lens: [usize; 3],
+    emotions: [u32; 3],
+    paths: Vec<ent_lattice::Alignment>,
+    /// The emotion logits `[B][T][U+1][K]`.
+    z: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+fn align_case(seed: u64) -> AlignCase {
     let (_, mcfg) = variants().remove(0);
     let (_, model) = build(&mcfg);
     let dev = Device::Cpu;
     let (b, t, u, v, k) = (3, 7, 4, 31, mcfg.num_emotions);
-    let mut rng = SplitMix64::new(11);
+    let mut rng = SplitMix64::new(seed);
     let mut randn =
         |n: usize| -> Vec<f32> { (0..n).map(|_| 3.0 * rng.gaussian() as f32).collect() };
     let asr = Tensor::from_vec(randn(b * t * (u + 1) * v), (b, t, u + 1, v), &dev).unwrap();
@@ -433,6 +447,57 @@ fn alignment_pooling_reads_only_the_best_path() {
     let tokens = Tensor::new(&[[3u32, 4, 5, 6], [7, 8, 0, 0], [9, 10, 11, 0]], &dev).unwrap();
     let token_lens = [4usize, 2, 3];
     let emotions = [0u32, mcfg.neutral as u32, 2];
+    let u32s = |x: &[usize]| Tensor::from_vec(x.iter().map(|&v| v as u32).collect(), x.len(), &dev);
+    let paths = ent_lattice::rnnt_best_path(
+        &asr,
+        &tokens,
+        &u32s(&out.frame_lens).unwrap(),
+        &u32s(&token_lens).unwrap(),
+        mcfg.blank,
+    )
+    .unwrap();
+    let z = (0..b)
+        .map(|i| emo.get(i).unwrap().to_vec3::<f32>().unwrap())
+        .collect();
+    AlignCase {
+        mcfg,
+        model,
+        dims: (b, t, u, k),
+        emo,
+        out,
+        tokens,
+        token_lens,
+        emotions,
+        paths,
+        z,
+    }
+}
+
+/// Softmax of a row, in f64.
+fn softmax64(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+    let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+/// Pooling over the alignment: the lattice term is the max/min pooling over the emotion
+/// logits at the best alignment's nodes (recomputed here by hand from the paths), and only
+/// those nodes receive gradient.
+#[test]
+fn alignment_pooling_reads_only_the_best_path() {
+    let AlignCase {
+        mcfg,
+        model,
+        dims: (b, t, u, _),
+        emo,
+        out,
+        tokens,
+        token_lens,
+        emotions,
+        paths,
+        z,
+    } = align_case(11);
     let targets = Targets {
         tokens: &tokens,
         token_lens: &token_lens,
@@ -447,24 +512,6 @@ fn alignment_pooling_reads_only_the_best_path() {
     };
     let l = model.loss(&out, &targets, &cfg).unwrap();
 
-    let u32s = |x: &[usize]| Tensor::from_vec(x.iter().map(|&v| v as u32).collect(), x.len(), &dev);
-    let paths = ent_lattice::rnnt_best_path(
-        &asr,
-        &tokens,
-        &u32s(&out.frame_lens).unwrap(),
-        &u32s(&token_lens).unwrap(),
-        mcfg.blank,
-    )
-    .unwrap();
-    let z: Vec<Vec<Vec<Vec<f32>>>> = (0..b)
-        .map(|i| emo.get(i).unwrap().to_vec3::<f32>().unwrap())
-        .collect();
-    let softmax = |row: &[f32]| -> Vec<f64> {
-        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
-        let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        e.iter().map(|x| x / s).collect()
-    };
     let mut want = 0.0;
     let mut on_path = vec![vec![vec![false; u + 1]; t]; b];
     for (i, p) in paths.iter().enumerate() {
@@ -476,7 +523,7 @@ fn alignment_pooling_reads_only_the_best_path() {
             .enumerate()
             .map(|(f, &pu)| {
                 on_path[i][f][pu] = true;
-                softmax(&z[i][f][pu])
+                softmax64(&z[i][f][pu])
             })
             .collect();
         let best = probs
@@ -515,26 +562,18 @@ fn alignment_pooling_reads_only_the_best_path() {
 /// those nodes and zero elsewhere, and bad labels are errors naming the utterance.
 #[test]
 fn frame_loss_is_the_cross_entropy_on_the_best_path() {
-    let (_, mcfg) = variants().remove(0);
-    let (_, model) = build(&mcfg);
-    let dev = Device::Cpu;
-    let (b, t, u, v, k) = (3, 7, 4, 31, mcfg.num_emotions);
-    let mut rng = SplitMix64::new(12);
-    let mut randn =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| 3.0 * rng.gaussian() as f32).collect() };
-    let asr = Tensor::from_vec(randn(b * t * (u + 1) * v), (b, t, u + 1, v), &dev).unwrap();
-    let emo = Var::from_vec(randn(b * t * (u + 1) * k), (b, t, u + 1, k), &dev).unwrap();
-    let out = ent_model::Output {
-        asr_logits: asr.clone(),
-        emotion_logits: emo.as_tensor().clone(),
-        utterance_logits: Tensor::zeros((b, k), DType::F32, &dev).unwrap(),
-        intensity: None,
-        gender_logits: None,
-        frame_lens: vec![7, 5, 3],
-    };
-    let tokens = Tensor::new(&[[3u32, 4, 5, 6], [7, 8, 0, 0], [9, 10, 11, 0]], &dev).unwrap();
-    let token_lens = [4usize, 2, 3];
-    let emotions = [0u32, mcfg.neutral as u32, 2];
+    let AlignCase {
+        mcfg: _,
+        model,
+        dims: (b, t, u, k),
+        emo,
+        out,
+        tokens,
+        token_lens,
+        emotions,
+        paths,
+        z,
+    } = align_case(12);
     let frames = vec![
         Some(vec![3u32, 3, 0, 0, 0, 3, 3]),
         None,
@@ -554,24 +593,6 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
     };
     let l = model.loss(&out, &targets, &cfg).unwrap();
 
-    let u32s = |x: &[usize]| Tensor::from_vec(x.iter().map(|&v| v as u32).collect(), x.len(), &dev);
-    let paths = ent_lattice::rnnt_best_path(
-        &asr,
-        &tokens,
-        &u32s(&out.frame_lens).unwrap(),
-        &u32s(&token_lens).unwrap(),
-        mcfg.blank,
-    )
-    .unwrap();
-    let z: Vec<Vec<Vec<Vec<f32>>>> = (0..b)
-        .map(|i| emo.get(i).unwrap().to_vec3::<f32>().unwrap())
-        .collect();
-    let softmax = |row: &[f32]| -> Vec<f64> {
-        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
-        let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        e.iter().map(|x| x / s).collect()
-    };
     let labelled = 2.0;
     let mut want = 0.0;
     // The expected gradient of `l.frame` at every node.
@@ -580,7 +601,7 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         let Some(f) = &frames[i] else { continue };
         let n = f.len() as f64;
         for (fr, &pu) in p.blank_positions.iter().enumerate() {
-            let q = softmax(&z[i][fr][pu]);
+            let q = softmax64(&z[i][fr][pu]);
             want += -q[f[fr] as usize].ln() / n / labelled;
             for c in 0..k {
                 let onehot = if c == f[fr] as usize { 1.0 } else { 0.0 };
