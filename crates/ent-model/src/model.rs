@@ -595,10 +595,11 @@ impl Model {
         if let (true, Some(nodes)) = (frame_on, &aligned) {
             n("frame label lists", targets.frame_emotions.len())?;
             let (per_frame, mask) = self.frame_loss(nodes, targets.frame_emotions, out)?;
-            let w = weights(&mask, b, dev, per_frame.dtype())?;
-            // w is B / (utterances with labels) where labelled: the mean over those.
-            frame = (per_frame.mul(&w)?.sum_all()? / (b as f64))?;
-            per = (per + (per_frame.mul(&w)? * cfg.frame)?)?;
+            // Weighted by B / (utterances with labels) where labelled: the batch mean of
+            // `weighted` is the mean over those utterances.
+            let weighted = per_frame.mul(&weights(&mask, b, dev, per_frame.dtype())?)?;
+            frame = (weighted.sum_all()? / (b as f64))?;
+            per = (per + (weighted * cfg.frame)?)?;
         }
         if let Some(pred) = &out.intensity {
             n("intensity labels", targets.intensity.len())?;

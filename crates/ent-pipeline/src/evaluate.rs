@@ -136,31 +136,25 @@ fn decode_items(
 
 /// Scores one decoded utterance against its references.
 fn score_one(
-    engine: &Engine,
     u: &PreparedUtt,
     d: FileDecoding,
     neutral: usize,
     labels: &[String],
 ) -> Result<Scored> {
-    let reference = if u.intervals.is_empty() {
+    // The intervals as classes, mapped once by `prepare`; neutral ones add nothing.
+    let reference = if u.spans.is_empty() {
         None
     } else {
-        let mut spans = Vec::with_capacity(u.intervals.len());
-        for iv in &u.intervals {
-            let label = engine.meta.emotions.class_of(&iv.emotion).ok_or_else(|| {
-                PipelineError::Data(format!(
-                    "{}: unknown interval emotion {:?}",
-                    u.id, iv.emotion
-                ))
-            })?;
-            if label != neutral {
-                spans.push(Segment {
-                    start: iv.start,
-                    end: iv.end,
-                    label,
-                });
-            }
-        }
+        let spans: Vec<Segment> = u
+            .spans
+            .iter()
+            .filter(|s| s.class != neutral)
+            .map(|s| Segment {
+                start: s.start,
+                end: s.end,
+                label: s.class,
+            })
+            .collect();
         Some(reference_segments(u.duration, &spans, neutral)?)
     };
     let (e, baselines) = match &reference {
@@ -236,7 +230,7 @@ pub fn evaluate(
         // An error returns here, dropping the receiver: the threads stop at their next send.
         for decoded in rx {
             for (i, d) in decoded? {
-                scored[i] = Some(score_one(engine, &utts[i], d, neutral, &labels)?);
+                scored[i] = Some(score_one(&utts[i], d, neutral, &labels)?);
                 bar.inc(1);
             }
         }
