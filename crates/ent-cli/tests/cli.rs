@@ -176,6 +176,34 @@ fn eval_scores_a_manifest_and_writes_reports_and_plots() {
     close("eder_all_neutral", neutral);
     close("eder_utterance_label", label);
     assert!(text.contains("all neutral"), "{text}");
+    // Token times: every utterance has sentence spans; each counts at most the characters it
+    // emitted, and the report sums them.
+    assert_eq!(report["token_timing_utterances"], 3);
+    assert!(
+        text.contains("inside their own sentence's time span"),
+        "{text}"
+    );
+    let (mut aligned, mut inside) = (0, 0);
+    for line in std::fs::read_to_string(out.join("diar-utterances.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let u: serde_json::Value = serde_json::from_str(line).unwrap();
+        let emitted = u["transcript"]["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["token"] != " ")
+            .count() as u64;
+        let a = u["token_timing"]["aligned"].as_u64().unwrap();
+        let i = u["token_timing"]["inside"].as_u64().unwrap();
+        assert!(i <= a && a <= emitted && a > 0, "{i} {a} {emitted}");
+        aligned += a;
+        inside += i;
+    }
+    assert_eq!(report["token_timing"]["aligned"], aligned);
+    assert_eq!(report["token_timing"]["inside"], inside);
+    close("token_time_share", 100.0 * inside as f64 / aligned as f64);
     let counts = report["confusion"]["counts"].as_array().unwrap();
     let total: u64 = counts
         .iter()

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use ent_decode::metrics::{AsrScores, Confusion, EderMean, Segment, eder, reference_segments};
+use ent_decode::metrics::{
+    AsrScores, Confusion, EderMean, Segment, TimingCounts, eder, reference_segments, token_timing,
+};
 use ent_train::data::PreparedUtt;
 use serde::Serialize;
 
@@ -46,6 +48,14 @@ pub struct Report {
     pub eder_utterance_label: Option<f64>,
     /// Chance level of UA (100 / classes present in the reference), percent.
     pub chance_ua: Option<f64>,
+    /// Share of emitted characters whose time lies inside their own sentence's span, percent,
+    /// over the utterances whose sentence spans the manifest gives (see
+    /// [`ent_decode::metrics::token_timing`]).
+    pub token_time_share: Option<f64>,
+    /// The characters and utterances it counts.
+    pub token_timing: TimingCounts,
+    /// Utterances with sentence spans.
+    pub token_timing_utterances: usize,
 }
 
 /// One utterance's reference and result.
@@ -74,6 +84,8 @@ pub struct Scored {
     /// Decoded utterance class.
     #[serde(skip)]
     pub class: usize,
+    /// Emitted characters inside their sentence's span, if the sentence spans are known.
+    pub token_timing: Option<TimingCounts>,
 }
 
 /// Options of an evaluation.
@@ -174,7 +186,22 @@ fn score_one(
         }
         None => (None, None),
     };
+    let timing = (!u.sentences.is_empty()).then(|| {
+        let sentences: Vec<(f64, f64, &str)> = u
+            .sentences
+            .iter()
+            .map(|s| (s.start, s.end, s.text.as_str()))
+            .collect();
+        let tokens: Vec<(char, f64)> = d
+            .transcript
+            .tokens
+            .iter()
+            .flat_map(|t| t.token.chars().map(move |c| (c, t.start)))
+            .collect();
+        token_timing(&sentences, &tokens)
+    });
     Ok(Scored {
+        token_timing: timing,
         transcript: d.transcript,
         reference_text: u.text.clone(),
         reference_emotion: labels[u.emotion].clone(),
@@ -242,7 +269,13 @@ pub fn evaluate(
     let mut asr = AsrScores::default();
     let mut eders = EderMean::default();
     let mut baselines = [EderMean::default(), EderMean::default()];
+    let mut timing = TimingCounts::default();
+    let mut timed = 0;
     for (u, s) in utts.iter().zip(&scored) {
+        if let Some(t) = s.token_timing {
+            timing.add(t);
+            timed += 1;
+        }
         confusion.add(u.emotion, s.class)?;
         if !u.text.is_empty() {
             asr.add(&u.text, &s.transcript.text);
@@ -272,6 +305,9 @@ pub fn evaluate(
         eder_all_neutral: baselines[0].mean().map(|e| 100.0 * e),
         eder_utterance_label: baselines[1].mean().map(|e| 100.0 * e),
         chance_ua: (present > 0).then(|| 100.0 / present as f64),
+        token_time_share: timing.share(),
+        token_timing: timing,
+        token_timing_utterances: timed,
         confusion,
         asr,
     };
@@ -318,6 +354,16 @@ impl Report {
                 self.eder_utterances,
                 pct(self.eder_all_neutral),
                 pct(self.eder_utterance_label)
+            );
+        }
+        if self.token_timing_utterances > 0 {
+            let _ = writeln!(
+                s,
+                "  timing    {} of {} emitted characters inside their own sentence's time span \
+                 ({} utterances with sentence spans)",
+                pct(self.token_time_share),
+                self.token_timing.aligned,
+                self.token_timing_utterances
             );
         }
         s

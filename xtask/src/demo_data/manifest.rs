@@ -36,6 +36,15 @@ struct ZedInterval<'a> {
     end: f64,
 }
 
+/// Where one piece of a diarization utterance is said (an extension of ZED's format that
+/// `ent` reads to score token times).
+#[derive(Serialize)]
+struct ZedSentence {
+    start: f64,
+    end: f64,
+    text: String,
+}
+
 /// An entry of `diar.json`.
 #[derive(Serialize)]
 struct ZedEntry<'a> {
@@ -43,6 +52,7 @@ struct ZedEntry<'a> {
     duration: f64,
     emotion: [ZedInterval<'a>; 1],
     transcription: String,
+    sentences: Vec<ZedSentence>,
     spk_id: &'a str,
     gender: &'a str,
 }
@@ -113,7 +123,8 @@ pub(super) fn speechbrain_manifest(utts: &[Utt], lengths: &HashMap<&str, Vec<usi
 }
 
 /// ZED style: `{id: {wav, duration, emotion: [{emo, start, end}], transcription}}`, only the
-/// emotional interval listed, plus `spk_id` and `gender`.
+/// emotional interval listed, plus `sentences` (where each piece is said), `spk_id` and
+/// `gender`.
 pub(super) fn zed_manifest(utts: &[Utt], lengths: &HashMap<&str, Vec<usize>>) -> String {
     let entries: Vec<(&str, ZedEntry)> = utts
         .iter()
@@ -136,6 +147,15 @@ pub(super) fn zed_manifest(utts: &[Utt], lengths: &HashMap<&str, Vec<usize>>) ->
                     end: secs(end),
                 }],
                 transcription: text.join(" "),
+                sentences: text
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| ZedSentence {
+                        start: secs(lens[..i].iter().sum()),
+                        end: secs(lens[..=i].iter().sum()),
+                        text: t.clone(),
+                    })
+                    .collect(),
                 spk_id: voice.name,
                 gender: voice.gender,
             };

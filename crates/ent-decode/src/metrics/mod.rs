@@ -9,6 +9,8 @@
 //!   segments, [`reference_segments`] builds the neutral / emotion / neutral reference, [`eder`]
 //!   scores one utterance (a fraction in `[0, 1]`, not percent, as in the spec's check value) and
 //!   [`EderMean`] averages over utterances.
+//! - Token times: [`token_timing`] counts the emitted characters that lie inside their own
+//!   sentence's time span ([`TimingCounts::share`]).
 //!
 //! Every rate that is undefined on an empty input (no items, no reference words, no
 //! utterances) is an `Option`, `None` when undefined; none of these functions returns NaN for
@@ -17,10 +19,12 @@
 mod asr;
 mod eder;
 mod emotion;
+mod timing;
 
 pub use asr::{AsrScores, ErrorCounts, SCORING_PUNCTUATION, align_counts, normalize_for_scoring};
 pub use eder::{EderMean, Segment, eder, frames_to_segments, reference_segments};
 pub use emotion::{ClassScores, Confusion};
+pub use timing::{TimingCounts, token_timing};
 
 /// Errors of the metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -58,6 +58,24 @@ pub struct JoinConfig {
     pub patterns: Vec<JoinPattern>,
 }
 
+impl std::fmt::Display for JoinPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinPattern::NeutralEmotionNeutral => "neutral-emotion-neutral",
+            JoinPattern::NeutralEmotion => "neutral-emotion",
+            JoinPattern::EmotionNeutral => "emotion-neutral",
+        })
+    }
+}
+
+impl JoinConfig {
+    /// The patterns drawn from, for messages: `neutral-emotion-neutral, emotion-neutral`.
+    pub fn describe_patterns(&self) -> String {
+        let names: Vec<String> = self.patterns.iter().map(|p| p.to_string()).collect();
+        names.join(", ")
+    }
+}
+
 impl Default for JoinConfig {
     fn default() -> Self {
         Self {
@@ -210,6 +228,7 @@ pub fn joined_examples(
             session: mid.session,
             intervals: Vec::new(),
             spans,
+            sentences: Vec::new(),
         });
     }
     out
@@ -235,6 +254,7 @@ mod tests {
             session: None,
             intervals: Vec::new(),
             spans: Vec::new(),
+            sentences: Vec::new(),
         }
     }
 

@@ -51,4 +51,4 @@ pub use prepare::{
     BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, prepare,
 };
 pub use text::{UNK_CHAR, Vocab, normalize_text};
-pub use utterance::{EmotionInterval, Utterance};
+pub use utterance::{EmotionInterval, SentenceSpan, Utterance};

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::manifest::duplicates;
 use super::utterance::segment_serde;
 use super::{
-    BadAudio, DataError, EmotionInterval, EmotionMap, Piece, Utterance, Vocab, normalize_text,
+    BadAudio, DataError, EmotionInterval, EmotionMap, Piece, SentenceSpan, Utterance, Vocab,
+    normalize_text,
 };
 
 /// How far a stated duration may reach past the end of the audio before the utterance counts as
@@ -100,6 +101,10 @@ pub struct PreparedUtt {
     /// only the utterance label is known.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<EmotionSpan>,
+    /// Where each sentence is said, texts normalised like [`PreparedUtt::text`] (joined by
+    /// spaces they are it), when the manifest says; for scoring token times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentences: Vec<SentenceSpan>,
 }
 
 /// A stretch of an example whose emotion is known, in seconds from the example's start.
@@ -459,6 +464,14 @@ pub fn prepare(
                     })
                 })
                 .collect(),
+            sentences: u
+                .sentences
+                .iter()
+                .map(|x| SentenceSpan {
+                    text: normalize_text(&x.text),
+                    ..x.clone()
+                })
+                .collect(),
         });
     }
     report.kept = utterances.len();
@@ -544,6 +557,7 @@ mod tests {
             session: None,
             intervals: Vec::new(),
             spans: Vec::new(),
+            sentences: Vec::new(),
         };
         assert_eq!(u.frame_classes(10, 0.04, 3), None);
         u.spans = vec![

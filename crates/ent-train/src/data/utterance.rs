@@ -17,6 +17,19 @@ pub struct EmotionInterval {
     pub end: f64,
 }
 
+/// Where one sentence of a recording of several is said, in seconds from the start of the
+/// utterance, with its words (raw as written, or normalised once prepared). A recording's
+/// sentences, joined by spaces in order, are its transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentenceSpan {
+    /// Start in seconds (`>= 0`).
+    pub start: f64,
+    /// End in seconds (`> start`).
+    pub end: f64,
+    /// The sentence's words.
+    pub text: String,
+}
+
 /// An utterance as read from a manifest: everything raw, as written there, except that audio
 /// paths are resolved (relative paths against the manifest's folder).
 ///
@@ -39,6 +52,10 @@ pub struct Utterance {
     pub emotion: Option<String>,
     /// Emotion intervals inside the utterance (ZED); empty for the other formats.
     pub intervals: Vec<EmotionInterval>,
+    /// Where each of its sentences is said (ZED's optional `sentences`), for scoring token
+    /// times; usually empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentences: Vec<SentenceSpan>,
     /// Speaker id.
     pub speaker: Option<String>,
     /// Speaker gender as written (`"F"`, `"m"`, `"female"`, ...).
@@ -60,6 +77,7 @@ impl Utterance {
             text: None,
             emotion: None,
             intervals: Vec::new(),
+            sentences: Vec::new(),
             speaker: None,
             gender: None,
             intensity: None,

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::json::{Entries, Fields, kind, parse_entries};
 use super::{audio_path, base_dir, check_duplicates, read_text};
-use crate::data::{DataError, EmotionInterval, Utterance};
+use crate::data::{DataError, EmotionInterval, SentenceSpan, Utterance, normalize_text};
 
 /// Reads ZED's `ZED.json` (or a directory holding it): `{id: {wav, duration, emotion: [{emo,
 /// start, end}], transcription}}`, in file order.
@@ -15,6 +15,11 @@ use crate::data::{DataError, EmotionInterval, Utterance};
 /// utterance-level `emotion` is the label of the first interval that is not neutral (`neu`,
 /// `neutral` or `n`, any case), else of the first interval. ZED lists only the emotional
 /// interval; the rest of the utterance is neutral (spec §6, EDER).
+///
+/// An entry may also say where each of its sentences is said, `sentences: [{start, end,
+/// text}]` (not part of ZED; the demo's diarization set has it), for scoring token times. The
+/// sentences must be in order, not overlap, and make up the transcription (after
+/// normalisation, joined by spaces).
 ///
 /// Audio paths: SpeechBrain's recipe writes them as `datafolder/...`, a leading `datafolder`
 /// component that stands for `data_root`, or when that is `None` the folder of `ZED.json`.
@@ -96,15 +101,80 @@ fn entry(
         .find(|iv| !is_neutral(&iv.emotion))
         .or(intervals.first())
         .map(|iv| iv.emotion.clone());
+    let text = f
+        .string(&["transcription", "text", "words", "wrd"])
+        .map_err(err)?;
+    let sentences = match f.find(&["sentences"]) {
+        None => Vec::new(),
+        Some((_, Value::Array(items))) => {
+            sentences(items, duration, text.as_deref()).map_err(err)?
+        }
+        Some((_, v)) => {
+            return Err(err(format!(
+                "sentences is {}, not a list of {{start, end, text}}",
+                kind(v)
+            )));
+        }
+    };
     Ok(Utterance {
         duration,
-        text: f
-            .string(&["transcription", "text", "words", "wrd"])
-            .map_err(err)?,
+        text,
         emotion,
         intervals,
+        sentences,
         ..Utterance::new(id, audio)
     })
+}
+
+/// The `sentences` of an entry, checked against each other and the transcription.
+fn sentences(
+    items: &[Value],
+    duration: Option<f64>,
+    transcription: Option<&str>,
+) -> Result<Vec<SentenceSpan>, String> {
+    let mut out: Vec<SentenceSpan> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let bad = |d: String| format!("sentences[{i}]: {d}");
+        let Value::Object(map) = item else {
+            return Err(bad(format!("is {}, not an object", kind(item))));
+        };
+        let f = Fields(map);
+        let start = f
+            .number(&["start"])
+            .map_err(bad)?
+            .ok_or(bad("no start".into()))?;
+        let end = f
+            .number(&["end"])
+            .map_err(bad)?
+            .ok_or(bad("no end".into()))?;
+        let text = f
+            .string(&["text", "words"])
+            .map_err(bad)?
+            .ok_or(bad("no text".into()))?;
+        if !(0.0 <= start && start < end) || duration.is_some_and(|d| start >= d) {
+            return Err(bad(format!(
+                "[{start}, {end}] s is not 0 <= start < end inside the utterance"
+            )));
+        }
+        if let Some(prev) = out.last()
+            && start < prev.end
+        {
+            return Err(bad(format!(
+                "starts at {start} s, before the previous sentence ends ({} s)",
+                prev.end
+            )));
+        }
+        out.push(SentenceSpan { start, end, text });
+    }
+    let joined: Vec<String> = out.iter().map(|s| normalize_text(&s.text)).collect();
+    let whole = normalize_text(transcription.unwrap_or_default());
+    if !out.is_empty() && joined.join(" ") != whole {
+        return Err(format!(
+            "the sentences ({:?}) do not make up the transcription ({whole:?})",
+            joined.join(" | ")
+        ));
+    }
+    Ok(out)
 }
 
 fn interval(item: &Value, duration: Option<f64>) -> Result<EmotionInterval, String> {
