@@ -79,11 +79,13 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
             let describe = |trainer: &ent_train::Trainer| {
                 eprintln!(
                     "training ENT (filterbank front end) on {} utterances and {} joined examples \
-                     (neutral, any, neutral; one voice each) for {} epochs, {} optimiser steps",
+                     ({}; one voice each) for {} epochs, {} optimiser steps; augmentation: {}",
                     n_train,
                     trainer.joined(),
+                    cfg.join.describe_patterns(),
                     cfg.epochs,
-                    trainer.total_steps()
+                    trainer.total_steps(),
+                    cfg.augment.describe()
                 );
             };
             let trained = |summary: &ent_train::Summary| {

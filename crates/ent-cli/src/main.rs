@@ -307,9 +307,13 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
     let describe = |trainer: &ent_train::Trainer| {
         if trainer.joined() > 0 {
             eprintln!(
-                "added {} joined training examples (neutral, any, neutral)",
-                trainer.joined()
+                "added {} joined training examples ({})",
+                trainer.joined(),
+                cfg.join.describe_patterns()
             );
+        }
+        if cfg.augment.is_on() {
+            eprintln!("augmentation: {}", cfg.augment.describe());
         }
     };
     let trained = |summary: &ent_train::Summary| {
@@ -602,6 +606,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
                     eder: None,
                     eder_baselines: None,
                     class: d.class,
+                    token_timing: None,
                 };
                 write_timeline(dir, &scored, &labels)?;
             }

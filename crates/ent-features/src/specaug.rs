@@ -6,12 +6,14 @@
 //! give the same result on every machine and in every version of this crate.
 
 use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::FeatureError;
 use crate::rng::SplitMix64;
 
-/// What masked cells are set to.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// What masked cells are set to. In JSON: `"zero"`, `"mean"` or `{"constant": v}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MaskValue {
     /// Zero: the mean after CMVN.
     #[default]
@@ -24,8 +26,10 @@ pub enum MaskValue {
 
 /// SpecAugment settings. The defaults follow Park et al.'s LibriSpeech policy (two frequency
 /// masks of up to 27 bins, two time masks of up to 100 frames) with the time masks capped at
-/// 20% of the utterance and a warp of up to 5 frames (ESPnet's default).
-#[derive(Debug, Clone, PartialEq)]
+/// 20% of the utterance and a warp of up to 5 frames (ESPnet's default). In JSON every field
+/// is optional (missing ones take these defaults) and unknown fields are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SpecAugmentConfig {
     /// Number of frequency masks.
     pub freq_masks: usize,

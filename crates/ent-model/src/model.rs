@@ -123,6 +123,10 @@ pub struct LossConfig {
     /// ([`Targets::frame_emotions`]), averaged over the utterance's frames. 0 (off) by default:
     /// the paper trains with utterance labels only.
     pub frame: f64,
+    /// FastEmit weight `lambda` of the RNN-T loss (Yu et al., 2021): the gradient of every
+    /// label emission is scaled by `1 + lambda`, which pulls emissions earlier, towards when
+    /// the tokens are said. 0 (off) by default, as in the paper.
+    pub fastemit: f64,
 }
 
 impl Default for LossConfig {
@@ -138,6 +142,7 @@ impl Default for LossConfig {
             pool_nodes: PoolNodes::Lattice,
             frame: 0.0,
             frame_unlabelled: FrameUnlabelled::Utterance,
+            fastemit: 0.0,
         }
     }
 }
@@ -553,6 +558,7 @@ impl Model {
             &RnntLossConfig {
                 blank: self.cfg.blank,
                 reduction: Reduction::None,
+                fastemit_lambda: cfg.fastemit as f32,
                 ..Default::default()
             },
         )?;

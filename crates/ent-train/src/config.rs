@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ent_features::{SpecAugment, SpecAugmentConfig};
 use ent_model::{LossConfig, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,68 @@ impl DataConfig {
     }
 }
 
+/// Training-time augmentation of the training examples (never of validation or test data);
+/// off by default. Each example of each optimiser step draws its own perturbation from a stream
+/// seeded by the run's seed and the step, so a run (and a resumed run) is reproducible.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Speed perturbation (Ko et al., 2015): factors, one drawn uniformly per example; the
+    /// audio is resampled as if recorded at `16 kHz * factor`, so `1.1` plays 10% faster and
+    /// higher. Emotion spans are scaled with it. Empty (the default) or `[1.0]`: off.
+    pub speed: Vec<f64>,
+    /// SpecAugment on the model input: the filterbanks (masked with each example's mean when
+    /// `mask_value` is `"mean"`), or every hidden state of a backbone alike. Absent: off.
+    pub specaug: Option<SpecAugmentConfig>,
+}
+
+impl AugmentConfig {
+    /// Whether anything is perturbed.
+    pub fn is_on(&self) -> bool {
+        self.specaug.is_some() || self.speed.iter().any(|&f| f != 1.0)
+    }
+
+    /// What is on, for messages: `speed perturbation 0.9/1/1.1, SpecAugment` (`none` when off).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.speed.iter().any(|&f| f != 1.0) {
+            let f: Vec<String> = self.speed.iter().map(|f| f.to_string()).collect();
+            parts.push(format!("speed perturbation {}", f.join("/")));
+        }
+        if self.specaug.is_some() {
+            parts.push("SpecAugment".to_string());
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// Checks the factors and the SpecAugment policy.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if let Some(f) = self
+            .speed
+            .iter()
+            .find(|f| !(SPEED_RANGE.contains(*f) && f.is_finite()))
+        {
+            return Err(TrainError::Config(format!(
+                "augment.speed: factor {f} must lie in [{}, {}]",
+                SPEED_RANGE.start(),
+                SPEED_RANGE.end()
+            )));
+        }
+        if let Some(c) = &self.specaug {
+            SpecAugment::new(c.clone())
+                .map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Speed factors [`AugmentConfig::speed`] accepts.
+pub const SPEED_RANGE: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
 /// Everything a training run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -113,6 +176,8 @@ pub struct TrainConfig {
     /// Joined training examples (neutral, any, neutral) added to the training set; none by
     /// default.
     pub join: JoinConfig,
+    /// Augmentation of the training examples; none by default.
+    pub augment: AugmentConfig,
     /// Backbone checkpoint folder (for a backbone front end).
     pub backbone: Option<PathBuf>,
     /// Epochs.
@@ -147,6 +212,7 @@ impl Default for TrainConfig {
             optim: OptimConfig::default(),
             data: DataConfig::default(),
             join: JoinConfig::default(),
+            augment: AugmentConfig::default(),
             backbone: None,
             epochs: 50,
             batch_size: 2,
@@ -230,6 +296,13 @@ impl TrainConfig {
                 self.data.emotions.neutral, self.model.neutral
             ));
         }
+        if !(self.loss.fastemit >= 0.0 && self.loss.fastemit.is_finite()) {
+            return bad(format!(
+                "loss.fastemit {} must be a finite weight >= 0",
+                self.loss.fastemit
+            ));
+        }
+        self.augment.validate()?;
         self.model.validate()?;
         Ok(())
     }

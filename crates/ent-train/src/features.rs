@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Device, Tensor};
 use ent_backbone::Backbone;
-use ent_features::{Audio, CmvnStats, Fbank, FbankOptions, GlobalCmvn, Segment};
+use ent_features::{Audio, CmvnStats, Fbank, FbankOptions, GlobalCmvn, Segment, SpecAugment};
 use ent_model::{FrontEnd, ModelConfig};
 use rayon::prelude::*;
 
@@ -20,6 +20,65 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub fn load_audio(path: &Path, segment: Segment) -> Result<Vec<f32>, TrainError> {
     let audio: Audio = ent_features::load_segment(path, segment)?.resampled(SAMPLE_RATE)?;
     Ok(audio.samples)
+}
+
+/// The rate `samples` are taken to be recorded at for speed perturbation by `speed`: the
+/// audio resampled from it to [`SAMPLE_RATE`] plays `speed` times as fast (and as high).
+pub fn perturbed_rate(speed: f64) -> u32 {
+    (SAMPLE_RATE as f64 * speed).round() as u32
+}
+
+/// Speed perturbation of 16 kHz `samples` by `speed` (1.0: a copy); the result has about
+/// `len / speed` samples.
+pub fn speed_perturb(samples: &[f32], speed: f64) -> Result<Vec<f32>, TrainError> {
+    Ok(ent_features::resample(
+        samples,
+        perturbed_rate(speed),
+        SAMPLE_RATE,
+    )?)
+}
+
+/// SpecAugment of padded model inputs: each example's valid frames `[lens[b], D]` with its own
+/// `seeds[b]`, in every layer of `[L, B, T, D]` hidden states alike (same seed, so the same
+/// masks and warp), or of `[B, T, D]` filterbanks. Padding is left alone.
+pub fn spec_augment(
+    features: &Tensor,
+    lens: &[usize],
+    aug: &SpecAugment,
+    seeds: &[u64],
+) -> Result<Tensor, TrainError> {
+    let dims = features.dims().to_vec();
+    let (layers, b, t, d) = match dims[..] {
+        [b, t, d] => (1, b, t, d),
+        [l, b, t, d] => (l, b, t, d),
+        _ => {
+            return Err(TrainError::Config(format!(
+                "SpecAugment needs [B, T, D] or [L, B, T, D] inputs, not {dims:?}"
+            )));
+        }
+    };
+    if lens.len() != b || seeds.len() != b || lens.iter().any(|&n| n > t) {
+        return Err(TrainError::Config(format!(
+            "SpecAugment of a batch of {b} x {t} frames with lengths {lens:?} and {} seeds",
+            seeds.len()
+        )));
+    }
+    let mut data = features
+        .to_device(&Device::Cpu)?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    data.par_chunks_mut(t * d)
+        .enumerate()
+        .try_for_each(|(i, x)| -> Result<(), TrainError> {
+            let e = i % b;
+            aug.apply_in_place(&mut x[..lens[e] * d], lens[e], d, seeds[e])?;
+            Ok(())
+        })?;
+    debug_assert_eq!(data.len(), layers * b * t * d);
+    Ok(Tensor::from_vec(data, dims, &Device::Cpu)?
+        .to_dtype(features.dtype())?
+        .to_device(features.device())?)
 }
 
 /// Padded model inputs of one batch.
@@ -39,8 +98,9 @@ pub enum FeatureSource {
     Fbank {
         /// The filterbank computer.
         fbank: Fbank,
-        /// Features by utterance id, when caching.
-        cache: Option<Mutex<HashMap<String, Arc<Vec<f32>>>>>,
+        /// Features by utterance id and the rate its audio was taken to have (speed
+        /// perturbation), when caching.
+        cache: Option<Mutex<FbankCache>>,
     },
     /// A frozen self-supervised backbone, run on every batch.
     Backbone(Box<Backbone>),
@@ -89,13 +149,16 @@ impl FeatureSource {
         }
     }
 
-    /// Filterbanks of one utterance, `[frames * bins]`, from the cache when there.
+    /// Filterbanks of one utterance, `[frames * bins]`, sped up by `speed`, from the cache when
+    /// there.
     fn fbank_of(
         &self,
         id: &str,
         path: &Path,
         segment: Segment,
+        speed: f64,
     ) -> Result<Arc<Vec<f32>>, TrainError> {
+        let key = (id.to_string(), perturbed_rate(speed));
         let FeatureSource::Fbank { fbank, cache } = self else {
             return Err(TrainError::Config(
                 "filterbanks requested from a backbone source".into(),
@@ -105,11 +168,14 @@ impl FeatureSource {
             && let Some(f) = c
                 .lock()
                 .map_err(|_| TrainError::Config("feature cache poisoned".into()))?
-                .get(id)
+                .get(&key)
         {
             return Ok(f.clone());
         }
-        let samples = load_audio(path, segment)?;
+        let mut samples = load_audio(path, segment)?;
+        if key.1 != SAMPLE_RATE {
+            samples = speed_perturb(&samples, speed)?;
+        }
         let f = Arc::new(
             fbank
                 .compute_vec(&samples)
@@ -118,7 +184,7 @@ impl FeatureSource {
         if let Some(c) = cache {
             c.lock()
                 .map_err(|_| TrainError::Config("feature cache poisoned".into()))?
-                .insert(id.to_string(), f.clone());
+                .insert(key, f.clone());
         }
         Ok(f)
     }
@@ -133,7 +199,7 @@ impl FeatureSource {
         let parts: Vec<CmvnStats> = utts
             .par_iter()
             .map(|&(id, path, seg)| -> Result<CmvnStats, TrainError> {
-                let f = self.fbank_of(id, path, seg)?;
+                let f = self.fbank_of(id, path, seg, 1.0)?;
                 let mut s = CmvnStats::new(dim);
                 s.accumulate_slice(&f, f.len() / dim, dim)?;
                 Ok(s)
@@ -164,20 +230,40 @@ impl FeatureSource {
         utts: &[Vec<(&str, &Path, Segment)>],
         dev: &Device,
     ) -> Result<Inputs, TrainError> {
+        self.inputs_perturbed(utts, &[], dev)
+    }
+
+    /// [`inputs_joined`](Self::inputs_joined) with each example's audio sped up by its factor
+    /// in `speeds` (see [`speed_perturb`]; empty: no perturbation).
+    pub fn inputs_perturbed(
+        &self,
+        utts: &[Vec<(&str, &Path, Segment)>],
+        speeds: &[f64],
+        dev: &Device,
+    ) -> Result<Inputs, TrainError> {
         if let Some(i) = utts.iter().position(Vec::is_empty) {
             return Err(TrainError::Config(format!(
                 "example {i} of the batch has no audio"
             )));
         }
+        if !speeds.is_empty() && speeds.len() != utts.len() {
+            return Err(TrainError::Config(format!(
+                "{} speed factors for a batch of {}",
+                speeds.len(),
+                utts.len()
+            )));
+        }
+        let speed = |b: usize| speeds.get(b).copied().unwrap_or(1.0);
         match self {
             FeatureSource::Fbank { fbank, .. } => {
                 let dim = fbank.dim();
                 let feats: Vec<Vec<Arc<Vec<f32>>>> = utts
                     .par_iter()
-                    .map(|parts| {
+                    .enumerate()
+                    .map(|(b, parts)| {
                         parts
                             .iter()
-                            .map(|&(id, path, seg)| self.fbank_of(id, path, seg))
+                            .map(|&(id, path, seg)| self.fbank_of(id, path, seg, speed(b)))
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .collect::<Result<_, _>>()?;
@@ -190,10 +276,14 @@ impl FeatureSource {
             FeatureSource::Backbone(bb) => {
                 let waves: Vec<Vec<f32>> = utts
                     .par_iter()
-                    .map(|parts| -> Result<Vec<f32>, TrainError> {
+                    .enumerate()
+                    .map(|(b, parts)| -> Result<Vec<f32>, TrainError> {
                         let mut w = Vec::new();
                         for &(_, path, seg) in parts {
                             w.extend(load_audio(path, seg)?);
+                        }
+                        if perturbed_rate(speed(b)) != SAMPLE_RATE {
+                            w = speed_perturb(&w, speed(b))?;
                         }
                         Ok(w)
                     })
@@ -223,6 +313,9 @@ impl FeatureSource {
         }
     }
 }
+
+/// Cached filterbanks by utterance id and perturbed rate.
+type FbankCache = HashMap<(String, u32), Arc<Vec<f32>>>;
 
 /// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`.
 fn fbank_inputs(examples: &[Vec<&[f32]>], dim: usize, dev: &Device) -> Result<Inputs, TrainError> {

@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use ent_common::progress::{Ticker, duration};
 use ent_common::rng::SplitMix64;
 use ent_decode::metrics::Confusion;
+use ent_features::SpecAugment;
 use ent_model::{Features, FrameUnlabelled, FrontEnd, Mode, Model, SeededVarMap, Targets};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -20,7 +21,7 @@ use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
 use crate::config::{SelectMetric, TrainConfig};
 use crate::data::{PreparedUtt, Vocab, bucketed_batches, joined_examples};
 use crate::error::TrainError;
-use crate::features::FeatureSource;
+use crate::features::{FeatureSource, spec_augment};
 use crate::optim::{self, AdamW, CosineSchedule};
 
 /// File name of the newest checkpoint in the output folder.
@@ -72,7 +73,20 @@ pub struct Trainer {
     log: File,
     batches_per_epoch: u64,
     schedule: CosineSchedule,
+    specaug: Option<SpecAugment>,
 }
+
+/// How one training example is perturbed (see [`crate::AugmentConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ExampleAug {
+    /// Speed factor (1.0: none).
+    speed: f64,
+    /// SpecAugment seed.
+    seed: u64,
+}
+
+/// Salt of the augmentation streams (one per optimiser step and batch).
+const AUGMENT_SALT: u64 = 0xA06D_5EED_0000_0000;
 
 impl std::fmt::Debug for Trainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,6 +227,13 @@ impl Trainer {
             warmup_steps: (cfg.optim.warmup_epochs * steps_per_epoch as f64).round() as u64,
             total_steps: cfg.epochs * steps_per_epoch,
         };
+        let specaug = match &cfg.augment.specaug {
+            Some(c) => Some(
+                SpecAugment::new(c.clone())
+                    .map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))?,
+            ),
+            None => None,
+        };
         let rng = SplitMix64::new(cfg.seed ^ 0x5EED_D80F_0000_0000);
         let state = TrainState {
             rng_state: rng.state(),
@@ -234,6 +255,7 @@ impl Trainer {
             log,
             batches_per_epoch,
             schedule,
+            specaug,
         })
     }
 
@@ -346,11 +368,35 @@ impl Trainer {
             .map_err(|e| TrainError::io(&path, e.to_string()))
     }
 
-    /// Forward pass and loss of one batch; also the utterance-head logits `[B, K]` and the
-    /// labels, for scoring.
+    /// The perturbation of each example of batch `batch_no` of the coming optimiser step
+    /// (empty when augmentation is off): drawn from a stream of the run's seed, the step and
+    /// the batch, so that a resumed run draws the same.
+    fn draw_augment(&self, n: usize, batch_no: usize) -> Vec<ExampleAug> {
+        let a = &self.cfg.augment;
+        if !a.is_on() {
+            return Vec::new();
+        }
+        let mut r = SplitMix64::new(
+            self.cfg.seed ^ AUGMENT_SALT ^ self.state.step.wrapping_mul(1 << 16) ^ batch_no as u64,
+        );
+        (0..n)
+            .map(|_| ExampleAug {
+                speed: if a.speed.is_empty() {
+                    1.0
+                } else {
+                    a.speed[r.range_inclusive(0, a.speed.len() - 1)]
+                },
+                seed: r.next_u64(),
+            })
+            .collect()
+    }
+
+    /// Forward pass and loss of one batch, each example perturbed as `aug` says (empty: none);
+    /// also the utterance-head logits `[B, K]` and the labels, for scoring.
     fn run_batch(
         &self,
         utts: &[&PreparedUtt],
+        aug: &[ExampleAug],
         mode: &mut Mode,
     ) -> Result<(ent_model::Losses, Tensor, Vec<u32>), TrainError> {
         let list: Vec<Vec<_>> = utts
@@ -365,7 +411,14 @@ impl Trainer {
                     .collect()
             })
             .collect();
-        let inputs = self.features.inputs_joined(&list, &self.dev)?;
+        let speeds: Vec<f64> = aug.iter().map(|a| a.speed).collect();
+        let mut inputs = self.features.inputs_perturbed(&list, &speeds, &self.dev)?;
+        if let Some(sa) = &self.specaug
+            && !aug.is_empty()
+        {
+            let seeds: Vec<u64> = aug.iter().map(|a| a.seed).collect();
+            inputs.features = spec_augment(&inputs.features, &inputs.lens, sa, &seeds)?;
+        }
         let feats = match self.cfg.model.front_end {
             FrontEnd::Fbank { .. } => Features::Fbank(&inputs.features),
             FrontEnd::Backbone { .. } => Features::Hidden(&inputs.features),
@@ -383,7 +436,7 @@ impl Trainer {
         let out = self
             .model
             .forward(feats, &inputs.lens, &tokens, &token_lens, mode)?;
-        let frame_emotions = self.frame_emotions(utts, &out.frame_lens);
+        let frame_emotions = self.frame_emotions(utts, &speeds, &out.frame_lens);
         let targets = Targets {
             tokens: &tokens,
             token_lens: &token_lens,
@@ -397,23 +450,26 @@ impl Trainer {
     }
 
     /// The frame labels of a batch for the frame loss (none when it is off): from each
-    /// example's spans, else, as configured, its utterance label on every frame.
-    fn frame_emotions(&self, utts: &[&PreparedUtt], frame_lens: &[usize]) -> Vec<Option<Vec<u32>>> {
+    /// example's spans (in time scaled by its speed factor, when `speeds` has one), else, as
+    /// configured, its utterance label on every frame.
+    fn frame_emotions(
+        &self,
+        utts: &[&PreparedUtt],
+        speeds: &[f64],
+        frame_lens: &[usize],
+    ) -> Vec<Option<Vec<u32>>> {
         let loss = &self.cfg.loss;
         if loss.frame <= 0.0 {
             return Vec::new();
         }
-        let shift = self.cfg.model.front_end.frame_shift_secs();
-        let neutral = self.cfg.model.neutral;
-        utts.iter()
-            .zip(frame_lens)
-            .map(|(u, &len)| {
-                u.frame_classes(len, shift, neutral).or_else(|| {
-                    (loss.frame_unlabelled == FrameUnlabelled::Utterance)
-                        .then(|| vec![u.emotion as u32; len])
-                })
-            })
-            .collect()
+        frame_labels(
+            utts,
+            speeds,
+            frame_lens,
+            self.cfg.model.front_end.frame_shift_secs(),
+            self.cfg.model.neutral,
+            loss.frame_unlabelled,
+        )
     }
 
     fn last_good(&self) -> String {
@@ -430,10 +486,11 @@ impl Trainer {
     fn step(&mut self, group: &[Vec<usize>]) -> Result<[f64; 7], TrainError> {
         let mut acc = BTreeMap::new();
         let mut sums = [0f64; 5];
-        for batch in group {
+        for (batch_no, batch) in group.iter().enumerate() {
             let utts: Vec<&PreparedUtt> = batch.iter().map(|&i| &self.train[i]).collect();
+            let aug = self.draw_augment(utts.len(), batch_no);
             let mut rng = SplitMix64::new(self.rng.next_u64());
-            let (losses, _, _) = self.run_batch(&utts, &mut Mode::train(&mut rng))?;
+            let (losses, _, _) = self.run_batch(&utts, &aug, &mut Mode::train(&mut rng))?;
             let per = losses
                 .per_utterance
                 .to_dtype(DType::F64)?
@@ -497,7 +554,7 @@ impl Trainer {
         let lengths: Vec<f64> = utts.iter().map(|u| u.duration).collect();
         for batch in bucketed_batches(&lengths, self.cfg.batch_size.max(8), None, 0, 0, false) {
             let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
-            let (l, logits, emotions) = self.run_batch(&refs, &mut Mode::eval())?;
+            let (l, logits, emotions) = self.run_batch(&refs, &[], &mut Mode::eval())?;
             loss += l
                 .per_utterance
                 .to_dtype(DType::F64)?
@@ -674,9 +731,85 @@ impl Trainer {
     }
 }
 
+/// Per-frame classes of each example for `frame_lens[b]` frames `shift` seconds apart: from its
+/// spans, read at times scaled by its speed factor (`speeds[b]`, 1 when absent: a frame
+/// `shift` apart in audio sped up by `f` is `shift * f` apart in the original, where the spans
+/// are), else per `unlabelled` its utterance label everywhere or nothing.
+fn frame_labels(
+    utts: &[&PreparedUtt],
+    speeds: &[f64],
+    frame_lens: &[usize],
+    shift: f64,
+    neutral: usize,
+    unlabelled: FrameUnlabelled,
+) -> Vec<Option<Vec<u32>>> {
+    utts.iter()
+        .zip(frame_lens)
+        .enumerate()
+        .map(|(b, (u, &len))| {
+            let f = speeds.get(b).copied().unwrap_or(1.0);
+            u.frame_classes(len, shift * f, neutral).or_else(|| {
+                (unlabelled == FrameUnlabelled::Utterance).then(|| vec![u.emotion as u32; len])
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::improves;
+    use super::{FrameUnlabelled, frame_labels, improves};
+    use crate::data::{EmotionSpan, PreparedUtt};
+
+    fn utt(emotion: usize, spans: Vec<EmotionSpan>) -> PreparedUtt {
+        PreparedUtt {
+            id: "u".into(),
+            audio: "u.wav".into(),
+            segment: ent_features::Segment::WHOLE,
+            then: Vec::new(),
+            text: "A".into(),
+            tokens: vec![3],
+            emotion,
+            duration: 3.0,
+            gender: None,
+            intensity: None,
+            speaker: None,
+            session: None,
+            intervals: Vec::new(),
+            spans,
+            sentences: Vec::new(),
+        }
+    }
+
+    /// A span of 1.0-2.0 s in audio played 1.25 times as fast lies at 0.8-1.6 s: frames 20..40
+    /// of 40 ms (centres 0.82..1.58 s); without speed-up at frames 25..50.
+    #[test]
+    fn frame_labels_follow_sped_up_spans() {
+        let span = EmotionSpan {
+            start: 1.0,
+            end: 2.0,
+            class: 1,
+        };
+        let a = utt(1, vec![span]);
+        let b = utt(2, vec![]);
+        let expect = |range: std::ops::Range<usize>| -> Vec<u32> {
+            (0..60)
+                .map(|f| if range.contains(&f) { 1 } else { 3 })
+                .collect()
+        };
+        let got = frame_labels(
+            &[&a, &b],
+            &[1.25, 0.9],
+            &[60, 7],
+            0.04,
+            3,
+            FrameUnlabelled::Utterance,
+        );
+        assert_eq!(got[0].as_deref(), Some(&expect(20..40)[..]));
+        assert_eq!(got[1], Some(vec![2; 7]));
+        let plain = frame_labels(&[&a, &b], &[], &[60, 7], 0.04, 3, FrameUnlabelled::Skip);
+        assert_eq!(plain[0].as_deref(), Some(&expect(25..50)[..]));
+        assert_eq!(plain[1], None);
+    }
 
     #[test]
     fn equal_scores_are_decided_by_the_loss() {

@@ -658,3 +658,91 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         "{e}"
     );
 }
+
+/// `LossConfig::fastemit` reaches the RNN-T loss: the gradient of the model's mean RNN-T loss
+/// equals ent-lattice's with the same `fastemit_lambda` (whose FastEmit gradient has its own
+/// tests), the value stays the plain loss, and the gradient differs from the one without it.
+#[test]
+fn fastemit_weight_reaches_the_rnnt_loss() {
+    let AlignCase {
+        model,
+        mut out,
+        tokens,
+        token_lens,
+        emotions,
+        ..
+    } = align_case(13);
+    let asr = Var::from_tensor(&out.asr_logits).unwrap();
+    out.asr_logits = asr.as_tensor().clone();
+    let targets = Targets {
+        tokens: &tokens,
+        token_lens: &token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+        frame_emotions: &[],
+    };
+    let u32s = |v: &[usize]| {
+        let v: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+        Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).unwrap()
+    };
+    let grad_of = |lambda: f64| {
+        let l = model
+            .loss(
+                &out,
+                &targets,
+                &LossConfig {
+                    fastemit: lambda,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let g = l.rnnt.backward().unwrap();
+        let value = l.rnnt.to_scalar::<f32>().unwrap();
+        let g = g
+            .get(&asr)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        (value, g)
+    };
+    let (v0, g0) = grad_of(0.0);
+    let (v1, g1) = grad_of(0.5);
+    let reference = ent_lattice::rnnt_loss(
+        asr.as_tensor(),
+        &tokens,
+        &u32s(&out.frame_lens),
+        &u32s(&token_lens),
+        &ent_lattice::RnntLossConfig {
+            fastemit_lambda: 0.5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let gr = reference.backward().unwrap();
+    let gr = gr
+        .get(&asr)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(v0, v1, "FastEmit changes the gradient, not the value");
+    let worst = g1
+        .iter()
+        .zip(&gr)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-6,
+        "off ent-lattice's FastEmit gradient by {worst}"
+    );
+    let moved = g1
+        .iter()
+        .zip(&g0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-3, "FastEmit moved the gradient by only {moved}");
+}

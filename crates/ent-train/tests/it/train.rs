@@ -75,6 +75,7 @@ fn corpus(dir: &Path, n: usize) -> Vec<Utterance> {
                 text: Some(TEXTS[k].to_string()),
                 emotion: Some(LABELS[k].to_string()),
                 intervals: vec![],
+                sentences: vec![],
                 speaker: Some(format!("s{}", i % 3)),
                 gender: None,
                 intensity: None,
@@ -572,4 +573,180 @@ fn trains_on_a_pretrained_backbone() {
         panic!("a layer-count mismatch is refused");
     };
     assert!(err.to_string().contains("3 hidden states"), "{err}");
+}
+
+fn augment_on() -> ent_train::AugmentConfig {
+    ent_train::AugmentConfig {
+        speed: vec![0.9, 1.0, 1.1],
+        specaug: Some(ent_features::SpecAugmentConfig {
+            max_freq_width: 4,
+            max_time_width: 5,
+            time_warp: 2,
+            mask_value: ent_features::MaskValue::Mean,
+            ..Default::default()
+        }),
+    }
+}
+
+/// With speed perturbation and SpecAugment on, a run stopped and resumed still ends with the
+/// straight run's weights (the perturbations are drawn from the step, not from state that a
+/// resume loses), and the weights differ from those of the same run without augmentation.
+#[test]
+fn augmented_training_resumes_exactly_and_changes_the_weights() {
+    let data = TempDir::new("augment-data");
+    let train = prepared(&data.0, 7);
+    let dev = Device::Cpu;
+    let cfg = TrainConfig {
+        augment: augment_on(),
+        ..tiny_config()
+    };
+    let straight_dir = TempDir::new("augment-straight");
+    let mut straight =
+        Trainer::new(cfg.clone(), train.clone(), vec![], &straight_dir.0, &dev).unwrap();
+    let total = straight.total_steps();
+    straight.run().unwrap();
+    let dir = TempDir::new("augment-stopped");
+    let first = TrainConfig {
+        max_steps: Some(total / 2 + 1),
+        save_every_steps: Some(1),
+        ..cfg.clone()
+    };
+    Trainer::new(first, train.clone(), vec![], &dir.0, &dev)
+        .unwrap()
+        .run()
+        .unwrap();
+    let mut b = Trainer::new(cfg, train.clone(), vec![], &dir.0, &dev).unwrap();
+    b.resume(&dir.0.join(LAST)).unwrap();
+    b.run().unwrap();
+    let (w1, w2) = (weights(&straight), weights(&b));
+    for (k, v) in &w1 {
+        assert!(v == &w2[k], "{k} differs after resuming an augmented run");
+    }
+    let plain_dir = TempDir::new("augment-plain");
+    let mut plain = Trainer::new(tiny_config(), train, vec![], &plain_dir.0, &dev).unwrap();
+    plain.run().unwrap();
+    let w0 = weights(&plain);
+    let changed = w0
+        .iter()
+        .filter(|(k, v)| !ent_model::Model::is_buffer(k) && *v != &w1[*k])
+        .count();
+    assert!(changed > 0, "augmentation changed no weight");
+}
+
+/// The `augment` section in JSON: defaults, a full policy, and errors for bad factors, bad
+/// SpecAugment values and unknown fields.
+#[test]
+fn augment_config_reads_from_json() {
+    let dir = TempDir::new("augment-json");
+    let read = |body: &str| {
+        let p = dir.0.join("c.json");
+        std::fs::write(&p, body).unwrap();
+        TrainConfig::from_file(&p)
+    };
+    let plain = read(r#"{"data": {"train": "t.json"}}"#).unwrap();
+    assert!(!plain.augment.is_on());
+    let on = read(
+        r#"{"data": {"train": "t.json"}, "augment": {"speed": [0.9, 1.0, 1.1],
+            "specaug": {"max_freq_width": 4, "max_time_width": 5, "time_warp": 2, "mask_value": "mean"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(on.augment, augment_on());
+    let c = read(r#"{"augment": {"specaug": {"mask_value": {"constant": -3.5}}}}"#).unwrap();
+    assert_eq!(
+        c.augment.specaug.unwrap().mask_value,
+        ent_features::MaskValue::Constant(-3.5)
+    );
+    for (body, says) in [
+        (r#"{"augment": {"speed": [0.9, 3.0]}}"#, "factor 3"),
+        (r#"{"augment": {"speed": [0.0]}}"#, "factor 0"),
+        (
+            r#"{"augment": {"specaug": {"max_time_proportion": 1.5}}}"#,
+            "max_time_proportion",
+        ),
+        (r#"{"augment": {"pitch": [1.0]}}"#, "unknown field `pitch`"),
+        (
+            r#"{"augment": {"specaug": {"masks": 2}}}"#,
+            "unknown field `masks`",
+        ),
+    ] {
+        let e = read(body).unwrap_err().to_string();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+}
+
+/// Speed perturbation: 1.1 leaves ceil(n / 1.1) samples and raises a 300 Hz tone to 330 Hz
+/// (counted by zero crossings), 0.9 lowers it to 270 Hz.
+#[test]
+fn speed_perturbation_changes_length_and_pitch() {
+    let n = 16000;
+    let x: Vec<f32> = (0..n)
+        .map(|i| (2.0 * std::f64::consts::PI * 300.0 * i as f64 / 16000.0).sin() as f32 * 0.5)
+        .collect();
+    for (speed, hz) in [(1.1, 330.0), (0.9, 270.0), (1.0, 300.0)] {
+        let y = ent_train::features::speed_perturb(&x, speed).unwrap();
+        let expect = (n as f64 / speed).ceil() as usize;
+        assert!(
+            y.len().abs_diff(expect) <= 1,
+            "{speed}: {} vs {expect}",
+            y.len()
+        );
+        // Away from the edges, rising zero crossings per second.
+        let mid = &y[800..y.len() - 800];
+        let ups = mid.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        let measured = ups as f64 * 16000.0 / mid.len() as f64;
+        assert!(
+            (measured - hz).abs() < 2.0,
+            "{speed}: {measured} Hz, not {hz}"
+        );
+    }
+}
+
+/// SpecAugment of a padded batch: each example's valid frames as SpecAugment alone would leave
+/// them with that example's seed, the same masks in every layer, padding untouched.
+#[test]
+fn spec_augment_of_a_batch_is_per_example() {
+    use ent_features::{SpecAugment, SpecAugmentConfig};
+    let (l, b, t, d) = (2, 3, 30, 8);
+    let x: Vec<f32> = (0..l * b * t * d)
+        .map(|i| ((i * 7919) % 211) as f32 * 0.1 - 7.0)
+        .collect();
+    let lens = [30, 18, 25];
+    let seeds = [11, 12, 13];
+    let aug = SpecAugment::new(SpecAugmentConfig {
+        max_freq_width: 3,
+        max_time_width: 6,
+        mask_value: ent_features::MaskValue::Constant(99.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let input = Tensor::from_vec(x.clone(), (l, b, t, d), &Device::Cpu).unwrap();
+    let y = ent_train::features::spec_augment(&input, &lens, &aug, &seeds)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut masked_per_layer = vec![Vec::new(); l];
+    for (li, masked) in masked_per_layer.iter_mut().enumerate() {
+        for e in 0..b {
+            let at = (li * b + e) * t * d;
+            let mut want = x[at..at + lens[e] * d].to_vec();
+            aug.apply_in_place(&mut want, lens[e], d, seeds[e]).unwrap();
+            assert_eq!(
+                &y[at..at + lens[e] * d],
+                &want[..],
+                "layer {li} example {e}"
+            );
+            assert_eq!(
+                &y[at + lens[e] * d..at + t * d],
+                &x[at + lens[e] * d..at + t * d],
+                "padding of example {e}"
+            );
+            masked.extend((at..at + t * d).map(|i| y[i] == 99.0).collect::<Vec<_>>());
+        }
+    }
+    assert_eq!(masked_per_layer[0], masked_per_layer[1]);
+    assert!(masked_per_layer[0].iter().any(|&m| m), "nothing masked");
+    let bad = ent_train::features::spec_augment(&input, &[30, 31, 2], &aug, &seeds);
+    assert!(bad.is_err());
 }
