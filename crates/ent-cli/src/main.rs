@@ -76,6 +76,11 @@ struct ModelArgs {
     /// or into overlapping windows where there is none; see docs/method.md §10).
     #[arg(long, default_value_t = Windowing::default().max_window)]
     max_window: f64,
+    /// Decide each frame's emotion by a threshold on `1 - p(neutral)` (emotional at or above
+    /// it, then the most probable emotion) instead of the most probable class [default: the
+    /// most probable class].
+    #[arg(long)]
+    emotion_threshold: Option<f32>,
 }
 
 impl ModelArgs {
@@ -105,7 +110,8 @@ impl ModelArgs {
             dev,
             self.search(),
         )?
-        .with_windowing(w)?)
+        .with_windowing(w)?
+        .with_emotion_threshold(self.emotion_threshold)?)
     }
 }
 

@@ -71,6 +71,50 @@ pub fn decode(model: &Model, enc: &Encoded, how: &Search) -> Result<Vec<Decoded>
         .collect()
 }
 
+/// Frame emotions decided by a neutral-versus-emotion threshold instead of the argmax: a frame
+/// is emotional when `1 - p(neutral) >= threshold`, and then takes the most probable class other
+/// than neutral; otherwise it is neutral. Rewrites `d`'s emotion path, its tokens' emotions and
+/// its segments (`shift` seconds per frame); the transcript is untouched (the emotion joint
+/// never steers the search). `threshold` must lie in `(0, 1]`; 0.5 gives the argmax wherever
+/// one class holds half the probability.
+pub fn threshold_emotions(
+    d: &mut Decoded,
+    neutral: usize,
+    threshold: f32,
+    shift: f64,
+) -> Result<(), DecodeError> {
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        return Err(DecodeError::Input(format!(
+            "the emotion threshold {threshold} must lie in (0, 1]"
+        )));
+    }
+    let h = &mut d.hypothesis;
+    for (e, p) in h.frame_emotions.iter_mut().zip(&h.frame_probs) {
+        if neutral >= p.len() {
+            return Err(DecodeError::Input(format!(
+                "neutral class {neutral} is not below {} classes",
+                p.len()
+            )));
+        }
+        *e = if 1.0 - p[neutral] >= threshold {
+            let mut best = if neutral == 0 { 1 } else { 0 };
+            for (c, &x) in p.iter().enumerate() {
+                if c != neutral && x > p[best] {
+                    best = c;
+                }
+            }
+            best
+        } else {
+            neutral
+        };
+    }
+    for t in &mut d.tokens {
+        t.emotion = h.frame_emotions[t.frame];
+    }
+    d.segments = frames_to_segments(&h.frame_emotions, shift, shift)?;
+    Ok(())
+}
+
 /// The index of the largest probability (the first of equal ones): how an utterance's
 /// emotion is read off its class probabilities.
 pub fn argmax(p: &[f32]) -> usize {
@@ -118,4 +162,60 @@ pub fn utterance_probs(
             r.iter().map(|&x| ((x - m).exp() / z) as f32).collect()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four frames of classes (happy, angry, sad, neutral): with threshold 0.3 the frames whose
+    /// neutral probability is at most 0.7 are emotional, each with its most probable emotion;
+    /// tokens and segments follow; bad thresholds are refused.
+    #[test]
+    fn threshold_relabels_frames_tokens_and_segments() {
+        let probs = vec![
+            vec![0.1, 0.1, 0.1, 0.7], // 1 - 0.7 = 0.3 >= 0.3: emotional, happy (first of equal)
+            vec![0.05, 0.2, 0.0, 0.75], // 0.25 < 0.3: neutral
+            vec![0.2, 0.3, 0.1, 0.4], // emotional: angry, though neutral is the argmax
+            vec![0.0, 0.0, 0.6, 0.4], // sad
+        ];
+        let mut d = Decoded {
+            hypothesis: Hypothesis {
+                tokens: vec![5, 6],
+                token_frames: vec![1, 2],
+                frame_emotions: vec![3, 3, 3, 2],
+                frame_probs: probs,
+                score: -1.0,
+            },
+            tokens: vec![
+                TokenEmotion {
+                    token: 5,
+                    frame: 1,
+                    time: 0.04,
+                    emotion: 3,
+                },
+                TokenEmotion {
+                    token: 6,
+                    frame: 2,
+                    time: 0.08,
+                    emotion: 3,
+                },
+            ],
+            utterance_probs: vec![0.25; 4],
+            utterance_emotion: 0,
+            segments: vec![],
+        };
+        threshold_emotions(&mut d, 3, 0.3, 0.04).unwrap();
+        assert_eq!(d.hypothesis.frame_emotions, vec![0, 3, 1, 2]);
+        assert_eq!(
+            d.tokens.iter().map(|t| t.emotion).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+        let labels: Vec<usize> = d.segments.iter().map(|s| s.label).collect();
+        assert_eq!(labels, vec![0, 3, 1, 2]);
+        assert!((d.segments[3].end - 0.16).abs() < 1e-12);
+        for bad in [0.0, -0.1, 1.5, f32::NAN] {
+            assert!(threshold_emotions(&mut d, 3, bad, 0.04).is_err(), "{bad}");
+        }
+    }
 }

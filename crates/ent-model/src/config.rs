@@ -189,6 +189,10 @@ pub struct ModelConfig {
     pub head: HeadConfig,
     /// Auxiliary tasks.
     pub aux: AuxConfig,
+    /// A per-frame attention layer for attention pooling (`"pool_function": "attention"` in
+    /// the loss): a linear map from the emotion branch's encoder output to `K` attention
+    /// logits. Off by default (the paper has none).
+    pub pool_attention: bool,
 }
 
 impl Default for ModelConfig {
@@ -207,6 +211,7 @@ impl Default for ModelConfig {
             joint_dim: 768,
             head: HeadConfig::Pooled,
             aux: AuxConfig::default(),
+            pool_attention: false,
         }
     }
 }

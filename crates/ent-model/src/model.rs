@@ -58,6 +58,9 @@ pub struct Output {
     pub intensity: Option<Tensor>,
     /// Gender logits `[B, 2]`, when the auxiliary task is on.
     pub gender_logits: Option<Tensor>,
+    /// Attention logits of attention pooling `[B, T, K]`, when the model has the layer
+    /// ([`ModelConfig::pool_attention`]).
+    pub pool_attention: Option<Tensor>,
     /// Valid encoder frames per utterance.
     pub frame_lens: Vec<usize>,
 }
@@ -95,6 +98,29 @@ pub enum PoolNodes {
     Alignment,
 }
 
+/// How the lattice term turns node probabilities into utterance-level evidence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolFunction {
+    /// The paper's max pooling: the most probable node of the label, and the neutral term
+    /// ([`LossConfig::pool_mode`], [`LossConfig::neutral_term`]).
+    #[default]
+    Max,
+    /// Linear-softmax pooling (Wang, Li and Metze, ICASSP 2019), the multiple-instance pooling
+    /// that localises best in weakly labelled sound event detection: per emotional class `c`,
+    /// `y_c = sum p_c^2 / sum p_c` over the pooled nodes, and the binary cross-entropy of
+    /// `y_c` against "the utterance is `c`", summed over the classes other than neutral
+    /// (neutral is the background: a neutral utterance has no emotional class). Every node
+    /// gets gradient, weighted by its own probability, so an emotional class has to rise where
+    /// it is and only there. [`linear_softmax_pool_loss`].
+    LinearSoftmax,
+    /// Attention pooling (the other best localiser of Wang, Li and Metze): `y_c = sum w_c p_c`
+    /// with weights `w_c` a softmax over the pooled nodes of learned per-frame attention
+    /// logits (the model needs [`ModelConfig::pool_attention`]), and the same binary
+    /// cross-entropy. [`attention_pool_loss`].
+    Attention,
+}
+
 /// Loss weights and pooling options (docs/method.md §3; weights 0.5 each by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -115,6 +141,8 @@ pub struct LossConfig {
     pub neutral_term: NeutralTerm,
     /// Which nodes the pooling chooses from.
     pub pool_nodes: PoolNodes,
+    /// The pooling function of the lattice term (the paper's max pooling by default).
+    pub pool_function: PoolFunction,
     /// Frame labels of utterances without known spans ([`FrameUnlabelled`]); the trainer
     /// reads this.
     pub frame_unlabelled: FrameUnlabelled,
@@ -140,6 +168,7 @@ impl Default for LossConfig {
             pool_mode: PoolMode::One,
             neutral_term: NeutralTerm::Min,
             pool_nodes: PoolNodes::Lattice,
+            pool_function: PoolFunction::Max,
             frame: 0.0,
             frame_unlabelled: FrameUnlabelled::Utterance,
             fastemit: 0.0,
@@ -195,6 +224,7 @@ pub struct Model {
     pool_norm: Option<LayerNorm>,
     aux_intensity: Option<Linear>,
     aux_gender: Option<Linear>,
+    pool_attention: Option<Linear>,
 }
 
 impl Model {
@@ -277,6 +307,11 @@ impl Model {
             },
             aux_gender: if cfg.aux.gender {
                 Some(linear(e + j, 2, true, vb.pp("aux.gender"))?)
+            } else {
+                None
+            },
+            pool_attention: if cfg.pool_attention {
+                Some(linear(e, k, true, vb.pp("pool_attention"))?)
             } else {
                 None
             },
@@ -501,12 +536,17 @@ impl Model {
             (Some(l), Some(p)) => Some(l.forward(p)?),
             _ => None,
         };
+        let pool_attention = match &self.pool_attention {
+            Some(l) => Some(l.forward(&enc.emotion)?),
+            None => None,
+        };
         Ok(Output {
             asr_logits,
             emotion_logits,
             utterance_logits,
             intensity,
             gender_logits,
+            pool_attention,
             frame_lens: enc.lens,
         })
     }
@@ -581,19 +621,50 @@ impl Model {
             }
             _ => (out.emotion_logits.clone(), token_lens.clone()),
         };
-        let lattice = ent_lattice::lattice_max_pool_loss(
-            &emotion_nodes,
-            &labels,
-            &frame_lens,
-            &pool_token_lens,
-            &LatticePoolConfig {
-                neutral: self.cfg.neutral,
-                mode: cfg.pool_mode,
-                reduction: Reduction::None,
-                neutral_term: cfg.neutral_term,
-                ..Default::default()
-            },
-        )?;
+        let lattice = match cfg.pool_function {
+            PoolFunction::Max => ent_lattice::lattice_max_pool_loss(
+                &emotion_nodes,
+                &labels,
+                &frame_lens,
+                &pool_token_lens,
+                &LatticePoolConfig {
+                    neutral: self.cfg.neutral,
+                    mode: cfg.pool_mode,
+                    reduction: Reduction::None,
+                    neutral_term: cfg.neutral_term,
+                    ..Default::default()
+                },
+            )?,
+            PoolFunction::LinearSoftmax | PoolFunction::Attention => {
+                let nodes_u: Vec<usize> = match cfg.pool_nodes {
+                    PoolNodes::Alignment => vec![0; b],
+                    PoolNodes::Lattice => targets.token_lens.to_vec(),
+                };
+                if cfg.pool_function == PoolFunction::LinearSoftmax {
+                    linear_softmax_pool_loss(
+                        &emotion_nodes,
+                        targets.emotions,
+                        &out.frame_lens,
+                        &nodes_u,
+                        self.cfg.neutral,
+                    )?
+                } else {
+                    let att = out.pool_attention.as_ref().ok_or_else(|| {
+                        ModelError::Input(
+                            "attention pooling needs a model with `pool_attention` on".into(),
+                        )
+                    })?;
+                    attention_pool_loss(
+                        &emotion_nodes,
+                        att,
+                        targets.emotions,
+                        &out.frame_lens,
+                        &nodes_u,
+                        self.cfg.neutral,
+                    )?
+                }
+            }
+        };
         let head = cross_entropy(&out.utterance_logits, &labels)?;
         let mut per =
             ((&rnnt * cfg.rnnt)? + (&lattice * cfg.lattice)?)?.add(&(&head * cfg.head)?)?;
@@ -675,6 +746,125 @@ impl Model {
         let nll = lp.gather(&labels, 1)?.squeeze(1)?.neg()?;
         Ok((nll.mul(&w)?.reshape((b, t))?.sum(1)?, mask))
     }
+}
+
+/// Linear-softmax pooling loss per utterance, `[B]` ([`PoolFunction::LinearSoftmax`]).
+///
+/// `logits`: emotion logits `[B, T, U+1, K]`; the pooled nodes of utterance `i` are `t <
+/// frame_lens[i]`, `u <= token_lens[i]`. With `p = softmax(logits)` and, per class `c`, `y_c =
+/// sum p_c^2 / sum p_c` over those nodes (clamped to `[1e-7, 1 - 1e-7]`), the loss is
+/// `-sum_{c != neutral} [c = label] log y_c + [c != label] log(1 - y_c)`.
+pub fn linear_softmax_pool_loss(
+    logits: &Tensor,
+    labels: &[u32],
+    frame_lens: &[usize],
+    token_lens: &[usize],
+    neutral: usize,
+) -> Result<Tensor, ModelError> {
+    let mask = pool_mask(logits, labels, frame_lens, token_lens, neutral)?;
+    let p = candle_nn::ops::softmax(logits, D::Minus1)?;
+    let pm = p.broadcast_mul(&mask)?;
+    let den = pm.sum((1, 2))?;
+    let num = pm.mul(&p)?.sum((1, 2))?;
+    // `den` is 0 only where every pooled probability underflowed, and then so is `num`.
+    pool_bce(&num.div(&den.maximum(1e-30)?)?, labels, neutral)
+}
+
+/// Attention pooling loss per utterance, `[B]` ([`PoolFunction::Attention`]).
+///
+/// `logits`: emotion logits `[B, T, U+1, K]`, pooled over `t < frame_lens[i]`, `u <=
+/// token_lens[i]`; `attention`: attention logits `[B, T, K]` per frame (the same for every `u`
+/// of a frame). With `p = softmax_K(logits)` and `w = softmax` over the pooled nodes of the
+/// attention logits, per class, `y_c = sum w_c p_c`, clamped and scored as in
+/// [`linear_softmax_pool_loss`].
+pub fn attention_pool_loss(
+    logits: &Tensor,
+    attention: &Tensor,
+    labels: &[u32],
+    frame_lens: &[usize],
+    token_lens: &[usize],
+    neutral: usize,
+) -> Result<Tensor, ModelError> {
+    let (b, t, u1, k) = logits.dims4()?;
+    if attention.dims() != [b, t, k] {
+        return Err(ModelError::Input(format!(
+            "attention logits {:?} do not match emotion logits {:?}",
+            attention.dims(),
+            logits.dims()
+        )));
+    }
+    let mask = pool_mask(logits, labels, frame_lens, token_lens, neutral)?;
+    let a = attention
+        .unsqueeze(2)?
+        .broadcast_as((b, t, u1, k))?
+        .broadcast_add(&mask.affine(1e30, -1e30)?)?;
+    // Masked nodes sit 1e30 below the rest: their weight is exactly 0.
+    let m = a.max_keepdim(1)?.max_keepdim(2)?.detach();
+    let e = a.broadcast_sub(&m)?.exp()?.broadcast_mul(&mask)?;
+    let w = e.broadcast_div(&e.sum_keepdim((1, 2))?)?;
+    let p = candle_nn::ops::softmax(logits, D::Minus1)?;
+    pool_bce(&w.mul(&p)?.sum((1, 2))?, labels, neutral)
+}
+
+/// Checks the inputs of a pooling loss and returns the mask `[B, T, U+1, 1]` of pooled nodes.
+fn pool_mask(
+    logits: &Tensor,
+    labels: &[u32],
+    frame_lens: &[usize],
+    token_lens: &[usize],
+    neutral: usize,
+) -> Result<Tensor, ModelError> {
+    let (b, t, u1, k) = logits.dims4()?;
+    check_lens("frame", frame_lens, b, t)?;
+    check_lens("token", token_lens, b, u1 - 1)?;
+    if labels.len() != b {
+        return Err(ModelError::Input(format!(
+            "{} labels for a batch of {b}",
+            labels.len()
+        )));
+    }
+    if let Some(&c) = labels.iter().find(|&&c| c as usize >= k) {
+        return Err(ModelError::Input(format!(
+            "emotion label {c} is not below {k} classes"
+        )));
+    }
+    if neutral >= k {
+        return Err(ModelError::Input(format!(
+            "neutral class {neutral} is not below {k} classes"
+        )));
+    }
+    let mut mask = vec![0f32; b * t * u1];
+    for i in 0..b {
+        for f in 0..frame_lens[i] {
+            mask[(i * t + f) * u1..(i * t + f) * u1 + token_lens[i] + 1].fill(1.0);
+        }
+    }
+    Ok(Tensor::from_vec(mask, (b, t, u1, 1), logits.device())?.to_dtype(logits.dtype())?)
+}
+
+/// `-sum_{c != neutral} [c = label] log y_c + [c != label] log(1 - y_c)` per utterance, `y`
+/// `[B, K]` clamped to `[1e-7, 1 - 1e-7]`.
+fn pool_bce(y: &Tensor, labels: &[u32], neutral: usize) -> Result<Tensor, ModelError> {
+    let (b, k) = y.dims2()?;
+    let y = y.clamp(1e-7, 1.0 - 1e-7)?;
+    let mut pos = vec![0f32; b * k];
+    let mut neg = vec![0f32; b * k];
+    for (i, &l) in labels.iter().enumerate() {
+        for c in (0..k).filter(|&c| c != neutral) {
+            if c == l as usize {
+                pos[i * k + c] = 1.0;
+            } else {
+                neg[i * k + c] = 1.0;
+            }
+        }
+    }
+    let (dev, dtype) = (y.device(), y.dtype());
+    let pos = Tensor::from_vec(pos, (b, k), dev)?.to_dtype(dtype)?;
+    let neg = Tensor::from_vec(neg, (b, k), dev)?.to_dtype(dtype)?;
+    let ll = pos
+        .mul(&y.log()?)?
+        .add(&neg.mul(&y.affine(-1.0, 1.0)?.log()?)?)?;
+    Ok(ll.sum(1)?.neg()?)
 }
 
 /// The emotion logits at each frame's node on the best alignment, `[B, T, 1, K]`: a lattice

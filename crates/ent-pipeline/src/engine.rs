@@ -32,6 +32,7 @@ pub struct Engine {
     search: Search,
     pub(crate) windowing: Windowing,
     pub(crate) jobs: usize,
+    emotion_threshold: Option<f32>,
 }
 
 /// One decoded utterance as the commands print it.
@@ -158,6 +159,7 @@ impl Engine {
             search,
             windowing: Windowing::default(),
             jobs: 1,
+            emotion_threshold: None,
         })
     }
 
@@ -178,6 +180,21 @@ impl Engine {
     pub fn with_windowing(mut self, w: Windowing) -> Result<Self> {
         w.validate()?;
         self.windowing = w;
+        Ok(self)
+    }
+
+    /// Decides each frame's emotion by a neutral-versus-emotion threshold (see
+    /// [`ent_decode::threshold_emotions`]) instead of the argmax; `None`: the argmax, as the
+    /// paper decodes.
+    pub fn with_emotion_threshold(mut self, threshold: Option<f32>) -> Result<Self> {
+        if let Some(t) = threshold
+            && !(t > 0.0 && t <= 1.0)
+        {
+            return Err(PipelineError::Data(format!(
+                "the emotion threshold {t} must lie in (0, 1]"
+            )));
+        }
+        self.emotion_threshold = threshold;
         Ok(self)
     }
 
@@ -248,7 +265,14 @@ impl Engine {
         let enc = self
             .model
             .encode(features, &inputs.lens, &mut Mode::eval())?;
-        Ok(ent_decode::decode(&self.model, &enc, &self.search)?)
+        let mut out = ent_decode::decode(&self.model, &enc, &self.search)?;
+        if let Some(t) = self.emotion_threshold {
+            let shift = self.frame_shift();
+            for d in &mut out {
+                ent_decode::threshold_emotions(d, self.meta.emotions.neutral, t, shift)?;
+            }
+        }
+        Ok(out)
     }
 
     /// What the commands print for one decoded utterance.

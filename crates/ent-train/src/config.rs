@@ -302,6 +302,14 @@ impl TrainConfig {
                 self.loss.fastemit
             ));
         }
+        if self.loss.pool_function == ent_model::PoolFunction::Attention
+            && !self.model.pool_attention
+        {
+            return bad(
+                "loss.pool_function \"attention\" needs model.pool_attention: true (the attention layer)"
+                    .into(),
+            );
+        }
         self.augment.validate()?;
         self.model.validate()?;
         Ok(())

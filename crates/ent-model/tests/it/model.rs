@@ -442,6 +442,7 @@ fn align_case(seed: u64) -> AlignCase {
         utterance_logits: Tensor::zeros((b, k), DType::F32, &dev).unwrap(),
         intensity: None,
         gender_logits: None,
+        pool_attention: None,
         frame_lens: vec![7, 5, 3],
     };
     let tokens = Tensor::new(&[[3u32, 4, 5, 6], [7, 8, 0, 0], [9, 10, 11, 0]], &dev).unwrap();
@@ -745,4 +746,302 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(moved > 1e-3, "FastEmit moved the gradient by only {moved}");
+}
+
+/// Linear-softmax pooling: the value recomputed in f64 from its definition, the gradient
+/// against central differences (zero on padded nodes), and the model's lattice term with
+/// `pool_function: linear_softmax` is its batch mean.
+#[test]
+fn linear_softmax_pooling_matches_its_definition() {
+    let (b, t, u1, k, neutral) = (3, 5, 3, 4, 3);
+    let frame_lens = [5usize, 3, 4];
+    let token_lens = [2usize, 0, 1];
+    let labels = [0u32, 3, 2];
+    let mut rng = SplitMix64::new(21);
+    let z: Vec<f64> = (0..b * t * u1 * k).map(|_| 2.0 * rng.gaussian()).collect();
+    let value = |z: &[f64]| -> Vec<f64> {
+        (0..b)
+            .map(|i| {
+                let mut num = vec![0.0; k];
+                let mut den = vec![0.0; k];
+                for f in 0..frame_lens[i] {
+                    for u in 0..=token_lens[i] {
+                        let at = ((i * t + f) * u1 + u) * k;
+                        let m = z[at..at + k].iter().cloned().fold(f64::MIN, f64::max);
+                        let e: Vec<f64> = z[at..at + k].iter().map(|x| (x - m).exp()).collect();
+                        let s: f64 = e.iter().sum();
+                        for c in 0..k {
+                            let q = e[c] / s;
+                            num[c] += q * q;
+                            den[c] += q;
+                        }
+                    }
+                }
+                (0..k)
+                    .filter(|&c| c != neutral)
+                    .map(|c| {
+                        let y = (num[c] / den[c]).clamp(1e-7, 1.0 - 1e-7);
+                        if c == labels[i] as usize {
+                            -y.ln()
+                        } else {
+                            -(1.0 - y).ln()
+                        }
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    let zt = Var::from_vec(z.clone(), (b, t, u1, k), &Device::Cpu).unwrap();
+    let got = ent_model::linear_softmax_pool_loss(
+        zt.as_tensor(),
+        &labels,
+        &frame_lens,
+        &token_lens,
+        neutral,
+    )
+    .unwrap();
+    let want = value(&z);
+    let gotv = got.to_vec1::<f64>().unwrap();
+    for (g, w) in gotv.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-12 * w.abs().max(1.0), "{g} vs {w}");
+    }
+    let grad = got.sum_all().unwrap().backward().unwrap();
+    let g = grad
+        .get(&zt)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let h = 1e-6;
+    let mut worst = 0f64;
+    for j in 0..z.len() {
+        let (mut up, mut down) = (z.clone(), z.clone());
+        up[j] += h;
+        down[j] -= h;
+        let fd = (value(&up).iter().sum::<f64>() - value(&down).iter().sum::<f64>()) / (2.0 * h);
+        worst = worst.max((fd - g[j]).abs());
+        let (i, rest) = (j / (t * u1 * k), j % (t * u1 * k));
+        let (f, u) = (rest / (u1 * k), (rest / k) % u1);
+        if f >= frame_lens[i] || u > token_lens[i] {
+            assert_eq!(g[j], 0.0, "padded node {i} {f} {u} has gradient");
+        }
+    }
+    assert!(worst < 1e-7, "gradient off finite differences by {worst}");
+    let bad = ent_model::linear_softmax_pool_loss(
+        zt.as_tensor(),
+        &[0, 4, 1],
+        &frame_lens,
+        &token_lens,
+        neutral,
+    );
+    assert!(bad.unwrap_err().to_string().contains("label 4"));
+
+    // Through the model: the lattice term is the batch mean over the whole lattice.
+    let AlignCase {
+        model,
+        out,
+        tokens,
+        token_lens,
+        emotions,
+        ..
+    } = align_case(14);
+    let targets = Targets {
+        tokens: &tokens,
+        token_lens: &token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+        frame_emotions: &[],
+    };
+    let cfg = LossConfig {
+        pool_function: ent_model::PoolFunction::LinearSoftmax,
+        ..Default::default()
+    };
+    let l = model.loss(&out, &targets, &cfg).unwrap();
+    let direct = ent_model::linear_softmax_pool_loss(
+        &out.emotion_logits,
+        &emotions,
+        &out.frame_lens,
+        &token_lens,
+        3,
+    )
+    .unwrap()
+    .mean_all()
+    .unwrap()
+    .to_scalar::<f32>()
+    .unwrap();
+    assert_eq!(l.lattice.to_scalar::<f32>().unwrap(), direct);
+}
+
+/// Attention pooling: the value recomputed in f64 from its definition, the gradients of the
+/// emotion logits and of the attention logits against central differences (zero on padded
+/// nodes and frames), and the model's attention layer feeding the lattice term.
+#[test]
+fn attention_pooling_matches_its_definition() {
+    let (b, t, u1, k, neutral) = (3, 5, 3, 4, 3);
+    let frame_lens = [5usize, 3, 4];
+    let token_lens = [2usize, 0, 1];
+    let labels = [1u32, 3, 0];
+    let mut rng = SplitMix64::new(22);
+    let nz = b * t * u1 * k;
+    let x: Vec<f64> = (0..nz + b * t * k).map(|_| 2.0 * rng.gaussian()).collect();
+    let value = |x: &[f64]| -> f64 {
+        let (z, a) = x.split_at(nz);
+        let mut total = 0.0;
+        for i in 0..b {
+            for c in (0..k).filter(|&c| c != neutral) {
+                let mut num = 0.0;
+                let mut den = 0.0;
+                for f in 0..frame_lens[i] {
+                    let w = a[(i * t + f) * k + c].exp();
+                    for u in 0..=token_lens[i] {
+                        let at = ((i * t + f) * u1 + u) * k;
+                        let s: f64 = z[at..at + k].iter().map(|v| v.exp()).sum();
+                        num += w * z[at + c].exp() / s;
+                        den += w;
+                    }
+                }
+                let y = (num / den).clamp(1e-7, 1.0 - 1e-7);
+                total -= if c == labels[i] as usize {
+                    y.ln()
+                } else {
+                    (1.0 - y).ln()
+                };
+            }
+        }
+        total
+    };
+    let z = Var::from_vec(x[..nz].to_vec(), (b, t, u1, k), &Device::Cpu).unwrap();
+    let a = Var::from_vec(x[nz..].to_vec(), (b, t, k), &Device::Cpu).unwrap();
+    let got = ent_model::attention_pool_loss(
+        z.as_tensor(),
+        a.as_tensor(),
+        &labels,
+        &frame_lens,
+        &token_lens,
+        neutral,
+    )
+    .unwrap()
+    .sum_all()
+    .unwrap();
+    let want = value(&x);
+    let g = got.to_scalar::<f64>().unwrap();
+    assert!(
+        (g - want).abs() < 1e-12 * want.abs().max(1.0),
+        "{g} vs {want}"
+    );
+    let grads = got.backward().unwrap();
+    let mut analytic = grads
+        .get(&z)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    analytic.extend(
+        grads
+            .get(&a)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap(),
+    );
+    let h = 1e-6;
+    let mut worst = 0f64;
+    for j in 0..x.len() {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[j] += h;
+        down[j] -= h;
+        let fd = (value(&up) - value(&down)) / (2.0 * h);
+        worst = worst.max((fd - analytic[j]).abs());
+        let padded = if j < nz {
+            let (i, rest) = (j / (t * u1 * k), j % (t * u1 * k));
+            let (f, u) = (rest / (u1 * k), (rest / k) % u1);
+            f >= frame_lens[i] || u > token_lens[i]
+        } else {
+            let (i, f) = ((j - nz) / (t * k), ((j - nz) / k) % t);
+            f >= frame_lens[i]
+        };
+        if padded {
+            assert_eq!(analytic[j], 0.0, "padded input {j} has gradient");
+        }
+    }
+    assert!(worst < 1e-7, "gradient off finite differences by {worst}");
+
+    // The model's layer: [B, T, K] attention logits, and the loss refuses a model without it.
+    let (_, mcfg) = variants().remove(0);
+    let with = ModelConfig {
+        pool_attention: true,
+        ..mcfg.clone()
+    };
+    let (_, model) = build(&with);
+    let (_, plain) = build(&mcfg);
+    let AlignCase {
+        out,
+        tokens,
+        token_lens,
+        emotions,
+        ..
+    } = align_case(15);
+    let targets = Targets {
+        tokens: &tokens,
+        token_lens: &token_lens,
+        emotions: &emotions,
+        intensity: &[],
+        gender: &[],
+        frame_emotions: &[],
+    };
+    let cfg = LossConfig {
+        pool_function: ent_model::PoolFunction::Attention,
+        ..Default::default()
+    };
+    let e = plain.loss(&out, &targets, &cfg).unwrap_err().to_string();
+    assert!(e.contains("pool_attention"), "{e}");
+    let att = Tensor::zeros((3, 7, with.num_emotions), DType::F32, &Device::Cpu).unwrap();
+    let out = ent_model::Output {
+        pool_attention: Some(att),
+        ..out
+    };
+    let l = model.loss(&out, &targets, &cfg).unwrap();
+    assert!(l.lattice.to_scalar::<f32>().unwrap().is_finite());
+
+    // Through the forward pass: the layer's `[B, T, K]` logits, and its weights get gradient.
+    let (vm, model) = build(&with);
+    let bt = batch(&with, 1);
+    let out = model
+        .forward(
+            features(&with, &bt.feats),
+            &bt.lens,
+            &bt.tokens,
+            &bt.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap();
+    let att = out.pool_attention.as_ref().expect("attention logits");
+    let (bb, tt, _, _) = out.emotion_logits.dims4().unwrap();
+    assert_eq!(att.dims(), [bb, tt, with.num_emotions]);
+    let targets = Targets {
+        tokens: &bt.tokens,
+        token_lens: &bt.token_lens,
+        emotions: &[0, 3, 2],
+        intensity: &[],
+        gender: &[],
+        frame_emotions: &[],
+    };
+    let l = model.loss(&out, &targets, &cfg).unwrap();
+    let grads = l.lattice.backward().unwrap();
+    let data = vm.data().lock().unwrap();
+    let w = grads
+        .get(data.get("pool_attention.weight").unwrap())
+        .unwrap();
+    let norm = w
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(norm > 0.0, "the attention layer gets no gradient");
 }
