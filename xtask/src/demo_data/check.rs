@@ -13,7 +13,13 @@ use super::synth::*;
 pub(super) const MAX_BYTES: u64 = 10_000_000;
 
 /// The manifests, in the order they are described.
-pub(super) const MANIFESTS: [&str; 4] = ["train.json", "valid.json", "test.json", "diar.json"];
+pub(super) const MANIFESTS: [&str; 5] = [
+    "train.json",
+    "valid.json",
+    "test.json",
+    "diar.json",
+    "valid_diar.json",
+];
 
 /// What a FLAC file's STREAMINFO says.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +77,7 @@ pub fn check(dir: &Path) -> Result<String> {
             .as_object()
             .with_context(|| format!("{} is not a JSON object", path.display()))?;
         ensure!(!entries.is_empty(), "{} is empty", path.display());
-        let diar = name == "diar.json";
+        let diar = name.ends_with("diar.json");
         let mut per_label: BTreeMap<String, usize> = BTreeMap::new();
         let mut secs_sum = 0.0;
         for (id, e) in entries {

@@ -100,7 +100,7 @@ pub fn generate(out: &Path, check_only: bool) -> Result<()> {
 
     println!("[4/5] writing the manifests and README.md");
     for (name, utts) in &splits {
-        let text = if *name == "diar" {
+        let text = if name.ends_with("diar") {
             zed_manifest(utts, &lengths)
         } else {
             speechbrain_manifest(utts, &lengths)

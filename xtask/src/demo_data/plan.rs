@@ -109,6 +109,10 @@ pub(super) const TEST_PER_STYLE: usize = 8;
 /// Diarization utterances per test voice of the neutral -> emotion -> neutral pattern.
 pub(super) const DIAR_PER_VOICE: usize = 10;
 
+/// Neutral -> emotion -> neutral utterances of the validation voice (a multiple of the three
+/// emotions, so that the one voice is balanced).
+pub(super) const VALID_DIAR_PER_VOICE: usize = 9;
+
 /// Diarization utterances per test voice of each other pattern (emotion first, emotion last,
 /// emotion only): the four patterns of SpeechBrain's emotion-diarization recipe.
 pub(super) const DIAR_PER_OTHER_PATTERN: usize = 3;
@@ -234,79 +238,97 @@ pub(super) fn plan() -> BTreeMap<&'static str, Vec<Utt>> {
             });
         }
     }
-    let diar = splits.entry("diar").or_default();
-    let test_voices = VOICES
-        .iter()
+    let voices_of = |split: Split| {
+        VOICES
+            .iter()
+            .enumerate()
+            .filter(move |(_, v)| v.split == split)
+    };
+    let diar: Vec<Utt> = voices_of(Split::Test)
         .enumerate()
-        .filter(|(_, v)| v.split == Split::Test);
-    for (t, (v, voice)) in test_voices.enumerate() {
-        for j in 0..DIAR_PER_VOICE {
-            // hap, ang, sad in turn; three consecutive sentences, a different run per voice.
-            let style = 1 + (j + t) % 3;
-            let first = (t * 16 + 3 * j) % SENTENCES.len();
-            let sentence = |k: usize| (first + k) % SENTENCES.len();
-            diar.push(Utt {
-                id: format!("diar_{}_{j:02}", voice_tag(voice)),
-                pieces: vec![
-                    Piece {
-                        voice: v,
-                        style: NEUTRAL,
-                        sentence: sentence(0),
-                    },
-                    Piece {
-                        voice: v,
-                        style,
-                        sentence: sentence(1),
-                    },
-                    Piece {
-                        voice: v,
-                        style: NEUTRAL,
-                        sentence: sentence(2),
-                    },
-                ],
-                emotional: Some(1..2),
-            });
-        }
-        // The other patterns, two sentences each: neutral then emotion, emotion then neutral,
-        // emotion only (two sentences in one style); a different run of sentences again.
-        let patterns: [(&str, [bool; 2]); 3] = [
-            ("ne", [false, true]),
-            ("en", [true, false]),
-            ("ee", [true, true]),
-        ];
-        for (q, (tag, emotional)) in patterns.iter().enumerate() {
-            for j in 0..DIAR_PER_OTHER_PATTERN {
-                let style = 1 + (j + t) % 3;
-                let first = (t * 16 + 3 * DIAR_PER_VOICE + 2 * (q * DIAR_PER_OTHER_PATTERN + j))
-                    % SENTENCES.len();
-                let pieces: Vec<Piece> = emotional
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &e)| Piece {
-                        voice: v,
-                        style: if e { style } else { NEUTRAL },
-                        sentence: (first + k) % SENTENCES.len(),
-                    })
-                    .collect();
-                let start = emotional
-                    .iter()
-                    .position(|&e| e)
-                    .expect("an emotional piece");
-                let end = emotional
-                    .iter()
-                    .rposition(|&e| e)
-                    .expect("an emotional piece")
-                    + 1;
-                diar.push(Utt {
-                    id: format!("diar_{}_{tag}{j}", voice_tag(voice)),
-                    pieces,
-                    emotional: Some(start..end),
-                });
-            }
-        }
-    }
+        .flat_map(|(t, (v, voice))| diarization(t, v, voice, DIAR_PER_VOICE))
+        .collect();
+    splits.entry("diar").or_default().extend(diar);
+    // The same patterns by the validation voice, for choosing how to decode and train for
+    // diarization without looking at the held-out voices.
+    let valid_diar: Vec<Utt> = voices_of(Split::Valid)
+        .enumerate()
+        .flat_map(|(t, (v, voice))| diarization(t, v, voice, VALID_DIAR_PER_VOICE))
+        .collect();
+    splits.entry("valid_diar").or_default().extend(valid_diar);
     for utts in splits.values_mut() {
         utts.sort_by(|a, b| a.id.cmp(&b.id));
     }
     splits
+}
+
+/// The diarization recordings of voice `v` (the `t`-th of its split): `nen` neutral ->
+/// emotion -> neutral and [`DIAR_PER_OTHER_PATTERN`] of each other pattern.
+fn diarization(t: usize, v: usize, voice: &Voice, nen: usize) -> Vec<Utt> {
+    let mut out = Vec::new();
+    for j in 0..nen {
+        // hap, ang, sad in turn; three consecutive sentences, a different run per voice.
+        let style = 1 + (j + t) % 3;
+        let first = (t * 16 + 3 * j) % SENTENCES.len();
+        let sentence = |k: usize| (first + k) % SENTENCES.len();
+        out.push(Utt {
+            id: format!("diar_{}_{j:02}", voice_tag(voice)),
+            pieces: vec![
+                Piece {
+                    voice: v,
+                    style: NEUTRAL,
+                    sentence: sentence(0),
+                },
+                Piece {
+                    voice: v,
+                    style,
+                    sentence: sentence(1),
+                },
+                Piece {
+                    voice: v,
+                    style: NEUTRAL,
+                    sentence: sentence(2),
+                },
+            ],
+            emotional: Some(1..2),
+        });
+    }
+    // The other patterns, two sentences each: neutral then emotion, emotion then neutral,
+    // emotion only (two sentences in one style); a different run of sentences again.
+    let patterns: [(&str, [bool; 2]); 3] = [
+        ("ne", [false, true]),
+        ("en", [true, false]),
+        ("ee", [true, true]),
+    ];
+    for (q, (tag, emotional)) in patterns.iter().enumerate() {
+        for j in 0..DIAR_PER_OTHER_PATTERN {
+            let style = 1 + (j + t) % 3;
+            let first = (t * 16 + 3 * DIAR_PER_VOICE + 2 * (q * DIAR_PER_OTHER_PATTERN + j))
+                % SENTENCES.len();
+            let pieces: Vec<Piece> = emotional
+                .iter()
+                .enumerate()
+                .map(|(k, &e)| Piece {
+                    voice: v,
+                    style: if e { style } else { NEUTRAL },
+                    sentence: (first + k) % SENTENCES.len(),
+                })
+                .collect();
+            let start = emotional
+                .iter()
+                .position(|&e| e)
+                .expect("an emotional piece");
+            let end = emotional
+                .iter()
+                .rposition(|&e| e)
+                .expect("an emotional piece")
+                + 1;
+            out.push(Utt {
+                id: format!("diar_{}_{tag}{j}", voice_tag(voice)),
+                pieces,
+                emotional: Some(start..end),
+            });
+        }
+    }
+    out
 }

@@ -73,7 +73,7 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
             m.values().fold((0, 0), |(n, t), &(a, b)| (n + a, t + b))
         })
     };
-    let splits = ["train", "valid", "test", "diar"];
+    let splits = ["train", "valid", "test", "diar", "valid_diar"];
     let total_samples: usize = splits.iter().map(|n| count(n).1).sum();
     let voices_of = |split: Split| VOICES.iter().filter(|v| v.split == split).count();
     let mut contents = String::new();
@@ -94,6 +94,12 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
             "diar",
             "held-out voices: neutral -> emotion -> neutral, neutral -> emotion, emotion -> \
              neutral, emotion only (columns: the emotional part)"
+                .into(),
+        ),
+        (
+            "valid_diar",
+            "the validation voice in the same patterns, for choosing settings without the \
+             held-out voices"
                 .into(),
         ),
     ] {
@@ -122,7 +128,7 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
     for v in &VOICES {
         let split = match v.split {
             Split::Train => "train",
-            Split::Valid => "valid",
+            Split::Valid => "valid, valid_diar",
             Split::Test => "test, diar",
         };
         let _ = writeln!(voices, "| `{}` | {} | {split} |", v.name, v.gender);
@@ -153,6 +159,7 @@ pub(super) fn readme_text(stats: &Stats, tools: &Tools, bytes: u64) -> Result<St
         ("test_per_style", TEST_PER_STYLE.to_string()),
         ("diar_per_voice", DIAR_PER_VOICE.to_string()),
         ("diar_per_other", DIAR_PER_OTHER_PATTERN.to_string()),
+        ("valid_diar_per_voice", VALID_DIAR_PER_VOICE.to_string()),
         ("pad", format!("{:.1}", PAD as f64 / rate)),
         ("step", STEP.to_string()),
         ("bits", (16 - STEP.trailing_zeros()).to_string()),
