@@ -145,7 +145,7 @@ struct EvalArgs {
     /// Folder for report.json, utterances.jsonl and plots [default: print only].
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// Emotion timelines to draw (the first N utterances) when --out is given.
+    /// Emotion timelines to draw (N utterances spread evenly over the set) when --out is given.
     #[arg(long, default_value_t = 10)]
     timelines: usize,
     /// Utterances per decoding batch.

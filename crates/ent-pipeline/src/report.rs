@@ -15,7 +15,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes `<name>-report.json`, `<name>-utterances.jsonl` (one line per utterance), the
-/// confusion matrix and up to `timelines` emotion timelines into `out`.
+/// confusion matrix and up to `timelines` emotion timelines (spread over the set) into `out`.
 pub fn save_report(
     out: &Path,
     report: &Report,
@@ -39,7 +39,8 @@ pub fn save_report(
     write_plots(out, report, scored, labels, timelines)
 }
 
-/// Writes the confusion matrix and up to `timelines` emotion timelines under `dir`.
+/// Writes the confusion matrix and up to `timelines` emotion timelines under `dir`, of
+/// utterances spread evenly over `scored`.
 pub fn write_plots(
     dir: &Path,
     report: &Report,
@@ -53,8 +54,10 @@ pub fn write_plots(
         labels,
         &report.confusion.counts,
     )?;
-    for s in scored.iter().take(timelines) {
-        write_timeline(&dir.join("timelines"), s, labels)?;
+    // Spread over the set (which is in manifest order: voices, patterns), not its first few.
+    let (n, k) = (scored.len(), timelines.min(scored.len()));
+    for j in 0..k {
+        write_timeline(&dir.join("timelines"), &scored[j * n / k], labels)?;
     }
     Ok(())
 }
