@@ -55,11 +55,16 @@ pub fn write_plots(
         &report.confusion.counts,
     )?;
     // Spread over the set (which is in manifest order: voices, patterns), not its first few.
-    let (n, k) = (scored.len(), timelines.min(scored.len()));
-    for j in 0..k {
-        write_timeline(&dir.join("timelines"), &scored[j * n / k], labels)?;
+    for i in spread(scored.len(), timelines) {
+        write_timeline(&dir.join("timelines"), &scored[i], labels)?;
     }
     Ok(())
+}
+
+/// `min(k, n)` distinct indices of `0..n`, evenly spread from 0: `j * n / k`.
+fn spread(n: usize, k: usize) -> impl Iterator<Item = usize> {
+    let k = k.min(n);
+    (0..k).map(move |j| j * n / k)
 }
 
 /// One utterance's emotion timeline as `<dir>/<id>.svg`.
@@ -105,4 +110,18 @@ pub fn safe_name(id: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn timelines_are_spread_over_the_set() {
+        let v: Vec<usize> = spread(57, 8).collect();
+        assert_eq!(v, [0, 7, 14, 21, 28, 35, 42, 49]);
+        assert_eq!(spread(3, 10).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(spread(0, 8).count(), 0);
+        assert_eq!(spread(5, 0).count(), 0);
+    }
 }
