@@ -150,11 +150,18 @@ impl AugmentConfig {
                 SPEED_RANGE.end()
             )));
         }
-        if let Some(c) = &self.specaug {
-            SpecAugment::new(c.clone())
-                .map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))?;
-        }
+        self.spec_augment()?;
         Ok(())
+    }
+
+    /// The checked SpecAugment policy, if one is set.
+    pub fn spec_augment(&self) -> Result<Option<SpecAugment>, TrainError> {
+        self.specaug
+            .clone()
+            .map(|c| {
+                SpecAugment::new(c).map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))
+            })
+            .transpose()
     }
 }
 

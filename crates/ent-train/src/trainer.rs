@@ -227,13 +227,7 @@ impl Trainer {
             warmup_steps: (cfg.optim.warmup_epochs * steps_per_epoch as f64).round() as u64,
             total_steps: cfg.epochs * steps_per_epoch,
         };
-        let specaug = match &cfg.augment.specaug {
-            Some(c) => Some(
-                SpecAugment::new(c.clone())
-                    .map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))?,
-            ),
-            None => None,
-        };
+        let specaug = cfg.augment.spec_augment()?;
         let rng = SplitMix64::new(cfg.seed ^ 0x5EED_D80F_0000_0000);
         let state = TrainState {
             rng_state: rng.state(),
