@@ -5,6 +5,7 @@
 #include "emu.h"
 #include "entry.h"
 
+#include "../lstm.cu"
 #include "../pool.cu"
 #include "../rnnt.cu"
 
@@ -23,6 +24,10 @@ extern "C" const ent_emu::EntryPoint ent_emu_entries[] = {
     ENT_EMU_ENTRY(pool_f64),
     ENT_EMU_ENTRY(pool_f16),
     ENT_EMU_ENTRY(pool_bf16),
+    ENT_EMU_ENTRY(lstm_forward_f32),
+    ENT_EMU_ENTRY(lstm_forward_f64),
+    ENT_EMU_ENTRY(lstm_backward_f32),
+    ENT_EMU_ENTRY(lstm_backward_f64),
 };
 
 extern "C" const size_t ent_emu_entry_count = sizeof(ent_emu_entries) / sizeof(ent_emu_entries[0]);

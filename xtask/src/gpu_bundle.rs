@@ -64,6 +64,22 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         ],
         "it",
     )?;
+    let model_tests = build_executable(
+        root,
+        &env,
+        &[
+            "test",
+            "--release",
+            "-p",
+            "ent-model",
+            "--features",
+            "cuda",
+            "--test",
+            "it",
+            "--no-run",
+        ],
+        "it",
+    )?;
     let bench = build_executable(
         root,
         &env,
@@ -94,6 +110,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
     // about 6 MB. run.sh unpacks with Python's lzma.
     for (src, name) in [
         (&tests, "ent-lattice-tests"),
+        (&model_tests, "ent-model-tests"),
         (&bench, "lattice-cuda"),
         (&ent, "ent"),
     ] {

@@ -161,6 +161,34 @@ const MUTANTS: &[Mutant] = &[
         to: "if (a.v == b.v) return a.i > b.i;",
         nth: 0,
     },
+    Mutant {
+        file: "lstm.cu",
+        what: "lstm.cu: the barrier between the recurrent product and the gates deleted",
+        from: "__syncthreads();  // a complete; every read of h_prev done",
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        file: "lstm.cu",
+        what: "lstm.cu: padded frames of the hidden states left unwritten",
+        from: "hidden[i] = F(0);",
+        to: ";",
+        nth: 0,
+    },
+    Mutant {
+        file: "lstm.cu",
+        what: "lstm.cu: the barrier before W_hh^T da in the backward pass deleted",
+        from: "__syncthreads();  // da complete; every read of dh_rec done",
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        file: "lstm.cu",
+        what: "lstm.cu: the backward pass reads this step's cell as c_prev",
+        from: "const F cp = s > 0 ? cells[(b * T + tp) * H + j] : F(0);\n            const F dh",
+        to: "const F cp = s > 0 ? cells[(b * T + t) * H + j] : F(0);\n            const F dh",
+        nth: 0,
+    },
 ];
 
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {

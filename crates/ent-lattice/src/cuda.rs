@@ -19,21 +19,24 @@ use half::{bf16, f16};
 use crate::config::{LatticePoolConfig, RnntLossConfig};
 use crate::error::LatticeError;
 use crate::launch::{
-    self, ArgValue, BufferSpec, Elem, Executor, Init, KernelDType, Launch, Plan, Prepared, Role,
-    Uploads,
+    self, ArgValue, BufferSpec, Elem, Executor, Init, KernelDType, Launch, LstmDims, LstmPlan,
+    Plan, Prepared, Role, Uploads,
 };
 use crate::pool::PoolProblem;
 use crate::problem::LatticeDims;
 use crate::rnnt::RnntProblem;
 
-/// PTX of `kernels/rnnt.cu` and `kernels/pool.cu`, compiled by build.rs.
+/// PTX of `kernels/rnnt.cu`, `kernels/pool.cu` and `kernels/lstm.cu`, compiled by build.rs.
 const RNNT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rnnt.ptx"));
 const POOL_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pool.ptx"));
+const LSTM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/lstm.ptx"));
 
 /// The module (name, PTX) that holds an entry point.
 fn module(kernel: &str) -> (&'static str, &'static str) {
     if kernel.starts_with("pool_") {
         ("ent_lattice_pool", POOL_PTX)
+    } else if kernel.starts_with("lstm_") {
+        ("ent_lattice_lstm", LSTM_PTX)
     } else {
         ("ent_lattice_rnnt", RNNT_PTX)
     }
@@ -419,4 +422,143 @@ impl candle_core::CustomOp2 for GradOp {
             Shape::from((d.batch, d.frames, d.positions(), d.classes)),
         ))
     }
+}
+
+/// What the LSTM forward kernel writes: the hidden states (the op's output) and the gates and
+/// cells the backward kernel reads, all `[B, T, *]` in the input's dtype.
+#[derive(Debug)]
+pub struct LstmForward {
+    pub hidden: CudaStorage,
+    pub gates: CudaStorage,
+    pub cells: CudaStorage,
+}
+
+/// A contiguous storage's address, its element count checked against the plan's buffer.
+fn lstm_buffer(
+    x: &Cuda,
+    plan: &LstmPlan,
+    role: Role,
+    (s, l): (&CudaStorage, &Layout),
+) -> candle_core::Result<(Role, u64)> {
+    let want = plan.buffer(role).len;
+    if l.shape().elem_count() != want || s.dtype() != lstm_dtype(plan.dtype) {
+        return Err(LatticeError::Shape {
+            arg: "lstm buffer",
+            got: l.shape().dims().to_vec(),
+            expected: format!("{want} elements of {:?} for {role:?}", plan.dtype),
+        }
+        .into());
+    }
+    Ok((role, storage_address(x, s, l)?))
+}
+
+fn lstm_dtype(d: KernelDType) -> DType {
+    match d {
+        KernelDType::F64 => DType::F64,
+        _ => DType::F32,
+    }
+}
+
+/// The plan for `dims` in `dtype` and its lengths on the device.
+fn lstm_prepare(
+    dev: &CudaDevice,
+    dims: LstmDims,
+    dtype: DType,
+    lens: &[usize],
+    reverse: bool,
+) -> candle_core::Result<(LstmPlan, Prepared<CudaSlice<u8>>)> {
+    let plan = launch::lstm_plan(dims, kernel_dtype(dtype)?, reverse, launch::LSTM_MAX_BLOCK)?;
+    if lens.len() != dims.batch || lens.iter().any(|&l| l > dims.frames) {
+        return Err(candle_core::Error::msg(format!(
+            "lstm: lengths {lens:?} for a batch of {} with {} frames",
+            dims.batch, dims.frames
+        )));
+    }
+    let uploads = Uploads {
+        values: vec![(Role::LogitLens, lens.iter().map(|&l| l as u32).collect())],
+    };
+    let prepared = launch::prepare(
+        &mut Cuda::new(dev),
+        std::slice::from_ref(&plan.lens),
+        &uploads,
+    )?;
+    Ok((plan, prepared))
+}
+
+/// One LSTM direction's forward kernel on candle's stream: `gx` `[B, T, 4H]` (input
+/// projection with both biases) and `w_hh` `[4H, H]`, contiguous f32 or f64 on one device.
+pub fn lstm_forward(
+    gx: (&CudaStorage, &Layout),
+    w_hh: (&CudaStorage, &Layout),
+    dims: LstmDims,
+    lens: &[usize],
+    reverse: bool,
+) -> candle_core::Result<LstmForward> {
+    let dev = &gx.0.device;
+    let (plan, prepared) = lstm_prepare(dev, dims, gx.0.dtype(), lens, reverse)?;
+    let x = Cuda::new(dev);
+    let mut out = Vec::new();
+    let mut external = vec![
+        lstm_buffer(&x, &plan, Role::LstmInput, gx)?,
+        lstm_buffer(&x, &plan, Role::LstmWeight, w_hh)?,
+    ];
+    for role in [Role::LstmHidden, Role::LstmGates, Role::LstmCells] {
+        let spec = plan.buffer(role);
+        let mem = alloc_storage(dev, spec.elem, spec.len, Init::Uninit)?;
+        external.push((
+            role,
+            storage_address(&x, &mem, &Layout::contiguous(spec.len))?,
+        ));
+        out.push(mem);
+    }
+    launch::run(
+        &mut Cuda::new(dev),
+        std::slice::from_ref(&plan.forward),
+        &prepared,
+        &external,
+    )?;
+    let mut out = out.into_iter();
+    let mut next = || out.next().ok_or_else(|| missing("lstm output"));
+    Ok(LstmForward {
+        hidden: next()?,
+        gates: next()?,
+        cells: next()?,
+    })
+}
+
+/// One LSTM direction's backward kernel: the gradient of `gx` (`[B, T, 4H]`, zero at padded
+/// frames) from the incoming gradient of the hidden states and the forward pass's gates and
+/// cells. `dW_hh` is the caller's GEMM over it.
+pub fn lstm_backward(
+    grad_hidden: (&CudaStorage, &Layout),
+    w_hh: (&CudaStorage, &Layout),
+    (gates, cells): (&CudaStorage, &CudaStorage),
+    dims: LstmDims,
+    lens: &[usize],
+    reverse: bool,
+) -> candle_core::Result<CudaStorage> {
+    let dev = &grad_hidden.0.device;
+    let (plan, prepared) = lstm_prepare(dev, dims, grad_hidden.0.dtype(), lens, reverse)?;
+    let x = Cuda::new(dev);
+    let g4 = plan.buffer(Role::LstmGates).len;
+    let h = plan.buffer(Role::LstmCells).len;
+    let spec = plan.buffer(Role::LstmGradInput);
+    let dgx = alloc_storage(dev, spec.elem, spec.len, Init::Uninit)?;
+    let external = vec![
+        lstm_buffer(&x, &plan, Role::LstmGradHidden, grad_hidden)?,
+        lstm_buffer(&x, &plan, Role::LstmWeight, w_hh)?,
+        lstm_buffer(&x, &plan, Role::LstmGates, (gates, &Layout::contiguous(g4)))?,
+        lstm_buffer(&x, &plan, Role::LstmCells, (cells, &Layout::contiguous(h)))?,
+        (
+            Role::LstmGradInput,
+            storage_address(&x, &dgx, &Layout::contiguous(spec.len))?,
+        ),
+    ];
+    launch::run(
+        &mut Cuda::new(dev),
+        std::slice::from_ref(&plan.backward),
+        &prepared,
+        &external,
+    )?;
+    Ok(dgx)
 }

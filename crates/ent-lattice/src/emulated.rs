@@ -27,7 +27,8 @@ use crate::config::{LatticePoolConfig, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::launch::{
-    self, ArgValue, BufferSpec, Executor, Init, Launch, Prepared, Role, Uploads, f64_bytes,
+    self, ArgValue, BufferSpec, Executor, Init, Launch, LstmDims, LstmPlan, Prepared, Role,
+    Uploads, f64_bytes,
 };
 use crate::pool;
 use crate::problem::{Index, LatticeDims};
@@ -445,6 +446,111 @@ pub fn rnnt_best_path<E: Logit, I: Index>(
         .unwrap_or_default();
     let (blank_lp, label_lp) = align::split_node_log_probs(&lp);
     Ok(align::best_paths(&blank_lp, &label_lp, &p))
+}
+
+/// The results of [`lstm_forward`]: the caller's buffers the forward kernel writes.
+#[derive(Clone, Debug)]
+pub struct LstmRun<F> {
+    /// `[B][T][H]` hidden states, zero at padded frames.
+    pub hidden: Vec<F>,
+    /// `[B][T][4H]` gate activations `i, f, g, o` at valid frames (padded frames keep the
+    /// buffer's NaN fill: the backward kernel never reads them).
+    pub gates: Vec<F>,
+    /// `[B][T][H]` cell states at valid frames (NaN at padded ones, likewise).
+    pub cells: Vec<F>,
+}
+
+/// The lengths upload of an LSTM plan, checked against the batch and `T`.
+fn lstm_lens(plan: &LstmPlan, lens: &[usize]) -> Result<Prepared<HostMem>, LatticeError> {
+    crate::problem::check_len("lens", lens.len(), plan.dims.batch)?;
+    if let Some((index, &l)) = lens
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l > plan.dims.frames)
+    {
+        return Err(LatticeError::LengthTooLarge {
+            arg: "lens",
+            index,
+            value: l as i64,
+            dim: "time",
+            max: plan.dims.frames,
+        });
+    }
+    let uploads = Uploads {
+        values: vec![(Role::LogitLens, lens.iter().map(|&l| l as u32).collect())],
+    };
+    launch::prepare(&mut Emu, std::slice::from_ref(&plan.lens), &uploads)
+}
+
+/// A caller's input buffer of an LSTM plan, its length checked.
+fn lstm_input<F: Logit>(
+    plan: &LstmPlan,
+    role: Role,
+    arg: &'static str,
+    values: &[F],
+) -> Result<HostMem, LatticeError> {
+    crate::problem::check_len(arg, values.len(), plan.buffer(role).len)?;
+    Ok(HostMem::from_bytes(role, as_bytes(values), 0))
+}
+
+/// One LSTM direction's forward kernel (`kernels/lstm.cu`) over the input projection `gx`
+/// (`[B][T][4H]`, both biases added) with recurrent weight `w_hh` (`[4H][H]`), utterance `b`
+/// over its first `lens[b]` frames; `max_block` caps the threads per block (see
+/// [`launch::lstm_plan`]).
+pub fn lstm_forward<F: Logit>(
+    gx: &[F],
+    w_hh: &[F],
+    lens: &[usize],
+    dims: LstmDims,
+    reverse: bool,
+    max_block: u32,
+) -> Result<LstmRun<F>, LatticeError> {
+    let plan = launch::lstm_plan(dims, F::KERNEL, reverse, max_block)?;
+    let prepared = lstm_lens(&plan, lens)?;
+    let x = lstm_input(&plan, Role::LstmInput, "gx", gx)?;
+    let w = lstm_input(&plan, Role::LstmWeight, "w_hh", w_hh)?;
+    let hidden = external(&plan.buffer(Role::LstmHidden))?;
+    let gates = external(&plan.buffer(Role::LstmGates))?;
+    let cells = external(&plan.buffer(Role::LstmCells))?;
+    run_checked(
+        std::slice::from_ref(&plan.forward),
+        &prepared,
+        &[&x, &w, &hidden, &gates, &cells],
+    )?;
+    Ok(LstmRun {
+        hidden: hidden.read(),
+        gates: gates.read(),
+        cells: cells.read(),
+    })
+}
+
+/// One LSTM direction's backward kernel: the gradient of the input projection (`[B][T][4H]`,
+/// zero at padded frames) from the incoming gradient of the hidden states and the forward
+/// pass's gates and cells ([`lstm_forward`]); arguments otherwise as there.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_backward<F: Logit>(
+    grad_hidden: &[F],
+    w_hh: &[F],
+    gates: &[F],
+    cells: &[F],
+    lens: &[usize],
+    dims: LstmDims,
+    reverse: bool,
+    max_block: u32,
+) -> Result<Vec<F>, LatticeError> {
+    let plan = launch::lstm_plan(dims, F::KERNEL, reverse, max_block)?;
+    let prepared = lstm_lens(&plan, lens)?;
+    let dh = lstm_input(&plan, Role::LstmGradHidden, "grad_hidden", grad_hidden)?;
+    let w = lstm_input(&plan, Role::LstmWeight, "w_hh", w_hh)?;
+    let g = lstm_input(&plan, Role::LstmGates, "gates", gates)?;
+    let c = lstm_input(&plan, Role::LstmCells, "cells", cells)?;
+    let dgx = external(&plan.buffer(Role::LstmGradInput))?;
+    run_checked(
+        std::slice::from_ref(&plan.backward),
+        &prepared,
+        &[&dh, &w, &g, &c, &dgx],
+    )?;
+    Ok(dgx.read())
 }
 
 #[cfg(test)]

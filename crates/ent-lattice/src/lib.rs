@@ -59,6 +59,14 @@ pub use op::{
 };
 pub use problem::{Index, LatticeDims};
 
+/// The LSTM recurrence kernels (`kernels/lstm.cu`) on candle's CUDA storages: what
+/// ent-model's LSTM op runs on a GPU. Launch plans in [`launch::lstm_plan`]; the same kernels
+/// run on the CPU under the `emulate` feature ([`emulated::lstm_forward`]).
+#[cfg(feature = "cuda")]
+pub mod lstm_cuda {
+    pub use crate::cuda::{LstmForward, lstm_backward, lstm_forward};
+}
+
 /// The losses on plain slices, without candle tensors.
 pub mod cpu {
     pub use crate::align::rnnt_best_path_slice as rnnt_best_path;

@@ -24,8 +24,12 @@
 //!
 //! Every utterance runs over its own length: the reverse direction starts at its last valid
 //! frame, and padded frames output zeros and receive no gradient. The op runs on the CPU (f32
-//! and f64); on other devices the same maths runs step by step in candle ops, which is correct
-//! but has the quadratic backward pass.
+//! and f64) and, with the `cuda` feature, on CUDA tensors (f32 and f64): the recurrence is
+//! `kernels/lstm.cu` (one block per utterance runs all its steps, forward and backward, through
+//! ent-lattice's launch plans), and `dW_hh` one GEMM over its output
+//! ([`recurrent_weight_grad`]). Elsewhere (other devices and dtypes, or a hidden size beyond the
+//! kernels' shared memory) the same maths runs step by step in candle ops, which is correct but
+//! has the quadratic backward pass.
 
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +56,9 @@ pub struct LstmRecurrence {
 enum Saved {
     F32(Activations<f32>),
     F64(Activations<f64>),
+    /// Gates and cells on the GPU.
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<(candle_core::CudaStorage, candle_core::CudaStorage)>),
 }
 
 /// Gate activations `[B, T, 4H]` and cell states `[B, T, H]` at every valid frame.
@@ -91,7 +98,13 @@ pub fn lstm_recurrence(
             w_hh.dtype()
         );
     }
-    if !gx.device().is_cpu() || !matches!(gx.dtype(), DType::F32 | DType::F64) {
+    let kernel = match gx.device() {
+        candle_core::Device::Cpu => true,
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(_) => cuda::fits(b, t, h, gx.dtype(), reverse),
+        _ => false,
+    };
+    if !kernel || !matches!(gx.dtype(), DType::F32 | DType::F64) {
         return stepwise(gx, w_hh, lens, reverse);
     }
     let op = LstmRecurrence {
@@ -100,6 +113,36 @@ pub fn lstm_recurrence(
         saved: Mutex::new(None),
     };
     gx.contiguous()?.apply_op2(&w_hh.contiguous()?, op)
+}
+
+/// `dL/dW_hh` `[4H, H]` from the gradient of the input projection `dgx` `[B, T, 4H]` (zero at
+/// padded frames) and the hidden states `[B, T, H]` (zero at padded frames), in candle ops: the
+/// sum over frames of `dgx[b, t]^T h_prev[b, t]`, where `h_prev` is the state of the step before
+/// in the direction of travel (zero at each utterance's first step). The GPU path's GEMM; the CPU
+/// op computes the same sum on slices.
+pub fn recurrent_weight_grad(
+    dgx: &Tensor,
+    hidden: &Tensor,
+    reverse: bool,
+) -> candle_core::Result<Tensor> {
+    let (b, t, g4) = dgx.dims3()?;
+    let h = hidden.dim(2)?;
+    let hidden = hidden.detach();
+    let h_prev = if t == 1 {
+        hidden.zeros_like()?
+    } else {
+        let zero = Tensor::zeros((b, 1, h), hidden.dtype(), hidden.device())?;
+        if reverse {
+            // Frame t follows frame t + 1; an utterance's last valid frame follows a padded
+            // frame (zero) or the end.
+            Tensor::cat(&[&hidden.narrow(1, 1, t - 1)?, &zero], 1)?
+        } else {
+            Tensor::cat(&[&zero, &hidden.narrow(1, 0, t - 1)?], 1)?
+        }
+    };
+    dgx.reshape((b * t, g4))?
+        .t()?
+        .matmul(&h_prev.reshape((b * t, h))?)
 }
 
 /// The same recurrence in candle ops, one step per frame: what devices without the fused op
@@ -459,6 +502,27 @@ impl CustomOp2 for LstmRecurrence {
         Ok((storage, shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let d = dims(l1, l2)?;
+        let fwd = ent_lattice::lstm_cuda::lstm_forward(
+            (s1, l1),
+            (s2, l2),
+            cuda::lstm_dims(d),
+            &self.lens,
+            self.reverse,
+        )?;
+        *self.saved.lock().expect("lstm saved state poisoned") =
+            Some(Saved::Cuda(Arc::new((fwd.gates, fwd.cells))));
+        Ok((fwd.hidden, Shape::from((d.b, d.t, d.h))))
+    }
+
     fn bwd(
         &self,
         gx: &Tensor,
@@ -473,6 +537,18 @@ impl CustomOp2 for LstmRecurrence {
         let Some(saved) = guard.as_ref() else {
             bail!("lstm: backward called before forward");
         };
+        #[cfg(feature = "cuda")]
+        if let Saved::Cuda(state) = saved {
+            let op = cuda::Backward {
+                lens: self.lens.clone(),
+                reverse: self.reverse,
+                state: state.clone(),
+            };
+            drop(guard);
+            let dgx = grad_res.contiguous()?.apply_op2(&w_hh.contiguous()?, op)?;
+            let dw = recurrent_weight_grad(&dgx, res, self.reverse)?;
+            return Ok((Some(dgx), Some(dw)));
+        }
         let dev = gx.device();
         let grad_res = grad_res.contiguous()?;
         let (dgx, dw) = match saved {
@@ -502,6 +578,8 @@ impl CustomOp2 for LstmRecurrence {
                     Tensor::from_vec(dw, (g4, h), dev)?,
                 )
             }
+            #[cfg(feature = "cuda")]
+            Saved::Cuda(_) => unreachable!("handled above"),
         };
         Ok((Some(dgx), Some(dw)))
     }
@@ -613,5 +691,79 @@ impl BiLstm {
         let f = self.fwd.forward(x, lens)?;
         let b = self.bwd.forward(x, lens)?;
         Tensor::cat(&[f, b], 2)
+    }
+}
+
+/// The recurrence on CUDA tensors: `kernels/lstm.cu` through ent-lattice's launch plans.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::sync::Arc;
+
+    use candle_core::{CudaStorage, DType, Layout, Shape};
+    use ent_lattice::launch::{self, KernelDType, LstmDims};
+
+    use super::Dims;
+
+    pub(super) fn lstm_dims(d: Dims) -> LstmDims {
+        LstmDims {
+            batch: d.b,
+            frames: d.t,
+            hidden: d.h,
+        }
+    }
+
+    /// Whether the kernels take this problem (f32 or f64, `H` within their shared memory);
+    /// otherwise the step-wise candle ops run it.
+    pub(super) fn fits(b: usize, t: usize, h: usize, dtype: DType, reverse: bool) -> bool {
+        let kd = match dtype {
+            DType::F32 => KernelDType::F32,
+            DType::F64 => KernelDType::F64,
+            _ => return false,
+        };
+        let dims = lstm_dims(Dims { b, t, h });
+        launch::lstm_plan(dims, kd, reverse, launch::LSTM_MAX_BLOCK).is_ok()
+    }
+
+    /// The backward kernel as a candle op over `(grad_hidden, w_hh)`, giving `dL/dgx`.
+    pub(super) struct Backward {
+        pub lens: Arc<[usize]>,
+        pub reverse: bool,
+        pub state: Arc<(CudaStorage, CudaStorage)>,
+    }
+
+    impl candle_core::CustomOp2 for Backward {
+        fn name(&self) -> &'static str {
+            "lstm-recurrence-grad"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("lstm-recurrence-grad runs on CUDA tensors only")
+        }
+
+        fn cuda_fwd(
+            &self,
+            s1: &CudaStorage,
+            l1: &Layout,
+            s2: &CudaStorage,
+            l2: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let (b, t, h) = l1.shape().dims3()?;
+            let dims = lstm_dims(Dims { b, t, h });
+            let dgx = ent_lattice::lstm_cuda::lstm_backward(
+                (s1, l1),
+                (s2, l2),
+                (&self.state.0, &self.state.1),
+                dims,
+                &self.lens,
+                self.reverse,
+            )?;
+            Ok((dgx, Shape::from((b, t, 4 * h))))
+        }
     }
 }

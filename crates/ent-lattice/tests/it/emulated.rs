@@ -220,6 +220,16 @@ fn plans_use_every_compiled_kernel() {
         {
             planned.insert(l.kernel.clone());
         }
+        if matches!(dt, KernelDType::F32 | KernelDType::F64) {
+            let dims = launch::LstmDims {
+                batch: 1,
+                frames: 1,
+                hidden: 1,
+            };
+            let l = launch::lstm_plan(dims, dt, false, launch::LSTM_MAX_BLOCK).unwrap();
+            planned.insert(l.forward.kernel);
+            planned.insert(l.backward.kernel);
+        }
     }
     let compiled: std::collections::BTreeSet<String> =
         emulated::kernel_names().into_iter().collect();

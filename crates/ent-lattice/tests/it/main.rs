@@ -9,6 +9,8 @@ mod candle_api;
 mod cuda;
 #[cfg(feature = "emulate")]
 mod emulated;
+#[cfg(feature = "emulate")]
+mod emulated_lstm;
 mod errors;
 #[cfg(any(feature = "emulate", feature = "cuda"))]
 mod kernel_cases;

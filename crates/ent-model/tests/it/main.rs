@@ -2,6 +2,8 @@
 
 use candle_core::{DType, Tensor};
 
+#[cfg(feature = "cuda")]
+mod cuda_lstm;
 mod joint;
 mod lstm;
 mod model;
