@@ -115,6 +115,11 @@ pub struct AugmentConfig {
 }
 
 impl AugmentConfig {
+    /// The smallest speed factor (1 without speed perturbation): the longest an example gets.
+    pub fn slowest(&self) -> f64 {
+        self.speed.iter().copied().reduce(f64::min).unwrap_or(1.0)
+    }
+
     /// Whether anything is perturbed.
     pub fn is_on(&self) -> bool {
         self.specaug.is_some() || self.speed.iter().any(|&f| f != 1.0)
@@ -191,8 +196,16 @@ pub struct TrainConfig {
     pub epochs: u64,
     /// Utterances per batch.
     pub batch_size: usize,
-    /// Optional cap on padded seconds per batch (longest utterance times batch size).
+    /// Optional cap on padded seconds per batch (longest utterance times batch size): bounds
+    /// the backbone's and the encoder's work.
     pub max_batch_secs: Option<f64>,
+    /// Optional cap on the lattice nodes of a batch, `count * T * (U+1)` with `T` the most
+    /// encoder frames (estimated from the duration at the slowest speed factor, an upper
+    /// bound) and `U` the most target tokens: bounds the joints' and the losses' memory, so
+    /// long utterances come in small batches and short ones in large ones (up to
+    /// `batch_size`). An utterance whose lattice alone is over the cap stops training before
+    /// the first step, named.
+    pub max_batch_nodes: Option<u64>,
     /// Batches whose gradients are summed (and averaged) before each optimiser step.
     pub accumulate: usize,
     /// Seed of batching and dropout.
@@ -224,6 +237,7 @@ impl Default for TrainConfig {
             epochs: 50,
             batch_size: 2,
             max_batch_secs: None,
+            max_batch_nodes: None,
             accumulate: 1,
             seed: 42,
             selection: Selection::Validation,
@@ -271,6 +285,14 @@ impl TrainConfig {
         let bad = |s: String| Err(TrainError::Config(s));
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
+        }
+        if self.max_batch_nodes == Some(0) {
+            return bad("max_batch_nodes must be at least 1".into());
+        }
+        if let Some(secs) = self.max_batch_secs
+            && !(secs > 0.0 && secs.is_finite())
+        {
+            return bad(format!("max_batch_secs {secs} must be positive"));
         }
         if self.accumulate == 0 {
             return bad("accumulate must be at least 1".into());

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
 use crate::config::{SelectMetric, TrainConfig};
-use crate::data::{PreparedUtt, Vocab, bucketed_batches, joined_examples};
+use crate::data::{NodeBudget, PreparedUtt, Vocab, budgeted_batches, joined_examples};
 use crate::error::TrainError;
 use crate::features::{FeatureSource, spec_augment};
 use crate::optim::{self, AdamW, CosineSchedule};
@@ -83,6 +83,52 @@ struct ExampleAug {
     speed: f64,
     /// SpecAugment seed.
     seed: u64,
+}
+
+/// `(frames, tokens)` of each utterance for the lattice budget: encoder frames estimated from the
+/// duration played at speed `slowest` (`ceil(d / slowest / shift) + 1`, at least what the
+/// front end gives), tokens of the transcript.
+fn lattice_sizes(cfg: &TrainConfig, utts: &[PreparedUtt], slowest: f64) -> Vec<(usize, usize)> {
+    let shift = cfg.model.front_end.frame_shift_secs();
+    utts.iter()
+        .map(|u| {
+            let frames = (u.duration / slowest / shift).ceil().max(0.0) as usize + 1;
+            (frames, u.tokens.len())
+        })
+        .collect()
+}
+
+/// With `max_batch_nodes` set, an error naming the first utterance of `utts` whose lattice alone
+/// is over the budget (it could never fit a batch), before any training.
+fn check_lattice_budget(
+    cfg: &TrainConfig,
+    utts: &[PreparedUtt],
+    slowest: f64,
+    set: &str,
+) -> Result<(), TrainError> {
+    let Some(max) = cfg.max_batch_nodes else {
+        return Ok(());
+    };
+    let sizes = lattice_sizes(cfg, utts, slowest);
+    for (u, &(frames, tokens)) in utts.iter().zip(&sizes) {
+        let n = NodeBudget::nodes(1, frames, tokens);
+        if n > max {
+            return Err(TrainError::Config(format!(
+                "{set} utterance {} ({:.2} s, {tokens} tokens) alone has a lattice of {n} nodes \
+                 ({frames} frames x {} positions{}), more than max_batch_nodes {max}: raise \
+                 max_batch_nodes or leave the utterance out",
+                u.id,
+                u.duration,
+                tokens + 1,
+                if slowest < 1.0 {
+                    format!(", at speed {slowest}")
+                } else {
+                    String::new()
+                },
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Salt of the augmentation streams (one per optimiser step and batch).
@@ -211,6 +257,8 @@ impl Trainer {
             }
             train.extend(joined);
         }
+        check_lattice_budget(&cfg, &train, cfg.augment.slowest(), "training")?;
+        check_lattice_budget(&cfg, &valid, 1.0, "validation")?;
         std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e.to_string()))?;
         let log_path = out_dir.join(METRICS);
         let log = OpenOptions::new()
@@ -303,10 +351,15 @@ impl Trainer {
 
     fn epoch_batches(cfg: &TrainConfig, train: &[PreparedUtt], epoch: u64) -> Vec<Vec<usize>> {
         let lengths: Vec<f64> = train.iter().map(|u| u.duration).collect();
-        bucketed_batches(
+        let sizes = lattice_sizes(cfg, train, cfg.augment.slowest());
+        budgeted_batches(
             &lengths,
             cfg.batch_size,
             cfg.max_batch_secs,
+            cfg.max_batch_nodes.map(|max_nodes| NodeBudget {
+                max_nodes,
+                sizes: &sizes,
+            }),
             cfg.seed,
             epoch,
             true,
@@ -546,7 +599,21 @@ impl Trainer {
         let mut confusion = Confusion::new((0..k).map(|c| c.to_string()).collect());
         let mut loss = 0f64;
         let lengths: Vec<f64> = utts.iter().map(|u| u.duration).collect();
-        for batch in bucketed_batches(&lengths, self.cfg.batch_size.max(8), None, 0, 0, false) {
+        let sizes = lattice_sizes(&self.cfg, utts, 1.0);
+        let budget = self.cfg.max_batch_nodes.map(|max_nodes| NodeBudget {
+            max_nodes,
+            sizes: &sizes,
+        });
+        let batches = budgeted_batches(
+            &lengths,
+            self.cfg.batch_size.max(8),
+            self.cfg.max_batch_secs,
+            budget,
+            0,
+            0,
+            false,
+        );
+        for batch in batches {
             let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
             let (l, logits, emotions) = self.run_batch(&refs, &[], &mut Mode::eval())?;
             loss += l

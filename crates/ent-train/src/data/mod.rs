@@ -39,7 +39,7 @@ mod prepare;
 mod text;
 mod utterance;
 
-pub use batch::bucketed_batches;
+pub use batch::{NodeBudget, bucketed_batches, budgeted_batches};
 pub use emotion::EmotionMap;
 pub use error::{BadAudio, DataError};
 pub use join::{JoinConfig, JoinPattern, Piece, joined_examples};

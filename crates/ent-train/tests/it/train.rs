@@ -750,3 +750,91 @@ fn spec_augment_of_a_batch_is_per_example() {
     let bad = ent_train::features::spec_augment(&input, &[30, 31, 2], &aug, &seeds);
     assert!(bad.is_err());
 }
+
+/// `max_batch_nodes`: batches are cut by their padded lattice (the trainer's steps are those of
+/// `budgeted_batches` over `(ceil(d / 0.04) + 1, U)`), and an utterance whose lattice alone is
+/// over the budget stops the trainer before any step, named.
+#[test]
+fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
+    use ent_train::data::{NodeBudget, budgeted_batches};
+    let data = TempDir::new("budget-data");
+    let train = prepared(&data.0, 12);
+    let out = TempDir::new("budget-out");
+    let cfg = |nodes| TrainConfig {
+        batch_size: 8,
+        max_batch_nodes: nodes,
+        ..tiny_config()
+    };
+    let plain = Trainer::new(cfg(None), train.clone(), vec![], &out.0, &Device::Cpu).unwrap();
+    assert_eq!(plain.total_steps(), 2 * 2);
+
+    // The largest lattice alone: u11, 0.5 s (13 + 1 frames at 40 ms) and "OK THEN" (7
+    // tokens): 14 x 8 = 112 nodes.
+    let lengths: Vec<f64> = train.iter().map(|u| u.duration).collect();
+    let sizes: Vec<(usize, usize)> = train
+        .iter()
+        .map(|u| ((u.duration / 0.04).ceil() as usize + 1, u.tokens.len()))
+        .collect();
+    let single = |i: usize| NodeBudget::nodes(1, sizes[i].0, sizes[i].1);
+    assert_eq!((0..12).map(single).max(), Some(112));
+    assert_eq!(single(11), 112);
+    for budget in [112, 300] {
+        let t = Trainer::new(
+            cfg(Some(budget)),
+            train.clone(),
+            vec![],
+            &out.0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let want = budgeted_batches(
+            &lengths,
+            8,
+            None,
+            Some(NodeBudget {
+                max_nodes: budget,
+                sizes: &sizes,
+            }),
+            42,
+            0,
+            true,
+        );
+        assert!(want.len() > 2, "budget {budget}: {want:?}");
+        assert_eq!(t.total_steps(), 2 * want.len() as u64, "budget {budget}");
+    }
+    let e = Trainer::new(cfg(Some(111)), train.clone(), vec![], &out.0, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("training utterance u11 (0.50 s, 7 tokens) alone has a lattice of 112 nodes")
+            && e.contains("more than max_batch_nodes 111"),
+        "{e}"
+    );
+    // Validation utterances are checked too (at speed 1); training ones at the slowest speed
+    // factor (u5, 0.55 s at 0.9: 17 frames x 7 positions = 119); zero is refused.
+    let valid = prepared(&data.0, 12);
+    let e = Trainer::new(
+        cfg(Some(111)),
+        train[..3].to_vec(),
+        valid,
+        &out.0,
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("validation utterance u11"), "{e}");
+    let mut slow = cfg(Some(112));
+    slow.augment.speed = vec![0.9, 1.0];
+    let e = Trainer::new(slow, train.clone(), vec![], &out.0, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("training utterance u5")
+            && e.contains("(17 frames x 7 positions, at speed 0.9)"),
+        "{e}"
+    );
+    let e = Trainer::new(cfg(Some(0)), train, vec![], &out.0, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_batch_nodes must be at least 1"), "{e}");
+}
