@@ -8,6 +8,10 @@
 //! - `fbank_small`: the CPU-sized filterbank model (`ModelConfig::fbank_small`) on 500
 //!   filterbank frames of 80 bins.
 //!
+//! With the `cuda` feature and `ENT_BENCH_DEVICE=cuda` in the environment the same steps run on
+//! the first GPU, as group `cuda/train_step` (each step ends with a device synchronisation); the
+//! GPU bundle runs it that way beside `benches/train_torch.py --device cuda`.
+//!
 //! Throughput is utterances per iteration: criterion's `elem/s` reads as utterances per second.
 //! Floor: the joint networks dominate, `B * T * (U+1) * J` tanh units with a `J x V` and a
 //! `J x K` product each way (ENT: 8 * 250 * 61 * 768 = 94 M hidden units per joint).
@@ -34,8 +38,17 @@ struct Setup {
     emotions: Vec<u32>,
 }
 
-fn setup(cfg: &ModelConfig) -> Setup {
-    let dev = Device::Cpu;
+/// The device of `ENT_BENCH_DEVICE` (`cpu`, the default, or `cuda` with the `cuda` feature).
+fn device() -> Device {
+    match std::env::var("ENT_BENCH_DEVICE").as_deref() {
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok("cuda") => Device::new_cuda(0).expect("ENT_BENCH_DEVICE=cuda: no CUDA device"),
+        Ok(other) => panic!("ENT_BENCH_DEVICE={other}: expected cpu or cuda"),
+    }
+}
+
+fn setup(cfg: &ModelConfig, dev: &Device) -> Setup {
+    let dev = dev.clone();
     let vars = SeededVarMap::new(42);
     let model = Model::new(cfg, vars.var_builder(DType::F32, &dev)).expect("model");
     let named: Vec<_> = vars
@@ -106,10 +119,16 @@ fn step(s: &mut Setup, fbank: bool, rng: &mut SplitMix64) {
     accumulate(&mut acc, &grads, s.opt.vars()).expect("grads");
     clip_grad_norm(&mut acc, Some(5.0)).expect("clip");
     s.opt.step(&acc, 1e-4).expect("step");
+    s.feats.device().synchronize().expect("synchronize");
 }
 
 fn train(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cpu/train_step");
+    let dev = device();
+    let mut group = c.benchmark_group(if dev.is_cuda() {
+        "cuda/train_step"
+    } else {
+        "cpu/train_step"
+    });
     group.sample_size(10);
     group.throughput(Throughput::Elements(B as u64));
     let mut rng = SplitMix64::new(3);
@@ -117,7 +136,7 @@ fn train(c: &mut Criterion) {
         ("fbank_small", ModelConfig::fbank_small(), true),
         ("ent_backbone_features", ModelConfig::default(), false),
     ] {
-        let mut s = setup(&cfg);
+        let mut s = setup(&cfg, &dev);
         let id = format!("B{B}_5s_U{U}");
         group.bench_function(BenchmarkId::new(name, &id), |b| {
             b.iter(|| step(black_box(&mut s), fbank, &mut rng))

@@ -14,6 +14,9 @@
 #    in ENT_DEMO_DATA, else in data/demo of the checkout the bundle was built in.
 # 5. one epoch of the demo recipe (`ent train`, warm-up shortened to half an epoch) on the CPU
 #    and on the GPU, timed (at most ENT_TRAIN_TIMEOUT seconds each, default 150).
+# 6. one training step (batch 8, 5 s, U 60) of ent on the GPU (criterion cuda/train_step) beside
+#    benches/train_torch.py --device cuda, one line per model (train_table.py); then the whole
+#    demo (`ent --device cuda demo`), timed (at most ENT_DEMO_TIMEOUT seconds, default 900).
 # ENT_GPU_STEPS="1 3" runs only those steps. Each step has a time limit (timeout(1)); a step that runs past it counts as failed.
 # Exits non-zero if a check failed; every log is in OUT_DIR.
 set -uo pipefail
@@ -25,7 +28,7 @@ failed=()
 # The binaries travel xz-compressed; unpack them into a temporary folder.
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-for name in ent-lattice-tests ent-model-tests lattice-cuda ent; do
+for name in ent-lattice-tests ent-model-tests lattice-cuda train-bench ent; do
     python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
         "$here/$name.xz" "$bin/$name" && chmod +x "$bin/$name" || { echo "cannot unpack $name"; exit 1; }
 done
@@ -47,7 +50,7 @@ PY
 )
 export LD_LIBRARY_PATH="${libs}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-for name in ent-lattice-tests ent-model-tests lattice-cuda ent; do
+for name in ent-lattice-tests ent-model-tests lattice-cuda train-bench ent; do
     if ldd "$bin/$name" | grep "not found"; then
         echo "$name: libraries not found (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
         exit 1
@@ -55,7 +58,7 @@ for name in ent-lattice-tests ent-model-tests lattice-cuda ent; do
 done
 
 # The steps to run (ENT_GPU_STEPS, default all): a rerun can repeat only the ones that failed.
-want() { [[ " ${ENT_GPU_STEPS:-1 2 3 4 5} " == *" $1 "* ]]; }
+want() { [[ " ${ENT_GPU_STEPS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
 
 if want 1; then
 echo "== 1. parity against the CPU reference (ENT_REQUIRE_CUDA=1)"
@@ -136,6 +139,28 @@ PY
     done
 else
     echo "no demo data in $demo (set ENT_DEMO_DATA): skipped"
+fi
+
+if want 6; then
+echo "== 6. one training step on the GPU beside PyTorch; the demo on the GPU"
+ENT_BENCH_DEVICE=cuda CRITERION_HOME="$out/criterion" timeout 600 "$bin/train-bench" --bench 2>&1 \
+    | tee "$out/train-bench.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("training-step benchmark")
+PYTHONUNBUFFERED=1 timeout 600 python3 "$here/train_torch.py" --device cuda --threads 16 --runs 10 \
+    --json "$out/train_torch.json" 2>&1 | tee "$out/train-torch.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("PyTorch training step")
+python3 "$here/train_table.py" "$out/criterion" "$out/train_torch.json" | tee "$out/train-table.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("training-step table")
+if [ -f "$demo/config.json" ]; then
+    t0=$(date +%s.%N)
+    timeout "${ENT_DEMO_TIMEOUT:-900}" "$bin/ent" --device cuda demo --data "$demo" \
+        --out "$out/demo-cuda" >"$out/demo-cuda.log" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    echo "ent --device cuda demo: exit $rc, $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
+    grep -E "EDER|WA|WER|timing" "$out/demo-cuda.log" | tail -8
+    [ "$rc" -eq 0 ] || failed+=("ent demo on cuda")
+fi
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

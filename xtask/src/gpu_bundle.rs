@@ -95,6 +95,21 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         ],
         "lattice_cuda",
     )?;
+    let train_bench = build_executable(
+        root,
+        &env,
+        &[
+            "bench",
+            "-p",
+            "ent-benches",
+            "--features",
+            "cuda",
+            "--bench",
+            "train",
+            "--no-run",
+        ],
+        "train",
+    )?;
     let ent = build_executable(
         root,
         &env,
@@ -112,6 +127,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         (&tests, "ent-lattice-tests"),
         (&model_tests, "ent-model-tests"),
         (&bench, "lattice-cuda"),
+        (&train_bench, "train-bench"),
         (&ent, "ent"),
     ] {
         let dst = dir.join(name);
@@ -127,6 +143,8 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
             "torchaudio_rnnt.py",
         ),
         (root.join("benches/gpu_table.py"), "gpu_table.py"),
+        (root.join("benches/train_torch.py"), "train_torch.py"),
+        (root.join("benches/train_table.py"), "train_table.py"),
         (root.join("benches/compare_eval.py"), "compare_eval.py"),
     ] {
         std::fs::copy(&src, dir.join(name))
