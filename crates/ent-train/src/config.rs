@@ -36,6 +36,30 @@ pub enum SelectMetric {
     Loss,
 }
 
+/// The type the frozen backbone's linear layers compute in
+/// (`ent_backbone::Backbone::set_matmul_dtype`); its hidden states are f32 either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackboneDType {
+    #[default]
+    F32,
+    /// bfloat16: half the weight and activation traffic on a GPU, f32's range.
+    Bf16,
+    /// float16.
+    F16,
+}
+
+impl BackboneDType {
+    /// The candle dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            BackboneDType::F32 => candle_core::DType::F32,
+            BackboneDType::Bf16 => candle_core::DType::BF16,
+            BackboneDType::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
 /// Where the data comes from and how bad data is treated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -192,6 +216,9 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     /// Backbone checkpoint folder (for a backbone front end).
     pub backbone: Option<PathBuf>,
+    /// The type the backbone's linear layers compute in (`"f32"`, `"bf16"`, `"f16"`): a half type
+    /// for training on a GPU, where the frozen backbone dominates the step.
+    pub backbone_dtype: BackboneDType,
     /// Epochs.
     pub epochs: u64,
     /// Utterances per batch.
@@ -234,6 +261,7 @@ impl Default for TrainConfig {
             join: JoinConfig::default(),
             augment: AugmentConfig::default(),
             backbone: None,
+            backbone_dtype: BackboneDType::F32,
             epochs: 50,
             batch_size: 2,
             max_batch_secs: None,
@@ -285,6 +313,14 @@ impl TrainConfig {
         let bad = |s: String| Err(TrainError::Config(s));
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
+        }
+        if self.backbone_dtype != BackboneDType::F32
+            && !matches!(self.model.front_end, ent_model::FrontEnd::Backbone { .. })
+        {
+            return bad(format!(
+                "backbone_dtype {:?} needs a backbone front end; the model reads filterbanks",
+                self.backbone_dtype
+            ));
         }
         if self.max_batch_nodes == Some(0) {
             return bad("max_batch_nodes must be at least 1".into());

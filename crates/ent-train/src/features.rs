@@ -222,6 +222,18 @@ impl FeatureSource {
         self.inputs_joined(&joined, dev)
     }
 
+    /// Runs a backbone's linear layers in `dtype` (see `Backbone::set_matmul_dtype`); nothing to
+    /// do for filterbanks at f32, an error for filterbanks at a half type.
+    pub fn set_backbone_dtype(&mut self, dtype: candle_core::DType) -> Result<(), TrainError> {
+        match self {
+            FeatureSource::Backbone(b) => Ok(b.set_matmul_dtype(dtype)?),
+            FeatureSource::Fbank { .. } if dtype == candle_core::DType::F32 => Ok(()),
+            FeatureSource::Fbank { .. } => Err(TrainError::Config(format!(
+                "backbone dtype {dtype:?} given for a filterbank front end"
+            ))),
+        }
+    }
+
     /// Padded inputs on `dev` for examples each made of one or more stretches of audio
     /// (id, path, segment) played one after the other. Filterbanks are computed (and cached)
     /// per stretch and joined frame by frame; a backbone hears the joined waveform.

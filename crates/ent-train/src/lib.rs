@@ -19,7 +19,9 @@ mod splits;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainState};
-pub use config::{AugmentConfig, DataConfig, SPEED_RANGE, SelectMetric, Selection, TrainConfig};
+pub use config::{
+    AugmentConfig, BackboneDType, DataConfig, SPEED_RANGE, SelectMetric, Selection, TrainConfig,
+};
 pub use error::TrainError;
 pub use splits::{Splits, load_splits};
 pub use trainer::{BEST, EvalScores, LAST, METRICS, Summary, Trainer};

@@ -199,8 +199,9 @@ impl Trainer {
         }
         let vars = SeededVarMap::new(cfg.seed);
         let model = Model::new(&cfg.model, vars.var_builder(DType::F32, dev))?;
-        let features =
+        let mut features =
             FeatureSource::new(&cfg.model, cfg.backbone.as_deref(), cfg.cache_features, dev)?;
+        features.set_backbone_dtype(cfg.backbone_dtype.dtype())?;
         if let FrontEnd::Fbank { .. } = cfg.model.front_end {
             let list: Vec<_> = train
                 .iter()

@@ -30,15 +30,27 @@ impl Linear {
         })
     }
 
-    /// `x [..., in] -> [..., out]`.
+    /// The weight in `dtype` (the bias stays f32): [`Linear::forward`] then multiplies in it.
+    pub(super) fn set_matmul_dtype(&mut self, dtype: DType) -> candle_core::Result<()> {
+        self.weight = self.weight.to_dtype(dtype)?;
+        Ok(())
+    }
+
+    /// `x [..., in] -> [..., out]`; the product in the weight's dtype (`x` converted to it and
+    /// the result back), the bias added in `x`'s.
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
-        let y = x
-            .reshape((rows, inp))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
+        let x2 = x.reshape((rows, inp))?;
+        let y = if self.weight.dtype() == x.dtype() {
+            x2.matmul(&self.weight.t()?)?
+        } else {
+            x2.to_dtype(self.weight.dtype())?
+                .matmul(&self.weight.t()?)?
+                .to_dtype(x.dtype())?
+        };
+        let y = y.broadcast_add(&self.bias)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
         y.reshape(out_dims)

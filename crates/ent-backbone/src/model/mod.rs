@@ -257,6 +257,37 @@ impl Backbone {
         self.reference_ops = on;
     }
 
+    /// Runs the transformer's linear layers (feature projection, attention projections, feed
+    /// forward, WavLM's gate) with their weights and inputs in `dtype`: `BF16` or `F16` halve
+    /// their memory traffic on a GPU (on the CPU candle widens them to f32 for the product, so
+    /// only the rounding changes). Everything else stays f32: the convolutional front end,
+    /// norms, softmax, activations, biases, and the hidden states returned. `F32` restores full
+    /// precision only for weights still exact in f32 (load again to undo a half type).
+    pub fn set_matmul_dtype(&mut self, dtype: DType) -> Result<(), BackboneError> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(BackboneError::Input(format!(
+                "matmul dtype {dtype:?}: expected f32, bf16 or f16"
+            )));
+        }
+        self.projection.set_matmul_dtype(dtype)?;
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.out,
+                &mut l.ff_in,
+                &mut l.ff_out,
+            ] {
+                lin.set_matmul_dtype(dtype)?;
+            }
+            if let Some(g) = &mut l.gate {
+                g.linear.set_matmul_dtype(dtype)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The checkpoint's configuration.
     pub fn config(&self) -> &BackboneConfig {
         &self.config

@@ -565,6 +565,34 @@ fn trains_on_a_pretrained_backbone() {
     assert_ne!(after["mix.weights"], before["mix.weights"]);
     assert_ne!(after["mix.gamma"], before["mix.gamma"]);
 
+    // With the backbone's linear layers in bf16 the same run trains on slightly different
+    // hidden states: close weights, not the same ones.
+    let half_out = TempDir::new("backbone-bf16-out");
+    let half_cfg = TrainConfig {
+        backbone_dtype: ent_train::BackboneDType::Bf16,
+        ..cfg.clone()
+    };
+    let mut h = Trainer::new(
+        half_cfg,
+        train.clone(),
+        valid.clone(),
+        &half_out.0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    h.run().unwrap();
+    let half = weights(&h);
+    let mix = |w: &BTreeMap<String, Vec<f32>>| w["mix.weights"].clone();
+    let gap = mix(&half)
+        .iter()
+        .zip(&mix(&after))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        gap > 0.0 && gap < 1e-2,
+        "bf16 against f32 mix weights: {gap}"
+    );
+
     cfg.model.front_end = FrontEnd::Backbone {
         layers: 13,
         dim: 32,
@@ -573,6 +601,19 @@ fn trains_on_a_pretrained_backbone() {
         panic!("a layer-count mismatch is refused");
     };
     assert!(err.to_string().contains("3 hidden states"), "{err}");
+
+    // A half type is for a backbone only.
+    let fbank = TrainConfig {
+        backbone_dtype: ent_train::BackboneDType::Bf16,
+        ..tiny_config()
+    };
+    let e = fbank.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("backbone_dtype Bf16 needs a backbone front end"),
+        "{e}"
+    );
+    let parsed: TrainConfig = serde_json::from_str(r#"{"backbone_dtype": "f16"}"#).unwrap();
+    assert_eq!(parsed.backbone_dtype, ent_train::BackboneDType::F16);
 }
 
 fn augment_on() -> ent_train::AugmentConfig {
