@@ -232,18 +232,22 @@ pub fn scale(grads: &mut BTreeMap<String, Tensor>, scale: f64) -> candle_core::R
 
 /// The global L2 norm of `grads`; if it exceeds `max`, every gradient is scaled by
 /// `max / (norm + 1e-6)` (PyTorch's `clip_grad_norm_`). Returns the norm before clipping.
+///
+/// The squared sums are taken per tensor in f64 on the gradients' device and read back once:
+/// on a GPU one host synchronisation per call, not one per parameter.
 pub fn clip_grad_norm(
     grads: &mut BTreeMap<String, Tensor>,
     max: Option<f64>,
 ) -> candle_core::Result<f64> {
-    let mut sq = 0f64;
-    for g in grads.values() {
-        sq += g
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
-    }
+    let sums = grads
+        .values()
+        .map(|g| g.to_dtype(DType::F64)?.sqr()?.sum_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let sq: f64 = if sums.is_empty() {
+        0.0
+    } else {
+        Tensor::stack(&sums, 0)?.to_vec1::<f64>()?.iter().sum()
+    };
     let norm = sq.sqrt();
     if let Some(max) = max
         && norm > max

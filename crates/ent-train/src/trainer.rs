@@ -539,10 +539,22 @@ impl Trainer {
             let aug = self.draw_augment(utts.len(), batch_no);
             let mut rng = SplitMix64::new(self.rng.next_u64());
             let (losses, _, _) = self.run_batch(&utts, &aug, &mut Mode::train(&mut rng))?;
-            let per = losses
-                .per_utterance
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
+            // One read from the device per batch: each utterance's loss (for the finiteness
+            // check), then the total, RNN-T, lattice, head and frame losses (for the log).
+            let scalars = [
+                &losses.total,
+                &losses.rnnt,
+                &losses.lattice,
+                &losses.head,
+                &losses.frame,
+            ]
+            .map(|t| t.to_dtype(DType::F64).and_then(|t| t.reshape(1)));
+            let mut parts = vec![losses.per_utterance.to_dtype(DType::F64)?];
+            for t in scalars {
+                parts.push(t?);
+            }
+            let read = Tensor::cat(&parts, 0)?.to_vec1::<f64>()?;
+            let (per, means) = read.split_at(utts.len());
             let bad: Vec<&str> = per
                 .iter()
                 .zip(&utts)
@@ -559,14 +571,8 @@ impl Trainer {
             }
             let grads = losses.total.backward()?;
             optim::accumulate(&mut acc, &grads, self.opt.vars())?;
-            for (s, t) in sums.iter_mut().zip([
-                &losses.total,
-                &losses.rnnt,
-                &losses.lattice,
-                &losses.head,
-                &losses.frame,
-            ]) {
-                *s += t.to_dtype(DType::F64)?.to_scalar::<f64>()? / group.len() as f64;
+            for (s, m) in sums.iter_mut().zip(means) {
+                *s += m / group.len() as f64;
             }
         }
         optim::scale(&mut acc, 1.0 / group.len() as f64)?;
