@@ -212,17 +212,17 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// ENT's predictor width (640 units: a block of 640 threads, 20 warps) on two short
-/// utterances, and the same with blocks capped at 256 threads (three units per thread).
+/// ENT's predictor width (640 units: a block of 640 threads, 20 warps, 2560 rows of W_hh per
+/// step) on two short utterances. (Several units per thread, the blocks capped below H, are
+/// covered by the random cases with 32-thread blocks.)
 #[test]
 fn lstm_f64_at_the_predictors_width() {
     let case = Case::draw(2, 2, 640, true, 11);
-    for block in [LSTM_MAX_BLOCK, 256] {
-        let (run, _) = case.run(|x| x, block);
-        let (want, _) = case.reference(&case.gx, &case.w);
-        let d = max_diff(&run.hidden, &want);
-        assert!(d < 1e-12, "block {block}: {d}");
-    }
+    let (run, dgx) = case.run(|x| x, LSTM_MAX_BLOCK);
+    let (want, _) = case.reference(&case.gx, &case.w);
+    let d = max_diff(&run.hidden, &want);
+    assert!(d < 1e-12, "{d}");
+    assert!(dgx.iter().all(|g| g.is_finite()));
 }
 
 /// f32 kernels against the f64 reference: hidden states and input gradient within f32
