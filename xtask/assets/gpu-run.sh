@@ -5,7 +5,8 @@
 #   bash run.sh [OUT_DIR]          (default: out/ beside this script)
 #
 # 1. parity: ent-lattice's GPU tests against the CPU reference, ENT_REQUIRE_CUDA=1 (no skips;
-#    with the 2^31-logit case), and ent-model's (the LSTM recurrence kernels against the CPU op);
+#    with the 2^31-logit case), ent-model's (the LSTM recurrence kernels against the CPU op) and
+#    ent-train's (the first training step's losses on the GPU against the CPU);
 # 2. compute-sanitizer memcheck and racecheck over a few parity cases, where the tool works;
 # 3. the criterion groups cuda/rnnt_loss and cuda/lattice_pool, torchaudio's rnnt_loss on the
 #    same shapes, and the comparison table (also in OUT_DIR/table.md);
@@ -28,7 +29,7 @@ failed=()
 # The binaries travel xz-compressed; unpack them into a temporary folder.
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-for name in ent-lattice-tests ent-model-tests lattice-cuda train-bench ent; do
+for name in ent-lattice-tests ent-model-tests ent-train-tests lattice-cuda train-bench ent; do
     python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
         "$here/$name.xz" "$bin/$name" && chmod +x "$bin/$name" || { echo "cannot unpack $name"; exit 1; }
 done
@@ -50,7 +51,7 @@ PY
 )
 export LD_LIBRARY_PATH="${libs}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-for name in ent-lattice-tests ent-model-tests lattice-cuda train-bench ent; do
+for name in ent-lattice-tests ent-model-tests ent-train-tests lattice-cuda train-bench ent; do
     if ldd "$bin/$name" | grep "not found"; then
         echo "$name: libraries not found (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
         exit 1
@@ -66,6 +67,9 @@ ENT_REQUIRE_CUDA=1 timeout 300 "$bin/ent-lattice-tests" cuda:: --test-threads=1 
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("parity")
 ENT_REQUIRE_CUDA=1 timeout 300 "$bin/ent-model-tests" cuda_lstm --test-threads=1 2>&1 | tee "$out/parity-model.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("LSTM parity")
+ENT_BACKBONE_FIXTURE="$here/../../crates/ent-backbone/tests/fixtures/wav2vec2-base" \
+    ENT_REQUIRE_CUDA=1 timeout 300 "$bin/ent-train-tests" cuda_first_step --test-threads=1 2>&1 | tee "$out/parity-train.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("first training step cpu/cuda")
 fi
 
 echo "== 2. compute-sanitizer"

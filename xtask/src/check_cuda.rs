@@ -130,13 +130,13 @@ fn stubs(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `cargo xtask check-cuda`: clippy of ent-lattice, ent-model (its GPU tests) and ent-cli (and
-/// the GPU benchmark of ent-benches) with their `cuda` features in the environment of [`cuda_env`]: the CUDA path
+/// `cargo xtask check-cuda`: clippy of ent-lattice, ent-model and ent-train (their GPU tests)
+/// and ent-cli (and the GPU benchmark of ent-benches) with their `cuda` features in the environment of [`cuda_env`]: the CUDA path
 /// compiles, lint-clean, without a GPU.
 pub fn check_cuda(root: &Path) -> Result<()> {
     let env = cuda_env(root)?;
     println!(
-        "== cargo clippy -p ent-lattice -p ent-model -p ent-cli -p ent-benches --all-targets --features cuda -- -D warnings"
+        "== cargo clippy -p ent-lattice -p ent-model -p ent-train -p ent-cli -p ent-benches --all-targets --features cuda -- -D warnings"
     );
     run(Command::new(env!("CARGO"))
         .current_dir(root)
@@ -148,18 +148,20 @@ pub fn check_cuda(root: &Path) -> Result<()> {
             "-p",
             "ent-model",
             "-p",
+            "ent-train",
+            "-p",
             "ent-cli",
             "-p",
             "ent-benches",
             "--all-targets",
             "--features",
-            "ent-lattice/cuda,ent-model/cuda,ent-cli/cuda,ent-benches/cuda",
+            "ent-lattice/cuda,ent-model/cuda,ent-train/cuda,ent-cli/cuda,ent-benches/cuda",
             "--",
             "-D",
             "warnings",
         ]))?;
     println!(
-        "check-cuda: the cuda features of ent-lattice, ent-model, ent-cli and the GPU benchmark build lint-clean"
+        "check-cuda: the cuda features of ent-lattice, ent-model, ent-train, ent-cli and the GPU benchmark build lint-clean"
     );
     Ok(())
 }

@@ -80,6 +80,22 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         ],
         "it",
     )?;
+    let train_tests = build_executable(
+        root,
+        &env,
+        &[
+            "test",
+            "--release",
+            "-p",
+            "ent-train",
+            "--features",
+            "cuda",
+            "--test",
+            "it",
+            "--no-run",
+        ],
+        "it",
+    )?;
     let bench = build_executable(
         root,
         &env,
@@ -126,6 +142,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
     for (src, name) in [
         (&tests, "ent-lattice-tests"),
         (&model_tests, "ent-model-tests"),
+        (&train_tests, "ent-train-tests"),
         (&bench, "lattice-cuda"),
         (&train_bench, "train-bench"),
         (&ent, "ent"),

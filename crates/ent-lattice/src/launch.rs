@@ -584,6 +584,10 @@ pub fn lstm_plan(
             expected: "f32, f64",
         });
     }
+    if batch == 0 {
+        // A grid needs a block, and the block would zero rows of a buffer with none.
+        return Err(LatticeError::EmptyBatch { arg: "lstm input" });
+    }
     if max_block == 0 || !max_block.is_multiple_of(32) || max_block > LSTM_MAX_BLOCK {
         return Err(LatticeError::KernelLimit {
             what: format!("lstm block of {max_block} threads (a multiple of 32)"),

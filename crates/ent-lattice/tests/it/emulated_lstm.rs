@@ -263,6 +263,14 @@ fn lstm_bad_arguments_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("lstm block of 48 threads"), "{e}");
+    let empty = LstmDims {
+        batch: 0,
+        ..case.dims
+    };
+    let e = emulated::lstm_forward::<f64>(&[], &case.w, &[], empty, false, 1024)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lstm input has batch size 0"), "{e}");
     let big = LstmDims {
         hidden: 1025,
         ..case.dims

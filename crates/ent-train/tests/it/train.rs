@@ -879,3 +879,72 @@ fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
         .to_string();
     assert!(e.contains("max_batch_nodes must be at least 1"), "{e}");
 }
+
+/// With one seed, the first optimiser step on a GPU logs the same losses and gradient norm as
+/// on the CPU, within 1e-4 relative (f32 on both; different summation orders): the filterbank
+/// model with its conformer, and the paper's front end on a tiny wav2vec2 (scalar mix and
+/// BiLSTM, the LSTM kernels of `kernels/lstm.cu` on the GPU). Without a GPU the test prints why
+/// it is skipped; `ENT_REQUIRE_CUDA=1` turns the skip into a failure (the GPU bundle sets it).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_first_step_matches_the_cpu() {
+    let gpu = match Device::new_cuda(0) {
+        Ok(d) => d,
+        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
+            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    // The GPU bundle runs this binary away from the build's checkout: it says where the
+    // fixture is.
+    let fixture = std::env::var_os("ENT_BACKBONE_FIXTURE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../ent-backbone/tests/fixtures/wav2vec2-base")
+        });
+    let data = TempDir::new("cuda-data");
+    let train = prepared(&data.0, 8);
+    let backbone = TrainConfig {
+        model: ModelConfig {
+            front_end: FrontEnd::Backbone { layers: 3, dim: 32 },
+            encoder_hidden: 8,
+            predictor_embed: 8,
+            predictor_hidden: 8,
+            joint_dim: 12,
+            ..ModelConfig::default()
+        },
+        backbone: Some(fixture),
+        ..tiny_config()
+    };
+    for (name, cfg) in [("filterbank", tiny_config()), ("backbone", backbone)] {
+        let first_step = |dev: &Device| {
+            let out = TempDir::new("cuda-out");
+            let cfg = TrainConfig {
+                max_steps: Some(1),
+                batch_size: 4,
+                ..cfg.clone()
+            };
+            let mut t = Trainer::new(cfg, train.clone(), vec![], &out.0, dev).unwrap();
+            t.run().unwrap();
+            let log = std::fs::read_to_string(out.0.join(ent_train::METRICS)).unwrap();
+            let step: serde_json::Value = log
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find(|l| l["kind"] == "step")
+                .unwrap();
+            step
+        };
+        let (cpu, cuda) = (first_step(&Device::Cpu), first_step(&gpu));
+        for key in ["loss", "rnnt", "lattice", "head", "grad_norm"] {
+            let (a, b) = (cpu[key].as_f64().unwrap(), cuda[key].as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1e-3),
+                "{name}: {key} is {a} on the CPU and {b} on the GPU"
+            );
+        }
+    }
+}
