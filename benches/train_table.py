@@ -9,20 +9,12 @@ Prints one line per model, `train <model>: ent X ms, PyTorch Y ms, PyTorch/ent Z
 missing on either side prints `-` and makes the exit status 1.
 """
 import json
-import os
 import sys
+
+from gpu_table import median_s  # beside this script, in benches/ and in the GPU bundle
 
 MODELS = ["fbank_small", "ent_backbone_features"]
 IDENT = "B8_5s_U60"
-
-
-def median_s(root, group, func, ident):
-    path = os.path.join(root, group.replace("/", "_"), func, ident, "new", "estimates.json")
-    try:
-        with open(path) as f:
-            return json.load(f)["median"]["point_estimate"] * 1e-9
-    except FileNotFoundError:
-        return None
 
 
 def main():

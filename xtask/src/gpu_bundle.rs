@@ -48,90 +48,49 @@ fn build_executable(
 /// and Python with torch and torchaudio but no Rust.
 pub fn gpu_bundle(root: &Path) -> Result<()> {
     let env = cuda_env(root)?;
-    let tests = build_executable(
-        root,
-        &env,
-        &[
+    // (cargo command, target name, name in the bundle).
+    let test = |pkg| {
+        vec![
             "test",
             "--release",
             "-p",
-            "ent-lattice",
+            pkg,
             "--features",
             "cuda",
             "--test",
             "it",
-            "--no-run",
-        ],
-        "it",
-    )?;
-    let model_tests = build_executable(
-        root,
-        &env,
-        &[
-            "test",
-            "--release",
-            "-p",
-            "ent-model",
-            "--features",
-            "cuda",
-            "--test",
-            "it",
-            "--no-run",
-        ],
-        "it",
-    )?;
-    let train_tests = build_executable(
-        root,
-        &env,
-        &[
-            "test",
-            "--release",
-            "-p",
-            "ent-train",
-            "--features",
-            "cuda",
-            "--test",
-            "it",
-            "--no-run",
-        ],
-        "it",
-    )?;
-    let bench = build_executable(
-        root,
-        &env,
-        &[
+        ]
+    };
+    let bench = |name| {
+        vec![
             "bench",
             "-p",
             "ent-benches",
             "--features",
             "cuda",
             "--bench",
-            "lattice_cuda",
-            "--no-run",
-        ],
-        "lattice_cuda",
-    )?;
-    let train_bench = build_executable(
-        root,
-        &env,
-        &[
-            "bench",
-            "-p",
-            "ent-benches",
-            "--features",
-            "cuda",
-            "--bench",
-            "train",
-            "--no-run",
-        ],
-        "train",
-    )?;
-    let ent = build_executable(
-        root,
-        &env,
-        &["build", "--release", "-p", "ent-cli", "--features", "cuda"],
-        "ent",
-    )?;
+            name,
+        ]
+    };
+    let builds: [(Vec<&str>, &str, &str); 6] = [
+        (test("ent-lattice"), "it", "ent-lattice-tests"),
+        (test("ent-model"), "it", "ent-model-tests"),
+        (test("ent-train"), "it", "ent-train-tests"),
+        (bench("lattice_cuda"), "lattice_cuda", "lattice-cuda"),
+        (bench("train"), "train", "train-bench"),
+        (
+            vec!["build", "--release", "-p", "ent-cli", "--features", "cuda"],
+            "ent",
+            "ent",
+        ),
+    ];
+    let mut built = Vec::with_capacity(builds.len());
+    for (mut args, target, name) in builds {
+        if args[0] != "build" {
+            args.push("--no-run");
+        }
+        built.push((build_executable(root, &env, &args, target)?, name));
+    }
     let dir = root.join("target/gpu-bundle");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -139,14 +98,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     // Stripped, each binary is about 50 MB, most of it candle's CUDA kernels; xz takes it to
     // about 6 MB. run.sh unpacks with Python's lzma.
-    for (src, name) in [
-        (&tests, "ent-lattice-tests"),
-        (&model_tests, "ent-model-tests"),
-        (&train_tests, "ent-train-tests"),
-        (&bench, "lattice-cuda"),
-        (&train_bench, "train-bench"),
-        (&ent, "ent"),
-    ] {
+    for (src, name) in &built {
         let dst = dir.join(name);
         run(Command::new("strip").arg("-o").arg(&dst).arg(src))
             .with_context(|| format!("stripping {}", src.display()))?;

@@ -117,6 +117,22 @@ fn tiny_config() -> TrainConfig {
     }
 }
 
+/// [`tiny_config`] on the tiny wav2vec2 checkpoint in `fixture` (3 hidden states of 32).
+fn tiny_backbone_config(fixture: std::path::PathBuf) -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            front_end: FrontEnd::Backbone { layers: 3, dim: 32 },
+            encoder_hidden: 8,
+            predictor_embed: 8,
+            predictor_hidden: 8,
+            joint_dim: 12,
+            ..ModelConfig::default()
+        },
+        backbone: Some(fixture),
+        ..tiny_config()
+    }
+}
+
 fn prepared(dir: &Path, n: usize) -> Vec<ent_train::data::PreparedUtt> {
     let utts = corpus(dir, n);
     prepare(
@@ -524,17 +540,8 @@ fn trains_on_a_pretrained_backbone() {
     let valid = prepared(&data.0, 2);
     let out = TempDir::new("backbone-out");
     let mut cfg = TrainConfig {
-        model: ModelConfig {
-            front_end: FrontEnd::Backbone { layers: 3, dim: 32 },
-            encoder_hidden: 8,
-            predictor_embed: 8,
-            predictor_hidden: 8,
-            joint_dim: 12,
-            ..ModelConfig::default()
-        },
-        backbone: Some(fixture.clone()),
         epochs: 1,
-        ..tiny_config()
+        ..tiny_backbone_config(fixture.clone())
     };
     let before = {
         let t = Trainer::new(
@@ -908,18 +915,7 @@ fn cuda_first_step_matches_the_cpu() {
         });
     let data = TempDir::new("cuda-data");
     let train = prepared(&data.0, 8);
-    let backbone = TrainConfig {
-        model: ModelConfig {
-            front_end: FrontEnd::Backbone { layers: 3, dim: 32 },
-            encoder_hidden: 8,
-            predictor_embed: 8,
-            predictor_hidden: 8,
-            joint_dim: 12,
-            ..ModelConfig::default()
-        },
-        backbone: Some(fixture),
-        ..tiny_config()
-    };
+    let backbone = tiny_backbone_config(fixture);
     for (name, cfg) in [("filterbank", tiny_config()), ("backbone", backbone)] {
         let first_step = |dev: &Device| {
             let out = TempDir::new("cuda-out");
