@@ -149,15 +149,15 @@ impl FeatureSource {
         }
     }
 
-    /// Filterbanks of one utterance, `[frames * bins]`, sped up by `speed`, from the cache when
-    /// there.
+    /// Filterbanks of one utterance, `[frames * bins]`, sped up by `speed`, and the mean power
+    /// of the audio they were computed from; from the cache when there.
     fn fbank_of(
         &self,
         id: &str,
         path: &Path,
         segment: Segment,
         speed: f64,
-    ) -> Result<Arc<Vec<f32>>, TrainError> {
+    ) -> Result<(Arc<Vec<f32>>, f64), TrainError> {
         let key = (id.to_string(), perturbed_rate(speed));
         let FeatureSource::Fbank { fbank, cache } = self else {
             return Err(TrainError::Config(
@@ -181,12 +181,13 @@ impl FeatureSource {
                 .compute_vec(&samples)
                 .map_err(|e| TrainError::io(path, e.to_string()))?,
         );
+        let entry = (f, mean_power(&samples));
         if let Some(c) = cache {
             c.lock()
                 .map_err(|_| TrainError::Config("feature cache poisoned".into()))?
-                .insert(key, f.clone());
+                .insert(key, entry.clone());
         }
-        Ok(f)
+        Ok(entry)
     }
 
     /// Global CMVN statistics of the filterbanks of `utts` (id, path, segment), for the model's
@@ -199,7 +200,7 @@ impl FeatureSource {
         let parts: Vec<CmvnStats> = utts
             .par_iter()
             .map(|&(id, path, seg)| -> Result<CmvnStats, TrainError> {
-                let f = self.fbank_of(id, path, seg, 1.0)?;
+                let (f, _) = self.fbank_of(id, path, seg, 1.0)?;
                 let mut s = CmvnStats::new(dim);
                 s.accumulate_slice(&f, f.len() / dim, dim)?;
                 Ok(s)
@@ -253,6 +254,22 @@ impl FeatureSource {
         speeds: &[f64],
         dev: &Device,
     ) -> Result<Inputs, TrainError> {
+        self.inputs_matched(utts, speeds, false, dev)
+    }
+
+    /// [`inputs_perturbed`](Self::inputs_perturbed), and with `match_loudness` every part of a
+    /// joined example after the first brought to the first part's level (mean power): its
+    /// waveform scaled by `sqrt(P_first / P_part)` for a backbone; for filterbanks the same
+    /// gain as the constant `ln(P_first / P_part)` added to every log-mel value of the part,
+    /// which is what the scaled waveform gives wherever an energy is above the filterbank's
+    /// floor. A silent part is left as it is.
+    pub fn inputs_matched(
+        &self,
+        utts: &[Vec<(&str, &Path, Segment)>],
+        speeds: &[f64],
+        match_loudness: bool,
+        dev: &Device,
+    ) -> Result<Inputs, TrainError> {
         if let Some(i) = utts.iter().position(Vec::is_empty) {
             return Err(TrainError::Config(format!(
                 "example {i} of the batch has no audio"
@@ -269,7 +286,7 @@ impl FeatureSource {
         match self {
             FeatureSource::Fbank { fbank, .. } => {
                 let dim = fbank.dim();
-                let feats: Vec<Vec<Arc<Vec<f32>>>> = utts
+                let feats: Vec<Vec<(Arc<Vec<f32>>, f64)>> = utts
                     .par_iter()
                     .enumerate()
                     .map(|(b, parts)| {
@@ -279,9 +296,33 @@ impl FeatureSource {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .collect::<Result<_, _>>()?;
+                // Parts brought to their example's first part's level, where asked.
+                let matched: Vec<Vec<Option<Vec<f32>>>> = feats
+                    .iter()
+                    .map(|parts| {
+                        let reference = parts[0].1;
+                        parts
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (f, power))| {
+                                let ratio = level_ratio(reference, *power);
+                                (match_loudness && i > 0 && ratio != 1.0).then(|| {
+                                    let offset = ratio.ln() as f32;
+                                    f.iter().map(|&v| v + offset).collect()
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect();
                 let parts: Vec<Vec<&[f32]>> = feats
                     .iter()
-                    .map(|p| p.iter().map(|f| f.as_slice()).collect())
+                    .zip(&matched)
+                    .map(|(p, m)| {
+                        p.iter()
+                            .zip(m)
+                            .map(|((f, _), m)| m.as_deref().unwrap_or(f.as_slice()))
+                            .collect()
+                    })
                     .collect();
                 fbank_inputs(&parts, dim, dev)
             }
@@ -291,8 +332,18 @@ impl FeatureSource {
                     .enumerate()
                     .map(|(b, parts)| -> Result<Vec<f32>, TrainError> {
                         let mut w = Vec::new();
+                        let mut reference = None;
                         for &(_, path, seg) in parts {
-                            w.extend(load_audio(path, seg)?);
+                            let mut part = load_audio(path, seg)?;
+                            if match_loudness {
+                                let power = mean_power(&part);
+                                let r = *reference.get_or_insert(power);
+                                let gain = level_ratio(r, power).sqrt() as f32;
+                                if gain != 1.0 {
+                                    part.iter_mut().for_each(|x| *x *= gain);
+                                }
+                            }
+                            w.extend(part);
                         }
                         if perturbed_rate(speed(b)) != SAMPLE_RATE {
                             w = speed_perturb(&w, speed(b))?;
@@ -327,7 +378,29 @@ impl FeatureSource {
 }
 
 /// Cached filterbanks by utterance id and perturbed rate.
-type FbankCache = HashMap<(String, u32), Arc<Vec<f32>>>;
+type FbankCache = HashMap<(String, u32), (Arc<Vec<f32>>, f64)>;
+
+/// Mean power (mean square) of a waveform; 0 for no samples.
+fn mean_power(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len() as f64
+}
+
+/// The power ratio `reference / part` that brings a part to the reference's level; 1 when
+/// either is silent (nothing to match).
+fn level_ratio(reference: f64, part: f64) -> f64 {
+    if reference > 0.0 && part > 0.0 {
+        reference / part
+    } else {
+        1.0
+    }
+}
 
 /// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`.
 fn fbank_inputs(examples: &[Vec<&[f32]>], dim: usize, dev: &Device) -> Result<Inputs, TrainError> {

@@ -460,7 +460,12 @@ impl Trainer {
             })
             .collect();
         let speeds: Vec<f64> = aug.iter().map(|a| a.speed).collect();
-        let mut inputs = self.features.inputs_perturbed(&list, &speeds, &self.dev)?;
+        let mut inputs = self.features.inputs_matched(
+            &list,
+            &speeds,
+            self.cfg.join.match_loudness,
+            &self.dev,
+        )?;
         if let Some(sa) = &self.specaug
             && !aug.is_empty()
         {

@@ -56,6 +56,10 @@ pub struct JoinConfig {
     pub max_duration: Option<f64>,
     /// The shapes to draw from, each equally likely [default: neutral-emotion-neutral only].
     pub patterns: Vec<JoinPattern>,
+    /// Bring every later part of a joined example to its first part's level (mean power), as
+    /// SpeechBrain's recipe matches the loudness of what it concatenates, so that a jump in
+    /// level does not mark where the emotion starts [default: off].
+    pub match_loudness: bool,
 }
 
 impl std::fmt::Display for JoinPattern {
@@ -82,6 +86,7 @@ impl Default for JoinConfig {
             examples: 0,
             max_duration: Some(18.75),
             patterns: vec![JoinPattern::NeutralEmotionNeutral],
+            match_loudness: false,
         }
     }
 }
@@ -343,6 +348,7 @@ mod tests {
                 examples: 100,
                 max_duration: None,
                 patterns,
+                ..JoinConfig::default()
             };
             let out = joined_examples(&utts, &cfg, N, SPACE, 3);
             assert_eq!(out.len(), 100);

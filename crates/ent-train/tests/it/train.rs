@@ -27,13 +27,19 @@ impl TempDir {
 
 /// 16-bit mono PCM WAV at 16 kHz: a tone whose pitch depends on `k`, with a little noise.
 fn write_tone(path: &Path, k: usize, secs: f64, seed: u64) {
+    write_tone_at(path, k, secs, seed, 1.0);
+}
+
+/// [`write_tone`] at `level` times its amplitude.
+fn write_tone_at(path: &Path, k: usize, secs: f64, seed: u64, level: f64) {
     let n = (secs * 16000.0) as usize;
     let mut rng = ent_common::rng::SplitMix64::new(seed);
     let f = 150.0 + 80.0 * k as f64;
     let samples: Vec<i16> = (0..n)
         .map(|i| {
             let t = i as f64 / 16000.0;
-            let v = 0.3 * (2.0 * std::f64::consts::PI * f * t).sin() + 0.02 * (rng.uniform() - 0.5);
+            let v = level
+                * (0.3 * (2.0 * std::f64::consts::PI * f * t).sin() + 0.02 * (rng.uniform() - 0.5));
             (v * 32767.0) as i16
         })
         .collect();
@@ -943,4 +949,78 @@ fn cuda_first_step_matches_the_cpu() {
             );
         }
     }
+}
+
+/// `join.match_loudness`: a joined example's later part brought to its first part's level.
+/// Filterbanks: the part's frames equal the filterbanks of its waveform scaled by the gain
+/// computed here from the two files (within the log-domain rounding); a backbone hears exactly
+/// the scaled waveform. Off, nothing changes.
+#[test]
+fn joined_parts_are_matched_in_loudness() {
+    use ent_train::features::{FeatureSource, load_audio};
+    let data = TempDir::new("loud-data");
+    let (loud, quiet) = (data.0.join("loud.wav"), data.0.join("quiet.wav"));
+    write_tone_at(&loud, 0, 0.5, 1, 1.0);
+    write_tone_at(&quiet, 2, 0.4, 2, 0.1);
+    let seg = ent_features::Segment::WHOLE;
+    let parts = vec![
+        ("loud", loud.as_path(), seg),
+        ("quiet", quiet.as_path(), seg),
+    ];
+    let power = |w: &[f32]| w.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / w.len() as f64;
+    let (a, b) = (
+        load_audio(&loud, seg).unwrap(),
+        load_audio(&quiet, seg).unwrap(),
+    );
+    let gain = (power(&a) / power(&b)).sqrt() as f32;
+    assert!((gain - 10.0).abs() < 0.5, "{gain}");
+    let scaled: Vec<f32> = b.iter().map(|&x| x * gain).collect();
+    let dev = Device::Cpu;
+
+    let src = FeatureSource::new(&tiny_config().model, None, true, &dev).unwrap();
+    let rows = |t: &Tensor| t.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    let matched = rows(
+        &src.inputs_matched(std::slice::from_ref(&parts), &[], true, &dev)
+            .unwrap()
+            .features,
+    );
+    let plain = rows(
+        &src.inputs_matched(std::slice::from_ref(&parts), &[], false, &dev)
+            .unwrap()
+            .features,
+    );
+    let first = src.inputs(&parts[..1], &dev).unwrap().lens[0];
+    let want = rows(&src.inputs_from_samples(&[&scaled], &dev).unwrap().features);
+    let quiet_alone = rows(&src.inputs(&parts[1..], &dev).unwrap().features);
+    assert_eq!(matched.len(), first + want.len());
+    assert_eq!(&matched[..first], &plain[..first]);
+    assert_eq!(&plain[first..], &quiet_alone[..]);
+    let worst = matched[first..]
+        .iter()
+        .flatten()
+        .zip(want.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    // Measured 1.1e-5: f32 rounding of log-mel values near 10 in magnitude.
+    assert!(worst < 1e-4, "filterbanks of the matched part: {worst}");
+
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ent-backbone/tests/fixtures/wav2vec2-base");
+    let model = tiny_backbone_config(fixture.clone()).model;
+    let bb = FeatureSource::new(&model, Some(&fixture), false, &dev).unwrap();
+    let joined: Vec<f32> = a.iter().chain(&scaled).copied().collect();
+    let got = bb
+        .inputs_matched(std::slice::from_ref(&parts), &[], true, &dev)
+        .unwrap()
+        .features;
+    let want = bb.inputs_from_samples(&[&joined], &dev).unwrap().features;
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
 }
