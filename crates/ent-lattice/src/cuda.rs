@@ -468,15 +468,7 @@ fn lstm_prepare(
     reverse: bool,
 ) -> candle_core::Result<(LstmPlan, Prepared<CudaSlice<u8>>)> {
     let plan = launch::lstm_plan(dims, kernel_dtype(dtype)?, reverse, launch::LSTM_MAX_BLOCK)?;
-    if lens.len() != dims.batch || lens.iter().any(|&l| l > dims.frames) {
-        return Err(candle_core::Error::msg(format!(
-            "lstm: lengths {lens:?} for a batch of {} with {} frames",
-            dims.batch, dims.frames
-        )));
-    }
-    let uploads = Uploads {
-        values: vec![(Role::LogitLens, lens.iter().map(|&l| l as u32).collect())],
-    };
+    let uploads = launch::lstm_uploads(&plan, lens)?;
     let prepared = launch::prepare(
         &mut Cuda::new(dev),
         std::slice::from_ref(&plan.lens),

@@ -460,25 +460,9 @@ pub struct LstmRun<F> {
     pub cells: Vec<F>,
 }
 
-/// The lengths upload of an LSTM plan, checked against the batch and `T`.
+/// The lengths upload of an LSTM plan, checked ([`launch::lstm_uploads`]).
 fn lstm_lens(plan: &LstmPlan, lens: &[usize]) -> Result<Prepared<HostMem>, LatticeError> {
-    crate::problem::check_len("lens", lens.len(), plan.dims.batch)?;
-    if let Some((index, &l)) = lens
-        .iter()
-        .enumerate()
-        .find(|(_, l)| **l > plan.dims.frames)
-    {
-        return Err(LatticeError::LengthTooLarge {
-            arg: "lens",
-            index,
-            value: l as i64,
-            dim: "time",
-            max: plan.dims.frames,
-        });
-    }
-    let uploads = Uploads {
-        values: vec![(Role::LogitLens, lens.iter().map(|&l| l as u32).collect())],
-    };
+    let uploads = launch::lstm_uploads(plan, lens)?;
     launch::prepare(&mut Emu, std::slice::from_ref(&plan.lens), &uploads)
 }
 

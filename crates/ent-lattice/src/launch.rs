@@ -654,6 +654,29 @@ pub fn lstm_plan(
 
 // What follows runs plans; only the executors (features `cuda`, `emulate`) use it.
 
+/// The lengths upload of an LSTM plan, checked against its batch and `T`: what both executors
+/// upload before launching it.
+#[cfg_attr(not(any(feature = "cuda", feature = "emulate")), allow(dead_code))]
+pub(crate) fn lstm_uploads(plan: &LstmPlan, lens: &[usize]) -> Result<Uploads, LatticeError> {
+    crate::problem::check_len("lens", lens.len(), plan.dims.batch)?;
+    if let Some((index, &l)) = lens
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l > plan.dims.frames)
+    {
+        return Err(LatticeError::LengthTooLarge {
+            arg: "lens",
+            index,
+            value: l as i64,
+            dim: "time",
+            max: plan.dims.frames,
+        });
+    }
+    Ok(Uploads {
+        values: vec![(Role::LogitLens, lens.iter().map(|&l| l as u32).collect())],
+    })
+}
+
 /// The host values of the upload buffers, by role.
 #[cfg_attr(not(any(feature = "cuda", feature = "emulate")), allow(dead_code))]
 pub(crate) struct Uploads {
