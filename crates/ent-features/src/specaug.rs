@@ -143,74 +143,100 @@ impl SpecAugment {
                 format!("{} values do not form [{frames}, {bins}]", data.len()),
             ));
         }
-        let c = &self.config;
-        let mut rng = SplitMix64::new(seed);
-        let mut done = Augmentation::default();
         if frames == 0 || bins == 0 {
-            return Ok(done);
+            return Ok(Augmentation::default());
         }
-        let fill = match c.mask_value {
+        let fill = match self.config.mask_value {
             MaskValue::Zero => 0.0,
             MaskValue::Constant(v) => v,
             MaskValue::Mean => {
                 (data.iter().map(|&x| x as f64).sum::<f64>() / data.len() as f64) as f32
             }
         };
+        let done = self.plan(frames, bins, seed);
+        if let Some((centre, dest)) = done.warp
+            && dest != centre
+        {
+            warp(data, frames, bins, centre, dest);
+        }
+        for m in &done.freq_masks {
+            for row in data.chunks_exact_mut(bins) {
+                row[m.clone()].fill(fill);
+            }
+        }
+        for m in &done.time_masks {
+            data[m.start * bins..m.end * bins].fill(fill);
+        }
+        Ok(done)
+    }
 
+    /// What [`apply_in_place`](Self::apply_in_place) does to `[frames, bins]` features with
+    /// `seed`, drawn without touching any features (the draws do not depend on them): for
+    /// applying the same augmentation elsewhere, e.g. with tensor operations on a GPU. Warp
+    /// first, then the frequency masks, then the time masks; masked cells take the
+    /// [`MaskValue`] of the features before the warp.
+    pub fn plan(&self, frames: usize, bins: usize, seed: u64) -> Augmentation {
+        let c = &self.config;
+        let mut rng = SplitMix64::new(seed);
+        let mut done = Augmentation::default();
+        if frames == 0 || bins == 0 {
+            return done;
+        }
         // frames > 2 W + 1, written so that no W overflows.
         if c.time_warp > 0 && frames / 2 > c.time_warp {
             let w = c.time_warp;
             let centre = rng.range_inclusive(w, frames - w - 1);
             // Both stretched sides keep at least one frame.
             let dest = rng.range_inclusive((centre - w).max(1), (centre + w).min(frames - 2));
-            if dest != centre {
-                warp(data, frames, bins, centre, dest);
-            }
             done.warp = Some((centre, dest));
         }
-
         for _ in 0..c.freq_masks {
             let width = rng.range_inclusive(0, c.max_freq_width.min(bins));
             let start = rng.range_inclusive(0, bins - width);
-            for row in data.chunks_exact_mut(bins) {
-                row[start..start + width].fill(fill);
-            }
             done.freq_masks.push(start..start + width);
         }
-
         let budget = (c.max_time_proportion as f64 * frames as f64).floor() as usize;
         let mut masked = vec![false; frames];
         let mut used = 0usize;
         for _ in 0..c.time_masks {
             let width = rng.range_inclusive(0, c.max_time_width.min(budget - used));
             let start = rng.range_inclusive(0, frames - width);
-            for t in start..start + width {
-                if !masked[t] {
-                    masked[t] = true;
+            for m in &mut masked[start..start + width] {
+                if !*m {
+                    *m = true;
                     used += 1;
                 }
-                data[t * bins..(t + 1) * bins].fill(fill);
             }
             done.time_masks.push(start..start + width);
         }
-        Ok(done)
+        done
     }
+}
+
+/// For every output frame `t` of a warp moving frame `centre` to `dest` (see [`warp`]):
+/// the two source frames `(lo, hi)` and the weight `a` of `hi`, so that output frame `t` is
+/// `x[lo] + a * (x[hi] - x[lo])`.
+pub fn warp_sources(frames: usize, centre: usize, dest: usize) -> Vec<(usize, usize, f32)> {
+    (0..frames)
+        .map(|t| {
+            let pos = if t < dest {
+                t as f64 * centre as f64 / dest as f64
+            } else {
+                centre as f64
+                    + (t - dest) as f64 * (frames - 1 - centre) as f64 / (frames - 1 - dest) as f64
+            };
+            let lo = (pos.floor() as usize).min(frames - 1);
+            let hi = (lo + 1).min(frames - 1);
+            (lo, hi, (pos - lo as f64) as f32)
+        })
+        .collect()
 }
 
 /// Moves frame `centre` to `dest`, stretching `0..centre` onto `0..dest` and `centre..frames`
 /// onto `dest..frames`, with linear interpolation between neighbouring frames.
 fn warp(data: &mut [f32], frames: usize, bins: usize, centre: usize, dest: usize) {
     let src = data.to_vec();
-    for t in 0..frames {
-        let pos = if t < dest {
-            t as f64 * centre as f64 / dest as f64
-        } else {
-            centre as f64
-                + (t - dest) as f64 * (frames - 1 - centre) as f64 / (frames - 1 - dest) as f64
-        };
-        let lo = (pos.floor() as usize).min(frames - 1);
-        let hi = (lo + 1).min(frames - 1);
-        let a = (pos - lo as f64) as f32;
+    for (t, (lo, hi, a)) in warp_sources(frames, centre, dest).into_iter().enumerate() {
         let out = &mut data[t * bins..(t + 1) * bins];
         let (r0, r1) = (
             &src[lo * bins..(lo + 1) * bins],

@@ -247,6 +247,10 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Keep filterbanks in memory after their first computation.
     pub cache_features: bool,
+    /// Batches a background thread keeps prepared ahead of the model (audio loaded, joined and
+    /// perturbed; filterbanks computed, padded and augmented); 0: each batch is prepared when
+    /// it is needed, on the training thread. Results do not depend on it.
+    pub prefetch_batches: usize,
     /// Draw progress bars on a terminal.
     pub progress: bool,
 }
@@ -273,6 +277,7 @@ impl Default for TrainConfig {
             save_every_steps: None,
             max_steps: None,
             cache_features: true,
+            prefetch_batches: 2,
             progress: true,
         }
     }

@@ -40,14 +40,36 @@ pub fn speed_perturb(samples: &[f32], speed: f64) -> Result<Vec<f32>, TrainError
 
 /// SpecAugment of padded model inputs: each example's valid frames `[lens[b], D]` with its own
 /// `seeds[b]`, in every layer of `[L, B, T, D]` hidden states alike (same seed, so the same
-/// masks and warp), or of `[B, T, D]` filterbanks. Padding is left alone.
+/// masks and warp), or of `[B, T, D]` filterbanks. Padding is left alone. On the CPU the values
+/// are augmented in place ([`SpecAugment::apply_in_place`]); on other devices the inputs stay
+/// there ([`spec_augment_on_device`]).
 pub fn spec_augment(
     features: &Tensor,
     lens: &[usize],
     aug: &SpecAugment,
     seeds: &[u64],
 ) -> Result<Tensor, TrainError> {
+    if !features.device().is_cpu() {
+        return spec_augment_on_device(features, lens, aug, seeds);
+    }
     let dims = features.dims().to_vec();
+    let (layers, b, t, d) = batch_shape(&dims, lens, seeds)?;
+    let mut data = features
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    spec_augment_host(&mut data, b, t, d, lens, aug, seeds)?;
+    debug_assert_eq!(data.len(), layers * b * t * d);
+    Ok(Tensor::from_vec(data, dims, &Device::Cpu)?.to_dtype(features.dtype())?)
+}
+
+/// `(L, B, T, D)` of `[B, T, D]` or `[L, B, T, D]` inputs (L = 1 for the first), checked
+/// against the lengths and seeds of the batch.
+fn batch_shape(
+    dims: &[usize],
+    lens: &[usize],
+    seeds: &[u64],
+) -> Result<(usize, usize, usize, usize), TrainError> {
     let (layers, b, t, d) = match dims[..] {
         [b, t, d] => (1, b, t, d),
         [l, b, t, d] => (l, b, t, d),
@@ -63,22 +85,118 @@ pub fn spec_augment(
             seeds.len()
         )));
     }
-    let mut data = features
-        .to_device(&Device::Cpu)?
-        .to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+    Ok((layers, b, t, d))
+}
+
+/// SpecAugment in place of row-major padded `[L, B, T, D]` values (see [`spec_augment`]).
+fn spec_augment_host(
+    data: &mut [f32],
+    b: usize,
+    t: usize,
+    d: usize,
+    lens: &[usize],
+    aug: &SpecAugment,
+    seeds: &[u64],
+) -> Result<(), TrainError> {
     data.par_chunks_mut(t * d)
         .enumerate()
         .try_for_each(|(i, x)| -> Result<(), TrainError> {
             let e = i % b;
             aug.apply_in_place(&mut x[..lens[e] * d], lens[e], d, seeds[e])?;
             Ok(())
-        })?;
-    debug_assert_eq!(data.len(), layers * b * t * d);
-    Ok(Tensor::from_vec(data, dims, &Device::Cpu)?
-        .to_dtype(features.dtype())?
-        .to_device(features.device())?)
+        })
+}
+
+/// [`spec_augment`] with tensor operations on the inputs' own device (any device, the CPU
+/// included): the warp as two row gathers and a weighted sum, the masks as one `where_cond`.
+/// Only the plans ([`SpecAugment::plan`]), index lists and masks of `B x (T + D)` entries go
+/// from the host to the device; nothing comes back. Equal to the in-place augmentation up to
+/// the rounding of a [`MaskValue::Mean`](ent_features::MaskValue::Mean) fill, which is
+/// summed in f64 on the device.
+pub fn spec_augment_on_device(
+    features: &Tensor,
+    lens: &[usize],
+    aug: &SpecAugment,
+    seeds: &[u64],
+) -> Result<Tensor, TrainError> {
+    use candle_core::DType;
+    let dims = features.dims().to_vec();
+    let (layers, b, t, d) = batch_shape(&dims, lens, seeds)?;
+    let dev = features.device();
+    let x = features.reshape((layers, b * t, d))?;
+    let plans: Vec<_> = (0..b).map(|e| aug.plan(lens[e], d, seeds[e])).collect();
+    // Mask fill, from the features before the warp.
+    let fill = match aug.config().mask_value {
+        ent_features::MaskValue::Zero => Tensor::zeros((layers, b * t, d), x.dtype(), dev)?,
+        ent_features::MaskValue::Constant(v) => {
+            Tensor::full(v, (layers, b * t, d), dev)?.to_dtype(x.dtype())?
+        }
+        ent_features::MaskValue::Mean => {
+            let valid: Vec<f64> = (0..b)
+                .flat_map(|e| (0..t).map(move |f| if f < lens[e] { 1.0 } else { 0.0 }))
+                .collect();
+            let valid = Tensor::from_vec(valid, (1, b, t, 1), dev)?;
+            let count: Vec<f64> = lens.iter().map(|&n| (n * d).max(1) as f64).collect();
+            let count = Tensor::from_vec(count, (1, b, 1, 1), dev)?;
+            x.to_dtype(DType::F64)?
+                .reshape((layers, b, t, d))?
+                .broadcast_mul(&valid)?
+                .sum_keepdim(3)?
+                .sum_keepdim(2)?
+                .broadcast_div(&count)?
+                .to_dtype(DType::F32)?
+                .to_dtype(x.dtype())?
+                .broadcast_as((layers, b, t, d))?
+                .reshape((layers, b * t, d))?
+        }
+    };
+    // Warp: output frame f of example e is x[lo] + a * (x[hi] - x[lo]).
+    let mut x = x;
+    if plans.iter().any(|p| p.warp.is_some_and(|(c, w)| c != w)) {
+        let mut lo: Vec<u32> = (0..(b * t) as u32).collect();
+        let mut hi = lo.clone();
+        let mut a = vec![0f32; b * t];
+        for (e, p) in plans.iter().enumerate() {
+            let Some((centre, dest)) = p.warp.filter(|(c, w)| c != w) else {
+                continue;
+            };
+            for (f, (l, h, w)) in ent_features::specaug::warp_sources(lens[e], centre, dest)
+                .into_iter()
+                .enumerate()
+            {
+                lo[e * t + f] = (e * t + l) as u32;
+                hi[e * t + f] = (e * t + h) as u32;
+                a[e * t + f] = w;
+            }
+        }
+        let x0 = x.index_select(&Tensor::from_vec(lo, b * t, dev)?, 1)?;
+        let x1 = x.index_select(&Tensor::from_vec(hi, b * t, dev)?, 1)?;
+        let a = Tensor::from_vec(a, (1, b * t, 1), dev)?.to_dtype(x.dtype())?;
+        x = (&x0 + (x1 - &x0)?.broadcast_mul(&a)?)?;
+    }
+    // Masks: a valid cell is masked when its frame or its bin is.
+    let mut frame_mask = vec![0u8; b * t];
+    let mut bin_mask = vec![0u8; b * d];
+    for (e, p) in plans.iter().enumerate() {
+        for m in &p.time_masks {
+            frame_mask[e * t + m.start..e * t + m.end].fill(1);
+        }
+        for m in &p.freq_masks {
+            bin_mask[e * d + m.start..e * d + m.end].fill(1);
+        }
+    }
+    let valid: Vec<u8> = (0..b)
+        .flat_map(|e| (0..t).map(move |f| u8::from(f < lens[e])))
+        .collect();
+    let frame_mask = Tensor::from_vec(frame_mask, (b, t, 1), dev)?;
+    let bin_mask = Tensor::from_vec(bin_mask, (b, 1, d), dev)?;
+    let valid = Tensor::from_vec(valid, (b, t, 1), dev)?;
+    let mask = frame_mask
+        .broadcast_maximum(&bin_mask)?
+        .broadcast_minimum(&valid)?
+        .reshape((1, b * t, d))?
+        .broadcast_as((layers, b * t, d))?;
+    Ok(mask.where_cond(&fill, &x)?.reshape(dims)?)
 }
 
 /// Padded model inputs of one batch.
@@ -88,6 +206,32 @@ pub struct Inputs {
     pub features: Tensor,
     /// Valid input frames per utterance.
     pub lens: Vec<usize>,
+}
+
+/// One batch's inputs as far as they are made on the host (see
+/// [`FeatureSource::host_inputs`]): what a background thread prepares while the model works on
+/// the batch before, and [`FeatureSource::upload`] finishes.
+#[derive(Debug, Clone)]
+pub enum HostInputs {
+    /// Zero-padded filterbanks `[B, frames, dim]`, SpecAugment already applied where asked.
+    Fbank {
+        /// Row-major values.
+        data: Vec<f32>,
+        /// Frames of the longest example.
+        frames: usize,
+        /// Filterbank bins.
+        dim: usize,
+        /// Valid frames per example.
+        lens: Vec<usize>,
+    },
+    /// Each example's 16 kHz waveform for the backbone, and the SpecAugment still to be applied
+    /// to its hidden states, with one seed per example.
+    Waves {
+        /// The waveforms.
+        waves: Vec<Vec<f32>>,
+        /// SpecAugment and seeds, if asked.
+        augment: Option<(SpecAugment, Vec<u64>)>,
+    },
 }
 
 /// What turns audio into the model's input.
@@ -270,6 +414,30 @@ impl FeatureSource {
         match_loudness: bool,
         dev: &Device,
     ) -> Result<Inputs, TrainError> {
+        self.upload(self.host_inputs(utts, speeds, match_loudness, None)?, dev)
+    }
+
+    /// The host's share of [`inputs_matched`](Self::inputs_matched), with SpecAugment (one seed
+    /// per example) where `augment` asks for it: audio loaded, joined, loudness-matched and
+    /// sped up; for filterbanks also the features computed (or taken from the cache), padded
+    /// and augmented; for a backbone the augmentation is left for its hidden states. Needs no
+    /// device, so it can run in a background thread.
+    pub fn host_inputs(
+        &self,
+        utts: &[Vec<(&str, &Path, Segment)>],
+        speeds: &[f64],
+        match_loudness: bool,
+        augment: Option<(&SpecAugment, &[u64])>,
+    ) -> Result<HostInputs, TrainError> {
+        if let Some((_, seeds)) = augment
+            && seeds.len() != utts.len()
+        {
+            return Err(TrainError::Config(format!(
+                "{} SpecAugment seeds for a batch of {}",
+                seeds.len(),
+                utts.len()
+            )));
+        }
         if let Some(i) = utts.iter().position(Vec::is_empty) {
             return Err(TrainError::Config(format!(
                 "example {i} of the batch has no audio"
@@ -324,9 +492,18 @@ impl FeatureSource {
                             .collect()
                     })
                     .collect();
-                fbank_inputs(&parts, dim, dev)
+                let (mut data, frames, lens) = fbank_host(&parts, dim);
+                if let Some((aug, seeds)) = augment {
+                    spec_augment_host(&mut data, utts.len(), frames, dim, &lens, aug, seeds)?;
+                }
+                Ok(HostInputs::Fbank {
+                    data,
+                    frames,
+                    dim,
+                    lens,
+                })
             }
-            FeatureSource::Backbone(bb) => {
+            FeatureSource::Backbone(_) => {
                 let waves: Vec<Vec<f32>> = utts
                     .par_iter()
                     .enumerate()
@@ -351,9 +528,41 @@ impl FeatureSource {
                         Ok(w)
                     })
                     .collect::<Result<_, _>>()?;
-                let waves: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
-                backbone_inputs(bb, &waves, dev)
+                Ok(HostInputs::Waves {
+                    waves,
+                    augment: augment.map(|(a, seeds)| (a.clone(), seeds.to_vec())),
+                })
             }
+        }
+    }
+
+    /// Model inputs on `dev` from a batch's [`HostInputs`]: filterbanks uploaded; waveforms
+    /// run through the backbone, then augmented on `dev` if asked.
+    pub fn upload(&self, host: HostInputs, dev: &Device) -> Result<Inputs, TrainError> {
+        match (self, host) {
+            (
+                _,
+                HostInputs::Fbank {
+                    data,
+                    frames,
+                    dim,
+                    lens,
+                },
+            ) => Ok(Inputs {
+                features: Tensor::from_vec(data, (lens.len(), frames, dim), dev)?,
+                lens,
+            }),
+            (FeatureSource::Backbone(bb), HostInputs::Waves { waves, augment }) => {
+                let waves: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+                let mut inputs = backbone_inputs(bb, &waves, dev)?;
+                if let Some((aug, seeds)) = augment {
+                    inputs.features = spec_augment(&inputs.features, &inputs.lens, &aug, &seeds)?;
+                }
+                Ok(inputs)
+            }
+            (FeatureSource::Fbank { .. }, HostInputs::Waves { .. }) => Err(TrainError::Config(
+                "waveforms given to a filterbank front end".into(),
+            )),
         }
     }
 
@@ -370,7 +579,16 @@ impl FeatureSource {
                     .map(|w| fbank.compute_vec(w).map_err(TrainError::from))
                     .collect::<Result<_, _>>()?;
                 let parts: Vec<Vec<&[f32]>> = feats.iter().map(|f| vec![f.as_slice()]).collect();
-                fbank_inputs(&parts, fbank.dim(), dev)
+                let (data, frames, lens) = fbank_host(&parts, fbank.dim());
+                self.upload(
+                    HostInputs::Fbank {
+                        data,
+                        frames,
+                        dim: fbank.dim(),
+                        lens,
+                    },
+                    dev,
+                )
             }
             FeatureSource::Backbone(bb) => backbone_inputs(bb, waves, dev),
         }
@@ -402,8 +620,9 @@ fn level_ratio(reference: f64, part: f64) -> f64 {
     }
 }
 
-/// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`.
-fn fbank_inputs(examples: &[Vec<&[f32]>], dim: usize, dev: &Device) -> Result<Inputs, TrainError> {
+/// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`: the
+/// values, `F` and each example's frames.
+fn fbank_host(examples: &[Vec<&[f32]>], dim: usize) -> (Vec<f32>, usize, Vec<usize>) {
     let lens: Vec<usize> = examples
         .iter()
         .map(|p| p.iter().map(|f| f.len() / dim).sum())
@@ -417,10 +636,7 @@ fn fbank_inputs(examples: &[Vec<&[f32]>], dim: usize, dev: &Device) -> Result<In
             at += f.len();
         }
     }
-    Ok(Inputs {
-        features: Tensor::from_vec(data, (examples.len(), t, dim), dev)?,
-        lens,
-    })
+    (data, t, lens)
 }
 
 /// The backbone's hidden states `[L, B, T, D]` of zero-padded waveforms.

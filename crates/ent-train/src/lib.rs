@@ -3,6 +3,7 @@
 //! - [`data`]: manifests (SpeechBrain JSON, Kaldi/ESPnet folders, Lhotse, IEMOCAP, ZED), the
 //!   character vocabulary, emotion labels, checks for bad data, bucketed batches;
 //! - [`features`]: audio to filterbanks or to frozen backbone hidden states;
+//! - a background thread that prepares the host's share of the coming batches;
 //! - [`optim`]: AdamW with parameter groups, the cosine schedule, clipping, accumulation;
 //! - [`checkpoint`]: one-file checkpoints written atomically;
 //! - [`Trainer`]: the loop, validation and best-checkpoint selection, progress bars, the JSONL
@@ -14,6 +15,7 @@ mod config;
 pub mod data;
 mod error;
 pub mod features;
+mod loader;
 pub mod optim;
 mod splits;
 mod trainer;

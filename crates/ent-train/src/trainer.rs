@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -21,7 +22,8 @@ use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
 use crate::config::{SelectMetric, TrainConfig};
 use crate::data::{NodeBudget, PreparedUtt, Vocab, budgeted_batches, joined_examples};
 use crate::error::TrainError;
-use crate::features::{FeatureSource, spec_augment};
+use crate::features::{FeatureSource, HostInputs};
+use crate::loader::{ExampleAug, Job, Loader, Source};
 use crate::optim::{self, AdamW, CosineSchedule};
 
 /// File name of the newest checkpoint in the output folder.
@@ -63,8 +65,8 @@ pub struct Trainer {
     vars: SeededVarMap,
     model: Model,
     opt: AdamW,
-    features: FeatureSource,
-    train: Vec<PreparedUtt>,
+    features: Arc<FeatureSource>,
+    train: Arc<Vec<PreparedUtt>>,
     valid: Vec<PreparedUtt>,
     vocab: Vocab,
     state: TrainState,
@@ -74,15 +76,6 @@ pub struct Trainer {
     batches_per_epoch: u64,
     schedule: CosineSchedule,
     specaug: Option<SpecAugment>,
-}
-
-/// How one training example is perturbed (see [`crate::AugmentConfig`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ExampleAug {
-    /// Speed factor (1.0: none).
-    speed: f64,
-    /// SpecAugment seed.
-    seed: u64,
 }
 
 /// `(frames, tokens)` of each utterance for the lattice budget: encoder frames estimated from the
@@ -289,8 +282,8 @@ impl Trainer {
             vars,
             model,
             opt,
-            features,
-            train,
+            features: Arc::new(features),
+            train: Arc::new(train),
             valid,
             state,
             rng,
@@ -416,16 +409,16 @@ impl Trainer {
             .map_err(|e| TrainError::io(&path, e.to_string()))
     }
 
-    /// The perturbation of each example of batch `batch_no` of the coming optimiser step
-    /// (empty when augmentation is off): drawn from a stream of the run's seed, the step and
-    /// the batch, so that a resumed run draws the same.
-    fn draw_augment(&self, n: usize, batch_no: usize) -> Vec<ExampleAug> {
+    /// The perturbation of each example of batch `batch_no` of optimiser step `step` (empty
+    /// when augmentation is off): drawn from a stream of the run's seed, the step and the
+    /// batch, so that a resumed run draws the same.
+    fn draw_augment(&self, step: u64, n: usize, batch_no: usize) -> Vec<ExampleAug> {
         let a = &self.cfg.augment;
         if !a.is_on() {
             return Vec::new();
         }
         let mut r = SplitMix64::new(
-            self.cfg.seed ^ AUGMENT_SALT ^ self.state.step.wrapping_mul(1 << 16) ^ batch_no as u64,
+            self.cfg.seed ^ AUGMENT_SALT ^ step.wrapping_mul(1 << 16) ^ batch_no as u64,
         );
         (0..n)
             .map(|_| ExampleAug {
@@ -439,39 +432,18 @@ impl Trainer {
             .collect()
     }
 
-    /// Forward pass and loss of one batch, each example perturbed as `aug` says (empty: none);
-    /// also the utterance-head logits `[B, K]` and the labels, for scoring.
+    /// Forward pass and loss of one batch from its prepared inputs `host`, each example
+    /// perturbed as `aug` says (empty: none); also the utterance-head logits `[B, K]` and the
+    /// labels, for scoring.
     fn run_batch(
         &self,
         utts: &[&PreparedUtt],
         aug: &[ExampleAug],
+        host: HostInputs,
         mode: &mut Mode,
     ) -> Result<(ent_model::Losses, Tensor, Vec<u32>), TrainError> {
-        let list: Vec<Vec<_>> = utts
-            .iter()
-            .map(|u| {
-                std::iter::once((u.id.as_str(), u.audio.as_path(), u.segment))
-                    .chain(
-                        u.then
-                            .iter()
-                            .map(|p| (p.id.as_str(), p.audio.as_path(), p.segment)),
-                    )
-                    .collect()
-            })
-            .collect();
         let speeds: Vec<f64> = aug.iter().map(|a| a.speed).collect();
-        let mut inputs = self.features.inputs_matched(
-            &list,
-            &speeds,
-            self.cfg.join.match_loudness,
-            &self.dev,
-        )?;
-        if let Some(sa) = &self.specaug
-            && !aug.is_empty()
-        {
-            let seeds: Vec<u64> = aug.iter().map(|a| a.seed).collect();
-            inputs.features = spec_augment(&inputs.features, &inputs.lens, sa, &seeds)?;
-        }
+        let inputs = self.features.upload(host, &self.dev)?;
         let feats = match self.cfg.model.front_end {
             FrontEnd::Fbank { .. } => Features::Fbank(&inputs.features),
             FrontEnd::Backbone { .. } => Features::Hidden(&inputs.features),
@@ -534,16 +506,18 @@ impl Trainer {
         }
     }
 
-    /// One optimiser step over the batches `group` (gradient accumulation). Returns the mean
-    /// total, RNN-T, lattice, head and frame losses, the learning rate and the gradient norm.
-    fn step(&mut self, group: &[Vec<usize>]) -> Result<[f64; 7], TrainError> {
+    /// One optimiser step over the batches `group` (gradient accumulation), their inputs
+    /// taken from `loader`. Returns the mean total, RNN-T, lattice, head and frame losses, the
+    /// learning rate and the gradient norm.
+    fn step(&mut self, group: &[Job], loader: &mut Loader) -> Result<[f64; 7], TrainError> {
         let mut acc = BTreeMap::new();
         let mut sums = [0f64; 5];
-        for (batch_no, batch) in group.iter().enumerate() {
-            let utts: Vec<&PreparedUtt> = batch.iter().map(|&i| &self.train[i]).collect();
-            let aug = self.draw_augment(utts.len(), batch_no);
+        for job in group {
+            let utts: Vec<&PreparedUtt> = job.utts.iter().map(|&i| &self.train[i]).collect();
+            let host = loader.next_batch()?;
             let mut rng = SplitMix64::new(self.rng.next_u64());
-            let (losses, _, _) = self.run_batch(&utts, &aug, &mut Mode::train(&mut rng))?;
+            let (losses, _, _) =
+                self.run_batch(&utts, &job.aug, host, &mut Mode::train(&mut rng))?;
             // One read from the device per batch: each utterance's loss (for the finiteness
             // check), then the total, RNN-T, lattice, head and frame losses (for the log).
             let scalars = [
@@ -585,7 +559,7 @@ impl Trainer {
         if !norm.is_finite() {
             let ids: Vec<&str> = group
                 .iter()
-                .flatten()
+                .flat_map(|j| &j.utts)
                 .map(|&i| self.train[i].id.as_str())
                 .collect();
             return Err(TrainError::NonFiniteLoss {
@@ -625,19 +599,37 @@ impl Trainer {
             0,
             false,
         );
-        for batch in batches {
-            let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
-            let (l, logits, emotions) = self.run_batch(&refs, &[], &mut Mode::eval())?;
-            loss += l
-                .per_utterance
-                .to_dtype(DType::F64)?
-                .sum_all()?
-                .to_scalar::<f64>()?;
-            let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-            for (&p, &e) in pred.iter().zip(&emotions) {
-                confusion.add(e as usize, p as usize)?;
+        let jobs: Vec<Job> = batches
+            .iter()
+            .map(|b| Job {
+                utts: b.clone(),
+                aug: Vec::new(),
+            })
+            .collect();
+        let source = Source {
+            features: &self.features,
+            utts,
+            match_loudness: false,
+            specaug: None,
+        };
+        std::thread::scope(|scope| -> Result<(), TrainError> {
+            let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
+            for batch in &batches {
+                let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
+                let host = loader.next_batch()?;
+                let (l, logits, emotions) = self.run_batch(&refs, &[], host, &mut Mode::eval())?;
+                loss += l
+                    .per_utterance
+                    .to_dtype(DType::F64)?
+                    .sum_all()?
+                    .to_scalar::<f64>()?;
+                let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+                for (&p, &e) in pred.iter().zip(&emotions) {
+                    confusion.add(e as usize, p as usize)?;
+                }
             }
-        }
+            Ok(())
+        })?;
         let n = confusion.total() as usize;
         Ok(EvalScores {
             loss: loss / n.max(1) as f64,
@@ -681,56 +673,102 @@ impl Trainer {
                 Some(batches.len() as f64),
                 std::time::Duration::from_secs(30),
             );
-            let mut consumed = 0usize;
+            // The groups still to run this epoch (a resumed run skips those done), as far as
+            // `max_steps` allows, each batch with its perturbation.
+            let mut first = 0usize;
+            let mut skipped = 0usize;
+            for group in &groups {
+                if skipped + group.len() > done {
+                    break;
+                }
+                skipped += group.len();
+                first += 1;
+            }
+            let allowed = self
+                .cfg
+                .max_steps
+                .map_or(usize::MAX, |m| m.saturating_sub(self.state.step) as usize);
+            let todo: Vec<Vec<Job>> = groups[first..]
+                .iter()
+                .take(allowed)
+                .enumerate()
+                .map(|(k, group)| {
+                    group
+                        .iter()
+                        .enumerate()
+                        .map(|(batch_no, batch)| Job {
+                            utts: batch.clone(),
+                            aug: self.draw_augment(
+                                self.state.step + k as u64,
+                                batch.len(),
+                                batch_no,
+                            ),
+                        })
+                        .collect()
+                })
+                .collect();
+            let stopped = todo.len() < groups.len() - first;
+            let mut consumed = skipped;
             let mut loss_sum = 0f64;
             let mut loss_n = 0usize;
-            for group in &groups {
-                let size = group.len();
-                if consumed + size <= done {
+            let features = Arc::clone(&self.features);
+            let train = Arc::clone(&self.train);
+            let specaug = self.specaug.clone();
+            let source = Source {
+                features: &features,
+                utts: &train,
+                match_loudness: self.cfg.join.match_loudness,
+                specaug: specaug.as_ref(),
+            };
+            let jobs: Vec<Job> = todo.iter().flatten().cloned().collect();
+            std::thread::scope(|scope| -> Result<(), TrainError> {
+                let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
+                for group in &todo {
+                    let size = group.len();
+                    let t0 = Instant::now();
+                    let utts: usize = group.iter().map(|j| j.utts.len()).sum();
+                    let [loss, rnnt, lattice, head, frame, lr, grad_norm] =
+                        self.step(group, &mut loader)?;
+                    let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                     consumed += size;
-                    continue;
+                    self.state.batch_in_epoch = consumed as u64;
+                    loss_sum += loss;
+                    loss_n += 1;
+                    bar.set_position(consumed as u64);
+                    bar.set_message(format!("loss {loss:.3}  {ups:.1} utt/s"));
+                    if log_lines && let Some(line) = ticker.tick((consumed - done) as f64) {
+                        eprintln!("{line}, loss {loss:.3}");
+                    }
+                    self.log_line(&StepLog {
+                        kind: "step",
+                        step: self.state.step,
+                        epoch,
+                        loss,
+                        rnnt,
+                        lattice,
+                        head,
+                        frame: (self.cfg.loss.frame > 0.0).then_some(frame),
+                        lr,
+                        grad_norm,
+                        utt_per_sec: ups,
+                    })?;
+                    if self
+                        .cfg
+                        .save_every_steps
+                        .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
+                    {
+                        self.save(LAST)?;
+                    }
                 }
-                if self.cfg.max_steps.is_some_and(|m| self.state.step >= m) {
-                    bar.abandon();
-                    return Ok(Summary {
-                        steps: self.state.step,
-                        best: self.state.best,
-                        last_valid,
-                    });
-                }
-                let t0 = Instant::now();
-                let utts: usize = group.iter().map(Vec::len).sum();
-                let [loss, rnnt, lattice, head, frame, lr, grad_norm] = self.step(group)?;
-                let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                consumed += size;
-                self.state.batch_in_epoch = consumed as u64;
-                loss_sum += loss;
-                loss_n += 1;
-                bar.set_position(consumed as u64);
-                bar.set_message(format!("loss {loss:.3}  {ups:.1} utt/s"));
-                if log_lines && let Some(line) = ticker.tick((consumed - done) as f64) {
-                    eprintln!("{line}, loss {loss:.3}");
-                }
-                self.log_line(&StepLog {
-                    kind: "step",
-                    step: self.state.step,
-                    epoch,
-                    loss,
-                    rnnt,
-                    lattice,
-                    head,
-                    frame: (self.cfg.loss.frame > 0.0).then_some(frame),
-                    lr,
-                    grad_norm,
-                    utt_per_sec: ups,
-                })?;
-                if self
-                    .cfg
-                    .save_every_steps
-                    .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
-                {
-                    self.save(LAST)?;
-                }
+                Ok(())
+            })?;
+            if stopped {
+                bar.abandon();
+                return Ok(Summary {
+                    steps: self.state.step,
+                    best: self.state.best,
+                    last_valid,
+                });
             }
             bar.finish_and_clear();
             self.state.epoch += 1;

@@ -687,6 +687,100 @@ fn augmented_training_resumes_exactly_and_changes_the_weights() {
     assert!(changed > 0, "augmentation changed no weight");
 }
 
+/// Batches prepared by the background thread give the same run as batches prepared when
+/// needed: the same weights and validation scores, with augmentation, for filterbanks and for a
+/// backbone (SpecAugment of its hidden states); a missing file stops both with the same error.
+#[test]
+fn prefetched_batches_change_nothing() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ent-backbone/tests/fixtures/wav2vec2-base");
+    let data = TempDir::new("prefetch-data");
+    let train = prepared(&data.0, 7);
+    let valid = prepared(&data.0, 3);
+    let dev = Device::Cpu;
+    for (name, base) in [
+        ("filterbanks", tiny_config()),
+        ("backbone", tiny_backbone_config(fixture)),
+    ] {
+        let run = |ahead: usize| {
+            let out = TempDir::new("prefetch-out");
+            let cfg = TrainConfig {
+                augment: augment_on(),
+                batch_size: 1,
+                prefetch_batches: ahead,
+                ..base.clone()
+            };
+            let mut t = Trainer::new(cfg, train.clone(), valid.clone(), &out.0, &dev).unwrap();
+            let summary = t.run().unwrap();
+            (weights(&t), summary)
+        };
+        let (w0, s0) = run(0);
+        for ahead in [1, 3] {
+            let (w, s) = run(ahead);
+            assert_eq!(s, s0, "{name}, {ahead} ahead");
+            for (k, v) in &w0 {
+                assert!(v == &w[k], "{name}, {ahead} ahead: {k} differs");
+            }
+        }
+    }
+    // A file that goes missing after the start: the same error either way.
+    let gone = TempDir::new("prefetch-gone");
+    let mut train = prepared(&gone.0, 7);
+    train.truncate(6);
+    let errors: Vec<String> = [0, 2]
+        .into_iter()
+        .map(|ahead| {
+            let out = TempDir::new("prefetch-gone-out");
+            let cfg = TrainConfig {
+                batch_size: 1,
+                prefetch_batches: ahead,
+                cache_features: false,
+                ..tiny_config()
+            };
+            let mut t = Trainer::new(cfg, train.clone(), vec![], &out.0, &dev).unwrap();
+            std::fs::rename(gone.0.join("u4.wav"), gone.0.join("u4.moved")).unwrap();
+            let e = t.run().unwrap_err().to_string();
+            std::fs::rename(gone.0.join("u4.moved"), gone.0.join("u4.wav")).unwrap();
+            e
+        })
+        .collect();
+    assert!(errors[0].contains("u4.wav"), "{}", errors[0]);
+    assert_eq!(errors[0], errors[1]);
+}
+
+/// Training that stops early (a non-finite loss) while the background thread is waiting to
+/// hand over batches it prepared stops: the thread is not left blocking the run.
+#[test]
+fn training_stops_while_batches_wait() {
+    let data = TempDir::new("prefetch-stop-data");
+    let out = TempDir::new("prefetch-stop-out");
+    let cfg = TrainConfig {
+        optim: OptimConfig {
+            lr: 1e36,
+            warmup_epochs: 0.0,
+            clip_grad_norm: None,
+            weight_decay: 0.0,
+            ..OptimConfig::default()
+        },
+        batch_size: 1,
+        prefetch_batches: 1,
+        epochs: 3,
+        ..tiny_config()
+    };
+    let train = prepared(&data.0, 12);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = out.0.clone();
+    std::thread::spawn(move || {
+        let mut t = Trainer::new(cfg, train, vec![], &dir, &Device::Cpu).unwrap();
+        tx.send(t.run().map(|s| s.steps)).unwrap();
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(Err(TrainError::NonFiniteLoss { step, .. })) => assert!(step < 12, "step {step}"),
+        Ok(other) => panic!("expected a non-finite loss, got {other:?}"),
+        Err(_) => panic!("training did not stop within two minutes"),
+    }
+}
+
 /// The `augment` section in JSON: defaults, a full policy, and errors for bad factors, bad
 /// SpecAugment values and unknown fields.
 #[test]
@@ -755,54 +849,86 @@ fn speed_perturbation_changes_length_and_pitch() {
     }
 }
 
-/// SpecAugment of a padded batch: each example's valid frames as SpecAugment alone would leave
-/// them with that example's seed, the same masks in every layer, padding untouched.
+/// SpecAugment of a padded batch, in place on the host and with tensor operations (what a GPU
+/// runs): each example's valid frames as SpecAugment alone would leave them with that
+/// example's seed, the same masks in every layer, padding untouched; for every mask value, a
+/// warped example after the first, one too short to warp and an empty one.
 #[test]
 fn spec_augment_of_a_batch_is_per_example() {
-    use ent_features::{SpecAugment, SpecAugmentConfig};
-    let (l, b, t, d) = (2, 3, 30, 8);
+    use ent_features::{MaskValue, SpecAugment, SpecAugmentConfig};
+    use ent_train::features::{spec_augment, spec_augment_on_device};
+    let (l, b, t, d) = (2, 5, 30, 8);
     let x: Vec<f32> = (0..l * b * t * d)
         .map(|i| ((i * 7919) % 211) as f32 * 0.1 - 7.0)
         .collect();
-    let lens = [30, 18, 25];
-    let seeds = [11, 12, 13];
-    let aug = SpecAugment::new(SpecAugmentConfig {
-        max_freq_width: 3,
-        max_time_width: 6,
-        mask_value: ent_features::MaskValue::Constant(99.0),
-        ..Default::default()
-    })
-    .unwrap();
+    let lens = [30, 18, 25, 9, 0];
+    let seeds = [11, 12, 13, 14, 15];
     let input = Tensor::from_vec(x.clone(), (l, b, t, d), &Device::Cpu).unwrap();
-    let y = ent_train::features::spec_augment(&input, &lens, &aug, &seeds)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
+    type Augment = fn(&Tensor, &[usize], &SpecAugment, &[u64]) -> Result<Tensor, TrainError>;
+    let ways: [(&str, Augment); 2] = [
+        ("in place", spec_augment),
+        ("tensor operations", spec_augment_on_device),
+    ];
+    for mask_value in [MaskValue::Constant(99.0), MaskValue::Zero, MaskValue::Mean] {
+        let aug = SpecAugment::new(SpecAugmentConfig {
+            max_freq_width: 3,
+            max_time_width: 6,
+            time_warp: 3,
+            mask_value,
+            ..Default::default()
+        })
         .unwrap();
-    let mut masked_per_layer = vec![Vec::new(); l];
-    for (li, masked) in masked_per_layer.iter_mut().enumerate() {
-        for e in 0..b {
-            let at = (li * b + e) * t * d;
-            let mut want = x[at..at + lens[e] * d].to_vec();
-            aug.apply_in_place(&mut want, lens[e], d, seeds[e]).unwrap();
-            assert_eq!(
-                &y[at..at + lens[e] * d],
-                &want[..],
-                "layer {li} example {e}"
-            );
-            assert_eq!(
-                &y[at + lens[e] * d..at + t * d],
-                &x[at + lens[e] * d..at + t * d],
-                "padding of example {e}"
-            );
-            masked.extend((at..at + t * d).map(|i| y[i] == 99.0).collect::<Vec<_>>());
+        let mut warped = 0;
+        for (way, f) in ways {
+            let y = f(&input, &lens, &aug, &seeds)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let mut masked_per_layer = vec![Vec::new(); l];
+            for (li, masked) in masked_per_layer.iter_mut().enumerate() {
+                for e in 0..b {
+                    let at = (li * b + e) * t * d;
+                    let mut want = x[at..at + lens[e] * d].to_vec();
+                    let done = aug.apply_in_place(&mut want, lens[e], d, seeds[e]).unwrap();
+                    warped += usize::from(done.warp.is_some_and(|(c, w)| c != w) && e > 0);
+                    // The mean fill is summed in another order by tensor operations.
+                    let worst = y[at..at + lens[e] * d]
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| if a == b { 0.0 } else { (a - b).abs() })
+                        // A NaN stays (and fails the bound).
+                        .fold(0f32, |m, v| if v > m || v.is_nan() { v } else { m });
+                    let bound = if mask_value == MaskValue::Mean {
+                        1e-6
+                    } else {
+                        0.0
+                    };
+                    assert!(
+                        worst <= bound,
+                        "{way}, {mask_value:?}: layer {li} example {e} off by {worst}"
+                    );
+                    assert_eq!(
+                        &y[at + lens[e] * d..at + t * d],
+                        &x[at + lens[e] * d..at + t * d],
+                        "{way}, {mask_value:?}: padding of example {e}"
+                    );
+                    masked.extend((at..at + t * d).map(|i| y[i] == 99.0).collect::<Vec<_>>());
+                }
+            }
+            if mask_value == MaskValue::Constant(99.0) {
+                assert_eq!(masked_per_layer[0], masked_per_layer[1], "{way}");
+                assert!(
+                    masked_per_layer[0].iter().any(|&m| m),
+                    "{way}: nothing masked"
+                );
+            }
+            let bad = f(&input, &[30, 31, 2, 0, 0], &aug, &seeds);
+            assert!(bad.is_err(), "{way}");
         }
+        assert!(warped > 0, "no example after the first was warped");
     }
-    assert_eq!(masked_per_layer[0], masked_per_layer[1]);
-    assert!(masked_per_layer[0].iter().any(|&m| m), "nothing masked");
-    let bad = ent_train::features::spec_augment(&input, &[30, 31, 2], &aug, &seeds);
-    assert!(bad.is_err());
 }
 
 /// `max_batch_nodes`: batches are cut by their padded lattice (the trainer's steps are those of
