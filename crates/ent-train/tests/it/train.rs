@@ -1019,6 +1019,67 @@ fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
     assert!(e.contains("max_batch_nodes must be at least 1"), "{e}");
 }
 
+/// The first CUDA device; `None` (with the reason printed) without one, unless
+/// `ENT_REQUIRE_CUDA=1` (the GPU bundle sets it), which makes a missing device a failure.
+#[cfg(feature = "cuda")]
+fn cuda_or_skip() -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
+            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// SpecAugment of `[L, B, T, D]` hidden states on the GPU (tensor operations there) equals the
+/// in-place augmentation on the CPU, for every mask value.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_spec_augment_matches_the_cpu() {
+    use ent_features::{MaskValue, SpecAugment, SpecAugmentConfig};
+    let Some(gpu) = cuda_or_skip() else {
+        return;
+    };
+    let (l, b, t, d) = (3, 4, 40, 16);
+    let x: Vec<f32> = (0..l * b * t * d)
+        .map(|i| ((i * 7919) % 211) as f32 * 0.1 - 7.0)
+        .collect();
+    let lens = [40, 23, 31, 7];
+    let seeds = [21, 22, 23, 24];
+    let cpu = Tensor::from_vec(x, (l, b, t, d), &Device::Cpu).unwrap();
+    let on_gpu = cpu.to_device(&gpu).unwrap();
+    for mask_value in [MaskValue::Constant(99.0), MaskValue::Zero, MaskValue::Mean] {
+        let aug = SpecAugment::new(SpecAugmentConfig {
+            max_freq_width: 5,
+            max_time_width: 8,
+            time_warp: 4,
+            mask_value,
+            ..Default::default()
+        })
+        .unwrap();
+        let want = ent_train::features::spec_augment(&cpu, &lens, &aug, &seeds)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = ent_train::features::spec_augment(&on_gpu, &lens, &aug, &seeds).unwrap();
+        assert!(got.device().is_cuda());
+        let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // The same f32 operations in the same order; the mean fill is summed differently.
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| if a == b { 0.0 } else { (a - b).abs() })
+            .fold(0f32, |m, v| if v > m || v.is_nan() { v } else { m });
+        assert!(worst <= 1e-5, "{mask_value:?}: off by {worst}");
+    }
+}
+
 /// With one seed, the first optimiser step on a GPU logs the same losses and gradient norm as
 /// on the CPU, within 1e-4 relative (f32 on both; different summation orders): the filterbank
 /// model with its conformer, and the paper's front end on a tiny wav2vec2 (scalar mix and
@@ -1027,15 +1088,8 @@ fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_first_step_matches_the_cpu() {
-    let gpu = match Device::new_cuda(0) {
-        Ok(d) => d,
-        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no CUDA device ({e})");
-            return;
-        }
+    let Some(gpu) = cuda_or_skip() else {
+        return;
     };
     // The GPU bundle runs this binary away from the build's checkout: it says where the
     // fixture is.
