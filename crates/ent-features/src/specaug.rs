@@ -215,8 +215,13 @@ impl SpecAugment {
 
 /// For every output frame `t` of a warp moving frame `centre` to `dest` (see [`warp`]):
 /// the two source frames `(lo, hi)` and the weight `a` of `hi`, so that output frame `t` is
-/// `x[lo] + a * (x[hi] - x[lo])`.
+/// `x[lo] + a * (x[hi] - x[lo])`. Needs `0 < dest < frames - 1` and `centre < frames`, as
+/// [`SpecAugment::plan`] draws them.
 pub fn warp_sources(frames: usize, centre: usize, dest: usize) -> Vec<(usize, usize, f32)> {
+    debug_assert!(
+        0 < dest && dest + 1 < frames && centre < frames,
+        "warp of {frames} frames from {centre} to {dest}"
+    );
     (0..frames)
         .map(|t| {
             let pos = if t < dest {

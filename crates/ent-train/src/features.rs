@@ -98,6 +98,9 @@ fn spec_augment_host(
     aug: &SpecAugment,
     seeds: &[u64],
 ) -> Result<(), TrainError> {
+    if t * d == 0 {
+        return Ok(());
+    }
     data.par_chunks_mut(t * d)
         .enumerate()
         .try_for_each(|(i, x)| -> Result<(), TrainError> {
@@ -110,9 +113,10 @@ fn spec_augment_host(
 /// [`spec_augment`] with tensor operations on the inputs' own device (any device, the CPU
 /// included): the warp as two row gathers and a weighted sum, the masks as one `where_cond`.
 /// Only the plans ([`SpecAugment::plan`]), index lists and masks of `B x (T + D)` entries go
-/// from the host to the device; nothing comes back. Equal to the in-place augmentation up to
-/// the rounding of a [`MaskValue::Mean`](ent_features::MaskValue::Mean) fill, which is
-/// summed in f64 on the device.
+/// from the host to the device; nothing comes back. Computed in f32 (as in place) and returned
+/// in the inputs' dtype; equal to the in-place augmentation up to the rounding of a
+/// [`MaskValue::Mean`](ent_features::MaskValue::Mean) fill, which is summed in f64 on the
+/// device.
 pub fn spec_augment_on_device(
     features: &Tensor,
     lens: &[usize],
@@ -123,13 +127,15 @@ pub fn spec_augment_on_device(
     let dims = features.dims().to_vec();
     let (layers, b, t, d) = batch_shape(&dims, lens, seeds)?;
     let dev = features.device();
-    let x = features.reshape((layers, b * t, d))?;
+    let x = features.to_dtype(DType::F32)?.reshape((layers, b * t, d))?;
     let plans: Vec<_> = (0..b).map(|e| aug.plan(lens[e], d, seeds[e])).collect();
     // Mask fill, from the features before the warp.
     let fill = match aug.config().mask_value {
-        ent_features::MaskValue::Zero => Tensor::zeros((layers, b * t, d), x.dtype(), dev)?,
+        ent_features::MaskValue::Zero => {
+            Tensor::zeros((1, 1, 1), DType::F32, dev)?.broadcast_as((layers, b * t, d))?
+        }
         ent_features::MaskValue::Constant(v) => {
-            Tensor::full(v, (layers, b * t, d), dev)?.to_dtype(x.dtype())?
+            Tensor::full(v, (1, 1, 1), dev)?.broadcast_as((layers, b * t, d))?
         }
         ent_features::MaskValue::Mean => {
             let valid: Vec<f64> = (0..b)
@@ -145,7 +151,6 @@ pub fn spec_augment_on_device(
                 .sum_keepdim(2)?
                 .broadcast_div(&count)?
                 .to_dtype(DType::F32)?
-                .to_dtype(x.dtype())?
                 .broadcast_as((layers, b, t, d))?
                 .reshape((layers, b * t, d))?
         }
@@ -171,7 +176,7 @@ pub fn spec_augment_on_device(
         }
         let x0 = x.index_select(&Tensor::from_vec(lo, b * t, dev)?, 1)?;
         let x1 = x.index_select(&Tensor::from_vec(hi, b * t, dev)?, 1)?;
-        let a = Tensor::from_vec(a, (1, b * t, 1), dev)?.to_dtype(x.dtype())?;
+        let a = Tensor::from_vec(a, (1, b * t, 1), dev)?;
         x = (&x0 + (x1 - &x0)?.broadcast_mul(&a)?)?;
     }
     // Masks: a valid cell is masked when its frame or its bin is.
@@ -196,7 +201,10 @@ pub fn spec_augment_on_device(
         .broadcast_minimum(&valid)?
         .reshape((1, b * t, d))?
         .broadcast_as((layers, b * t, d))?;
-    Ok(mask.where_cond(&fill, &x)?.reshape(dims)?)
+    Ok(mask
+        .where_cond(&fill, &x)?
+        .reshape(dims)?
+        .to_dtype(features.dtype())?)
 }
 
 /// Padded model inputs of one batch.

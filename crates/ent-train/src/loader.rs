@@ -4,7 +4,7 @@
 //! one, and hands them over in order through a bounded channel.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use ent_features::SpecAugment;
 
@@ -67,21 +67,24 @@ impl Source<'_> {
 }
 
 /// The prepared batches of a list of jobs, in order.
-pub(crate) enum Loader<'a> {
+pub(crate) enum Loader<'scope, 'a> {
     /// Prepared on the caller's thread when asked for (no prefetching).
     Inline {
         source: Source<'a>,
         jobs: std::vec::IntoIter<Job>,
     },
     /// Prepared by a background thread, up to the channel's bound ahead of the caller.
-    Background(Receiver<Result<HostInputs, TrainError>>),
+    Background {
+        rx: Receiver<Result<HostInputs, TrainError>>,
+        thread: Option<ScopedJoinHandle<'scope, ()>>,
+    },
 }
 
-impl<'a> Loader<'a> {
+impl<'scope, 'a> Loader<'scope, 'a> {
     /// Prepares `jobs` in a thread of `scope`, keeping up to `ahead` finished batches waiting
     /// (one more is being prepared); `ahead` 0: on the caller's thread instead. The thread stops
     /// after the first error (handed over in its turn) or when the loader is dropped.
-    pub fn new<'scope>(
+    pub fn new(
         scope: &'scope Scope<'scope, 'a>,
         source: Source<'a>,
         jobs: Vec<Job>,
@@ -93,9 +96,12 @@ impl<'a> Loader<'a> {
                 jobs: jobs.into_iter(),
             };
         }
-        let (tx, rx) = sync_channel(ahead);
-        scope.spawn(move || feed(source, jobs, tx));
-        Loader::Background(rx)
+        let (tx, rx) = sync_channel(ahead.min(jobs.len()));
+        let thread = scope.spawn(move || feed(source, jobs, tx));
+        Loader::Background {
+            rx,
+            thread: Some(thread),
+        }
     }
 
     /// The next batch.
@@ -107,9 +113,18 @@ impl<'a> Loader<'a> {
                     "asked for more batches than were scheduled".into(),
                 )),
             },
-            Loader::Background(rx) => rx.recv().map_err(|_| {
-                TrainError::Config("asked for more batches than were scheduled".into())
-            })?,
+            Loader::Background { rx, thread } => match rx.recv() {
+                Ok(batch) => batch,
+                // The thread has ended: after its last job, or by a panic, which goes on here.
+                Err(_) => {
+                    if let Some(Err(panic)) = thread.take().map(ScopedJoinHandle::join) {
+                        std::panic::resume_unwind(panic);
+                    }
+                    Err(TrainError::Config(
+                        "asked for more batches than were scheduled".into(),
+                    ))
+                }
+            },
         }
     }
 }

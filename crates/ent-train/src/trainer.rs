@@ -509,7 +509,7 @@ impl Trainer {
     /// One optimiser step over the batches `group` (gradient accumulation), their inputs
     /// taken from `loader`. Returns the mean total, RNN-T, lattice, head and frame losses, the
     /// learning rate and the gradient norm.
-    fn step(&mut self, group: &[Job], loader: &mut Loader) -> Result<[f64; 7], TrainError> {
+    fn step(&mut self, group: &[Job], loader: &mut Loader<'_, '_>) -> Result<[f64; 7], TrainError> {
         let mut acc = BTreeMap::new();
         let mut sums = [0f64; 5];
         for job in group {
@@ -609,7 +609,7 @@ impl Trainer {
         let source = Source {
             features: &self.features,
             utts,
-            match_loudness: false,
+            match_loudness: self.cfg.join.match_loudness,
             specaug: None,
         };
         std::thread::scope(|scope| -> Result<(), TrainError> {
