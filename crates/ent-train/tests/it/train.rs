@@ -381,6 +381,17 @@ fn a_failed_checkpoint_write_keeps_the_previous_one() {
     assert!(e.to_string().contains("junk.safetensors"), "{e}");
 }
 
+/// An absurd learning rate, unclipped: the loss goes to infinity within a step or two.
+fn diverging_optim() -> OptimConfig {
+    OptimConfig {
+        lr: 1e36,
+        warmup_epochs: 0.0,
+        clip_grad_norm: None,
+        weight_decay: 0.0,
+        ..OptimConfig::default()
+    }
+}
+
 /// An absurd learning rate drives the loss to infinity: training stops naming the step, the
 /// utterances and the last good checkpoint, which still loads.
 #[test]
@@ -388,13 +399,7 @@ fn non_finite_loss_stops_training_with_names() {
     let data = TempDir::new("nan-data");
     let out = TempDir::new("nan-out");
     let cfg = TrainConfig {
-        optim: OptimConfig {
-            lr: 1e36,
-            warmup_epochs: 0.0,
-            clip_grad_norm: None,
-            weight_decay: 0.0,
-            ..OptimConfig::default()
-        },
+        optim: diverging_optim(),
         save_every_steps: Some(1),
         epochs: 5,
         ..tiny_config()
@@ -762,13 +767,7 @@ fn training_stops_while_batches_wait() {
     let data = TempDir::new("prefetch-stop-data");
     let out = TempDir::new("prefetch-stop-out");
     let cfg = TrainConfig {
-        optim: OptimConfig {
-            lr: 1e36,
-            warmup_epochs: 0.0,
-            clip_grad_norm: None,
-            weight_decay: 0.0,
-            ..OptimConfig::default()
-        },
+        optim: diverging_optim(),
         batch_size: 1,
         prefetch_batches: 1,
         epochs: 3,
