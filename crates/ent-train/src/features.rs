@@ -129,6 +129,11 @@ pub fn spec_augment_on_device(
     let dev = features.device();
     let x = features.to_dtype(DType::F32)?.reshape((layers, b * t, d))?;
     let plans: Vec<_> = (0..b).map(|e| aug.plan(lens[e], d, seeds[e])).collect();
+    // 1 on each example's valid frames.
+    let valid: Vec<u8> = (0..b)
+        .flat_map(|e| (0..t).map(move |f| u8::from(f < lens[e])))
+        .collect();
+    let valid = Tensor::from_vec(valid, (b, t, 1), dev)?;
     // Mask fill, from the features before the warp.
     let fill = match aug.config().mask_value {
         ent_features::MaskValue::Zero => {
@@ -138,15 +143,11 @@ pub fn spec_augment_on_device(
             Tensor::full(v, (1, 1, 1), dev)?.broadcast_as((layers, b * t, d))?
         }
         ent_features::MaskValue::Mean => {
-            let valid: Vec<f64> = (0..b)
-                .flat_map(|e| (0..t).map(move |f| if f < lens[e] { 1.0 } else { 0.0 }))
-                .collect();
-            let valid = Tensor::from_vec(valid, (1, b, t, 1), dev)?;
             let count: Vec<f64> = lens.iter().map(|&n| (n * d).max(1) as f64).collect();
             let count = Tensor::from_vec(count, (1, b, 1, 1), dev)?;
             x.to_dtype(DType::F64)?
                 .reshape((layers, b, t, d))?
-                .broadcast_mul(&valid)?
+                .broadcast_mul(&valid.to_dtype(DType::F64)?)?
                 .sum_keepdim(3)?
                 .sum_keepdim(2)?
                 .broadcast_div(&count)?
@@ -190,12 +191,8 @@ pub fn spec_augment_on_device(
             bin_mask[e * d + m.start..e * d + m.end].fill(1);
         }
     }
-    let valid: Vec<u8> = (0..b)
-        .flat_map(|e| (0..t).map(move |f| u8::from(f < lens[e])))
-        .collect();
     let frame_mask = Tensor::from_vec(frame_mask, (b, t, 1), dev)?;
     let bin_mask = Tensor::from_vec(bin_mask, (b, 1, d), dev)?;
-    let valid = Tensor::from_vec(valid, (b, t, 1), dev)?;
     let mask = frame_mask
         .broadcast_maximum(&bin_mask)?
         .broadcast_minimum(&valid)?

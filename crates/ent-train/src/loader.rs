@@ -1,7 +1,7 @@
 //! Batches prepared ahead: a background thread does the host's share of the coming batches
 //! (audio loading, joining, loudness matching, speed perturbation, filterbanks, padding and
 //! their SpecAugment; see [`FeatureSource::host_inputs`]) while the model works on the current
-//! one, and hands them over in order through a bounded channel.
+//! one, and hands them over in order, each with its job, through a bounded channel.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
@@ -66,6 +66,9 @@ impl Source<'_> {
     }
 }
 
+/// A prepared batch: its job and the host's share of its inputs.
+pub(crate) type Prepared = Result<(Job, HostInputs), TrainError>;
+
 /// The prepared batches of a list of jobs, in order.
 pub(crate) enum Loader<'scope, 'a> {
     /// Prepared on the caller's thread when asked for (no prefetching).
@@ -75,7 +78,7 @@ pub(crate) enum Loader<'scope, 'a> {
     },
     /// Prepared by a background thread, up to the channel's bound ahead of the caller.
     Background {
-        rx: Receiver<Result<HostInputs, TrainError>>,
+        rx: Receiver<Prepared>,
         thread: Option<ScopedJoinHandle<'scope, ()>>,
     },
 }
@@ -104,11 +107,11 @@ impl<'scope, 'a> Loader<'scope, 'a> {
         }
     }
 
-    /// The next batch.
-    pub fn next_batch(&mut self) -> Result<HostInputs, TrainError> {
+    /// The next job and its batch.
+    pub fn next_batch(&mut self) -> Prepared {
         match self {
             Loader::Inline { source, jobs } => match jobs.next() {
-                Some(job) => source.prepare(&job),
+                Some(job) => source.prepare(&job).map(|host| (job, host)),
                 None => Err(TrainError::Config(
                     "asked for more batches than were scheduled".into(),
                 )),
@@ -131,9 +134,9 @@ impl<'scope, 'a> Loader<'scope, 'a> {
 
 /// The background thread: prepares each job and sends it, until the jobs run out, one fails
 /// or the receiver is gone.
-fn feed(source: Source<'_>, jobs: Vec<Job>, tx: SyncSender<Result<HostInputs, TrainError>>) {
-    for job in &jobs {
-        let batch = source.prepare(job);
+fn feed(source: Source<'_>, jobs: Vec<Job>, tx: SyncSender<Prepared>) {
+    for job in jobs {
+        let batch = source.prepare(&job).map(|host| (job, host));
         let failed = batch.is_err();
         if tx.send(batch).is_err() || failed {
             return;

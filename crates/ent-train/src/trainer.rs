@@ -506,15 +506,20 @@ impl Trainer {
         }
     }
 
-    /// One optimiser step over the batches `group` (gradient accumulation), their inputs
-    /// taken from `loader`. Returns the mean total, RNN-T, lattice, head and frame losses, the
+    /// One optimiser step over the next `batches` batches of `loader` (gradient
+    /// accumulation). Returns the mean total, RNN-T, lattice, head and frame losses, the
     /// learning rate and the gradient norm.
-    fn step(&mut self, group: &[Job], loader: &mut Loader<'_, '_>) -> Result<[f64; 7], TrainError> {
+    fn step(
+        &mut self,
+        batches: usize,
+        loader: &mut Loader<'_, '_>,
+    ) -> Result<[f64; 7], TrainError> {
         let mut acc = BTreeMap::new();
         let mut sums = [0f64; 5];
-        for job in group {
+        let mut group = Vec::with_capacity(batches);
+        for _ in 0..batches {
+            let (job, host) = loader.next_batch()?;
             let utts: Vec<&PreparedUtt> = job.utts.iter().map(|&i| &self.train[i]).collect();
-            let host = loader.next_batch()?;
             let mut rng = SplitMix64::new(self.rng.next_u64());
             let (losses, _, _) =
                 self.run_batch(&utts, &job.aug, host, &mut Mode::train(&mut rng))?;
@@ -551,10 +556,11 @@ impl Trainer {
             let grads = losses.total.backward()?;
             optim::accumulate(&mut acc, &grads, self.opt.vars())?;
             for (s, m) in sums.iter_mut().zip(means) {
-                *s += m / group.len() as f64;
+                *s += m / batches as f64;
             }
+            group.push(job);
         }
-        optim::scale(&mut acc, 1.0 / group.len() as f64)?;
+        optim::scale(&mut acc, 1.0 / batches as f64)?;
         let norm = optim::clip_grad_norm(&mut acc, self.cfg.optim.clip_grad_norm)?;
         if !norm.is_finite() {
             let ids: Vec<&str> = group
@@ -599,10 +605,11 @@ impl Trainer {
             0,
             false,
         );
+        let count = batches.len();
         let jobs: Vec<Job> = batches
-            .iter()
-            .map(|b| Job {
-                utts: b.clone(),
+            .into_iter()
+            .map(|utts| Job {
+                utts,
                 aug: Vec::new(),
             })
             .collect();
@@ -614,9 +621,9 @@ impl Trainer {
         };
         std::thread::scope(|scope| -> Result<(), TrainError> {
             let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
-            for batch in &batches {
-                let refs: Vec<&PreparedUtt> = batch.iter().map(|&i| &utts[i]).collect();
-                let host = loader.next_batch()?;
+            for _ in 0..count {
+                let (job, host) = loader.next_batch()?;
+                let refs: Vec<&PreparedUtt> = job.utts.iter().map(|&i| &utts[i]).collect();
                 let (l, logits, emotions) = self.run_batch(&refs, &[], host, &mut Mode::eval())?;
                 loss += l
                     .per_utterance
@@ -688,23 +695,19 @@ impl Trainer {
                 .cfg
                 .max_steps
                 .map_or(usize::MAX, |m| m.saturating_sub(self.state.step) as usize);
-            let todo: Vec<Vec<Job>> = groups[first..]
+            let todo = &groups[first..(first.saturating_add(allowed)).min(groups.len())];
+            let jobs: Vec<Job> = todo
                 .iter()
-                .take(allowed)
                 .enumerate()
-                .map(|(k, group)| {
+                .flat_map(|(k, group)| {
                     group
                         .iter()
                         .enumerate()
-                        .map(|(batch_no, batch)| Job {
-                            utts: batch.clone(),
-                            aug: self.draw_augment(
-                                self.state.step + k as u64,
-                                batch.len(),
-                                batch_no,
-                            ),
-                        })
-                        .collect()
+                        .map(move |(batch_no, batch)| (k, batch_no, batch))
+                })
+                .map(|(k, batch_no, batch)| Job {
+                    utts: batch.clone(),
+                    aug: self.draw_augment(self.state.step + k as u64, batch.len(), batch_no),
                 })
                 .collect();
             let stopped = todo.len() < groups.len() - first;
@@ -720,15 +723,14 @@ impl Trainer {
                 match_loudness: self.cfg.join.match_loudness,
                 specaug: specaug.as_ref(),
             };
-            let jobs: Vec<Job> = todo.iter().flatten().cloned().collect();
             std::thread::scope(|scope| -> Result<(), TrainError> {
                 let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
-                for group in &todo {
+                for group in todo {
                     let size = group.len();
                     let t0 = Instant::now();
-                    let utts: usize = group.iter().map(|j| j.utts.len()).sum();
+                    let utts: usize = group.iter().map(Vec::len).sum();
                     let [loss, rnnt, lattice, head, frame, lr, grad_norm] =
-                        self.step(group, &mut loader)?;
+                        self.step(size, &mut loader)?;
                     let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                     consumed += size;
                     self.state.batch_in_epoch = consumed as u64;
