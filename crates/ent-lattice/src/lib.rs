@@ -7,6 +7,9 @@
 //! - [`lattice_max_pool_loss`]: weakly supervised emotion pooling over the lattice nodes;
 //! - [`rnnt_best_path`]: the most probable alignment (Viterbi), the nodes greedy decoding
 //!   visits, for pooling over the alignment only.
+//! - [`rnnt_loss_from_log_probs`] and [`rnnt_best_path_from_log_probs`]: the same on the
+//!   blank and next-label log-probabilities of each node, for callers whose joint network
+//!   computes the log-softmax itself and never stores the logits.
 //!
 //! Both take and return candle tensors and are differentiable with `backward()`. The same
 //! computations work on plain slices in [`cpu`], for callers who manage their own memory.
@@ -42,6 +45,7 @@ mod elem;
 #[cfg(feature = "emulate")]
 pub mod emulated;
 mod error;
+mod gathered;
 pub mod launch;
 mod op;
 mod pool;
@@ -53,6 +57,7 @@ pub use align::Alignment;
 pub use config::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
 pub use elem::{Acc, Logit};
 pub use error::LatticeError;
+pub use gathered::{rnnt_best_path_from_log_probs, rnnt_loss_from_log_probs};
 pub use op::{
     lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_best_path, rnnt_loss,
     rnnt_loss_with_grad,
@@ -70,6 +75,7 @@ pub mod lstm_cuda {
 /// The losses on plain slices, without candle tensors.
 pub mod cpu {
     pub use crate::align::rnnt_best_path_slice as rnnt_best_path;
+    pub use crate::gathered::rnnt_loss_from_log_probs_slice as rnnt_loss_from_log_probs;
     pub use crate::pool::lattice_max_pool_loss_slice as lattice_max_pool_loss;
     pub use crate::rnnt::rnnt_loss_slice as rnnt_loss;
     pub use crate::rowops::exp_f32;

@@ -151,7 +151,7 @@ pub(crate) fn check_buffer(
 }
 
 /// Per-node gradient coefficients: `[(B + L) / sum_k exp(z_k - max), B, L]`.
-type Coef = [f64; 3];
+pub(crate) type Coef = [f64; 3];
 
 /// What the forward pass leaves for the gradient pass.
 #[derive(Debug)]
@@ -269,7 +269,7 @@ pub(crate) fn forward<E: Logit>(
             targets: p.lens.targets[b],
             stride: u1,
         };
-        let cost = lat.cost_and_coefs(&sums[r], lambda, want_grad.then_some(coef));
+        let cost = lat.cost_and_coefs(Some(&sums[r]), lambda, want_grad.then_some(coef));
         if cost == f64::INFINITY && cfg.zero_infinity {
             0.0
         } else {
@@ -339,12 +339,12 @@ pub(crate) fn backward<A: Acc>(
 }
 
 /// One utterance's lattice of log-probabilities, `[T][U+1]` with row stride `stride`.
-struct Lattice<'a> {
-    lp_blank: &'a [f64],
-    lp_label: &'a [f64],
-    frames: usize,
-    targets: usize,
-    stride: usize,
+pub(crate) struct Lattice<'a> {
+    pub lp_blank: &'a [f64],
+    pub lp_label: &'a [f64],
+    pub frames: usize,
+    pub targets: usize,
+    pub stride: usize,
 }
 
 /// `log(exp(a) + exp(b))`, NaN-propagating, exact for `-inf` arguments.
@@ -408,8 +408,14 @@ impl Lattice<'_> {
         bt
     }
 
-    /// Returns `-log P`; fills `coef` (`[T][stride]`) when given.
-    fn cost_and_coefs(&self, sums: &[f64], lambda: f64, coef: Option<&mut [Coef]>) -> f64 {
+    /// Returns `-log P`; fills `coef` (`[T][stride]`) when given (its first entry is `B + L`
+    /// divided by `sums` where given, else `B + L`).
+    pub(crate) fn cost_and_coefs(
+        &self,
+        sums: Option<&[f64]>,
+        lambda: f64,
+        coef: Option<&mut [Coef]>,
+    ) -> f64 {
         let (t_n, u_n, s) = (self.frames, self.targets + 1, self.stride);
         let (alpha, beta) = rayon::join(|| self.alpha(), || self.beta());
         let last = (t_n - 1) * u_n + u_n - 1;
@@ -443,7 +449,11 @@ impl Lattice<'_> {
                 } else {
                     0.0
                 };
-                coef[t * s + u] = [(blank + label) / sums[t * s + u], blank, label];
+                let common = match sums {
+                    Some(sums) => (blank + label) / sums[t * s + u],
+                    None => blank + label,
+                };
+                coef[t * s + u] = [common, blank, label];
             }
         }
         -log_p

@@ -12,6 +12,7 @@ mod emulated;
 #[cfg(feature = "emulate")]
 mod emulated_lstm;
 mod errors;
+mod gathered;
 #[cfg(any(feature = "emulate", feature = "cuda"))]
 mod kernel_cases;
 mod peer;
