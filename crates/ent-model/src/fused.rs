@@ -53,9 +53,16 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
     Ok(Dims { b, t, u1, j, c })
 }
 
-/// `tanh` over a block of the hidden layer, vectorised in f32.
-pub(crate) trait Tanh: Real {
+/// `tanh` over a block of the hidden layer, vectorised in f32; and what a log-softmax needs.
+pub(crate) trait Tanh: Real + PartialOrd + std::ops::Div<Output = Self> {
+    const NEG_INFINITY: Self;
+
     fn tanh_fast(self) -> Self;
+
+    /// `exp`, vectorisable in f32 (ent-lattice's branch-free `exp`, 2 ulp).
+    fn exp_fast(self) -> Self;
+
+    fn ln(self) -> Self;
 
     /// [`hidden_rows`] for this type (f32: compiled for AVX-512 and AVX2 as well, the widest
     /// the CPU has chosen at run time; every version computes the same bits).
@@ -65,12 +72,33 @@ pub(crate) trait Tanh: Real {
 }
 
 impl Tanh for f64 {
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+
     fn tanh_fast(self) -> Self {
         self.tanh()
+    }
+
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+
+    fn ln(self) -> Self {
+        f64::ln(self)
     }
 }
 
 impl Tanh for f32 {
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        ent_lattice::cpu::exp_f32(self)
+    }
+
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+
     /// `1 - 2 / (exp(2|x|) + 1)` with the sign of `x`, through `ent-lattice`'s branch-free
     /// `exp` (2 ulp): absolute error under 2e-7 (tested against `f64::tanh`), so the loop
     /// over a block vectorises instead of calling the C library once per element.
@@ -298,6 +326,346 @@ impl CustomOp3 for FusedJoint {
             other => bail!("fused joint: unsupported dtype {other:?}"),
         };
         Ok((Some(de), Some(dp), Some(dw)))
+    }
+}
+
+/// A node without a next label (`u = U_b`, or padding) in [`FusedJointGather::labels`].
+pub(crate) const NO_LABEL: u32 = u32::MAX;
+
+/// The joint fused with its log-softmax normaliser and the gather of the RNN-T loss: inputs
+/// `e` `[B, T, J]`, `p` `[B, U+1, J]` and `wb` `[C, J+1]` (the output weight with its bias as
+/// the last column), all contiguous, f32 or f64, on the CPU; output `[B, T, U+1, 3]`: per node
+/// `logsumexp_c z_c`, `z_blank` and `z_label` for the logits `z = W tanh(e + p) + b` (0 where
+/// the column is absent). The `[B, T, U+1, C]` logits exist only a block of [`T_CHUNK`] frames
+/// at a time, in the forward pass and again in the backward pass, where the incoming gradient
+/// `(g_lse, g_blank, g_label)` of a node becomes `g_lse softmax(z) + g_blank [c = blank] +
+/// g_label [c = label]` and goes through the block's GEMMs as in [`FusedJoint`].
+#[derive(Debug, Clone)]
+pub(crate) struct FusedJointGather {
+    /// The column read as blank at every node, if any.
+    pub blank: Option<usize>,
+    /// `[B][U+1]`: the column read as the label at `(b, u)`, or [`NO_LABEL`].
+    pub labels: std::sync::Arc<Vec<u32>>,
+}
+
+/// The shapes of a gather call: `Dims` with `c` the joint's outputs.
+fn gather_dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
+    let (b, t, j) = l1.shape().dims3()?;
+    let (b2, u1, j2) = l2.shape().dims3()?;
+    let (c, j3) = l3.shape().dims2()?;
+    if b2 != b || j2 != j || j3 != j + 1 {
+        bail!(
+            "fused joint gather: shapes {:?}, {:?}, {:?} do not fit together",
+            l1.shape(),
+            l2.shape(),
+            l3.shape()
+        );
+    }
+    if !(l1.is_contiguous() && l2.is_contiguous() && l3.is_contiguous()) {
+        bail!("fused joint gather: inputs must be contiguous");
+    }
+    Ok(Dims { b, t, u1, j, c })
+}
+
+impl FusedJointGather {
+    fn check(&self, d: Dims) -> candle_core::Result<()> {
+        if self.labels.len() != d.b * d.u1 {
+            bail!(
+                "fused joint gather: {} label columns for {} x {} nodes",
+                self.labels.len(),
+                d.b,
+                d.u1
+            );
+        }
+        let bad = |k: usize| k >= d.c;
+        if self.blank.is_some_and(bad)
+            || self
+                .labels
+                .iter()
+                .any(|&k| k != NO_LABEL && bad(k as usize))
+        {
+            bail!(
+                "fused joint gather: a column is not below the {} outputs",
+                d.c
+            );
+        }
+        Ok(())
+    }
+
+    /// The logits of a block (`rows` frames from `t0` of utterance `b`), bias added, into `l`;
+    /// the block's hidden layer into `z`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_logits<F: Tanh>(
+        d: Dims,
+        eb: &[F],
+        pb: &[F],
+        wb: &[F],
+        t0: usize,
+        rows: usize,
+        z: &mut [F],
+        l: &mut [F],
+    ) {
+        let (j, c) = (d.j, d.c);
+        F::hidden(d, eb, pb, t0, rows, z);
+        // l[r, n] = sum_k z[r, k] w[n, k]; w[n, k] = wb[n * (J+1) + k]
+        matmul(
+            (rows * d.u1, c, j),
+            l,
+            c,
+            false,
+            z,
+            (j, 1),
+            wb,
+            (1, j + 1),
+            false,
+        );
+        for row in l.chunks_exact_mut(c) {
+            for (n, x) in row.iter_mut().enumerate() {
+                *x += wb[n * (j + 1) + j];
+            }
+        }
+    }
+
+    fn forward<F: Tanh>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
+        let Dims { t, u1, j, c, .. } = d;
+        let mut out = vec![F::ZERO; d.b * t * u1 * 3];
+        if out.is_empty() {
+            return out;
+        }
+        out.par_chunks_mut(t * u1 * 3)
+            .enumerate()
+            .for_each(|(b, ob)| {
+                let (eb, pb) = (
+                    &e[b * t * j..(b + 1) * t * j],
+                    &p[b * u1 * j..(b + 1) * u1 * j],
+                );
+                let labels = &self.labels[b * u1..(b + 1) * u1];
+                ob.par_chunks_mut(T_CHUNK * u1 * 3)
+                    .enumerate()
+                    .for_each(|(chunk, oc)| {
+                        let t0 = chunk * T_CHUNK;
+                        let rows = oc.len() / (u1 * 3);
+                        let mut z = vec![F::ZERO; rows * u1 * j];
+                        let mut l = vec![F::ZERO; rows * u1 * c];
+                        Self::block_logits(d, eb, pb, wb, t0, rows, &mut z, &mut l);
+                        for (r, (lr, o)) in
+                            l.chunks_exact(c).zip(oc.chunks_exact_mut(3)).enumerate()
+                        {
+                            o[0] = log_sum_exp(lr);
+                            o[1] = self.blank.map_or(F::ZERO, |k| lr[k]);
+                            let y = labels[r % u1];
+                            o[2] = if y == NO_LABEL {
+                                F::ZERO
+                            } else {
+                                lr[y as usize]
+                            };
+                        }
+                    });
+            });
+        out
+    }
+
+    /// Gradients `(de, dp, dwb)` for the incoming gradient `g` and the forward output `res`,
+    /// both `[B, T, U+1, 3]`.
+    fn backward<F: Tanh>(
+        &self,
+        d: Dims,
+        e: &[F],
+        p: &[F],
+        wb: &[F],
+        res: &[F],
+        g: &[F],
+    ) -> (Vec<F>, Vec<F>, Vec<F>) {
+        let Dims { t, u1, j, c, .. } = d;
+        let mut de = vec![F::ZERO; d.b * t * j];
+        let mut dp = vec![F::ZERO; d.b * u1 * j];
+        if de.is_empty() || dp.is_empty() {
+            return (de, dp, vec![F::ZERO; c * (j + 1)]);
+        }
+        // One task per utterance: its blocks in order, its own share of dwb.
+        let parts: Vec<Vec<F>> = de
+            .par_chunks_mut(t * j)
+            .zip(dp.par_chunks_mut(u1 * j))
+            .enumerate()
+            .map(|(b, (deb, dpb))| {
+                let (eb, pb) = (
+                    &e[b * t * j..(b + 1) * t * j],
+                    &p[b * u1 * j..(b + 1) * u1 * j],
+                );
+                let labels = &self.labels[b * u1..(b + 1) * u1];
+                let node0 = b * t * u1;
+                let mut dwb = vec![F::ZERO; c * (j + 1)];
+                let mut z = vec![F::ZERO; T_CHUNK * u1 * j];
+                let mut da = vec![F::ZERO; T_CHUNK * u1 * j];
+                let mut l = vec![F::ZERO; T_CHUNK * u1 * c];
+                let mut t0 = 0;
+                while t0 < t {
+                    let rows = T_CHUNK.min(t - t0);
+                    let r = rows * u1;
+                    let (z, da, l) = (&mut z[..r * j], &mut da[..r * j], &mut l[..r * c]);
+                    Self::block_logits(d, eb, pb, wb, t0, rows, z, l);
+                    // l becomes dl: the gradient of the block's logits.
+                    for (ri, lr) in l.chunks_exact_mut(c).enumerate() {
+                        let node = node0 + t0 * u1 + ri;
+                        let (gn, lse) = (&g[node * 3..node * 3 + 3], res[node * 3]);
+                        for x in lr.iter_mut() {
+                            *x = gn[0] * (*x - lse).exp_fast();
+                        }
+                        if let Some(k) = self.blank {
+                            lr[k] += gn[1];
+                        }
+                        let y = labels[ri % u1];
+                        if y != NO_LABEL {
+                            lr[y as usize] += gn[2];
+                        }
+                    }
+                    let dl = &*l;
+                    // da[r, k] = sum_n dl[r, n] w[n, k], then times 1 - z^2.
+                    matmul((r, j, c), da, j, false, dl, (c, 1), wb, (j + 1, 1), false);
+                    for (a, &zk) in da.iter_mut().zip(z.iter()) {
+                        *a = *a * (F::ONE - zk * zk);
+                    }
+                    for ti in 0..rows {
+                        let der = &mut deb[(t0 + ti) * j..(t0 + ti + 1) * j];
+                        for u in 0..u1 {
+                            let ar = &da[(ti * u1 + u) * j..(ti * u1 + u + 1) * j];
+                            let dpr = &mut dpb[u * j..(u + 1) * j];
+                            for ((x, y), &a) in der.iter_mut().zip(dpr.iter_mut()).zip(ar) {
+                                *x += a;
+                                *y += a;
+                            }
+                        }
+                    }
+                    // dw[n, k] += sum_r dl[r, n] z[r, k]; db[n] += sum_r dl[r, n]
+                    matmul(
+                        (c, j, r),
+                        &mut dwb,
+                        j + 1,
+                        true,
+                        dl,
+                        (1, c),
+                        z,
+                        (j, 1),
+                        false,
+                    );
+                    for row in dl.chunks_exact(c) {
+                        for (n, &x) in row.iter().enumerate() {
+                            dwb[n * (j + 1) + j] += x;
+                        }
+                    }
+                    t0 += rows;
+                }
+                dwb
+            })
+            .collect();
+        let mut dwb = vec![F::ZERO; c * (j + 1)];
+        for part in &parts {
+            for (x, &y) in dwb.iter_mut().zip(part) {
+                *x += y;
+            }
+        }
+        (de, dp, dwb)
+    }
+
+    fn grads<F: Tanh + candle_core::WithDType>(
+        &self,
+        d: Dims,
+        args: [&Tensor; 5],
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<F>();
+        let [e, p, wb, res, grad] = args;
+        let (de, dp, dwb) = self.backward(
+            d,
+            &flat(e)?,
+            &flat(p)?,
+            &flat(wb)?,
+            &flat(res)?,
+            &flat(grad)?,
+        );
+        let dev = e.device();
+        Ok((
+            Tensor::from_vec(de, (d.b, d.t, d.j), dev)?,
+            Tensor::from_vec(dp, (d.b, d.u1, d.j), dev)?,
+            Tensor::from_vec(dwb, (d.c, d.j + 1), dev)?,
+        ))
+    }
+}
+
+/// `log sum_c exp(x_c)` of one row, with the row's maximum taken out (NaN in, NaN out).
+#[inline(always)]
+fn log_sum_exp<F: Tanh>(row: &[F]) -> F {
+    let mut m = F::NEG_INFINITY;
+    for &x in row {
+        if x > m {
+            m = x;
+        }
+    }
+    if m == F::NEG_INFINITY {
+        // No logit above -inf: -inf when all are -inf, NaN when any is NaN (the loop below
+        // would give NaN for both).
+        return row.iter().fold(m, |acc, &x| acc + x);
+    }
+    let mut s = F::ZERO;
+    for &x in row {
+        s += (x - m).exp_fast();
+    }
+    m + s.ln()
+}
+
+impl CustomOp3 for FusedJointGather {
+    fn name(&self) -> &'static str {
+        "fused-joint-gather"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = gather_dims(l1, l2, l3)?;
+        self.check(d)?;
+        let shape = Shape::from((d.b, d.t, d.u1, 3));
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
+                d,
+                slice::<f32>(s1, l1)?,
+                slice::<f32>(s2, l2)?,
+                slice::<f32>(s3, l3)?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
+                d,
+                slice::<f64>(s1, l1)?,
+                slice::<f64>(s2, l2)?,
+                slice::<f64>(s3, l3)?,
+            )),
+            other => bail!("fused joint gather: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        e: &Tensor,
+        p: &Tensor,
+        wb: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, j) = e.dims3()?;
+        let (_, u1, _) = p.dims3()?;
+        let (c, _) = wb.dims2()?;
+        let d = Dims { b, t, u1, j, c };
+        let args = [e, p, wb, res, grad];
+        let (de, dp, dwb) = match e.dtype() {
+            candle_core::DType::F32 => self.grads::<f32>(d, args)?,
+            candle_core::DType::F64 => self.grads::<f64>(d, args)?,
+            other => bail!("fused joint gather: unsupported dtype {other:?}"),
+        };
+        Ok((Some(de), Some(dp), Some(dwb)))
     }
 }
 

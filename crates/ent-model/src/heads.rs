@@ -60,11 +60,7 @@ impl Joint {
     pub fn forward(&self, h: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.project_encoder(h)?;
         let p = self.project_predictor(g)?;
-        let fusable = e.device().is_cpu()
-            && matches!(e.dtype(), DType::F32 | DType::F64)
-            && p.dtype() == e.dtype()
-            && self.out.weight().dtype() == e.dtype();
-        if !fusable {
+        if !self.fusable(&e, &p) {
             return self.combine(&e.unsqueeze(2)?, &p.unsqueeze(1)?);
         }
         let z = e.contiguous()?.apply_op3(
@@ -76,6 +72,48 @@ impl Joint {
             Some(b) => z.broadcast_add(b),
             None => Ok(z),
         }
+    }
+
+    /// Whether the fused kernels run on these projected inputs: the CPU, f32 or f64 throughout.
+    fn fusable(&self, e: &Tensor, p: &Tensor) -> bool {
+        e.device().is_cpu()
+            && matches!(e.dtype(), DType::F32 | DType::F64)
+            && p.dtype() == e.dtype()
+            && self.out.weight().dtype() == e.dtype()
+    }
+
+    /// Whether [`Joint::forward_gathered`] can run on these inputs (`h` `[B, T, E]`).
+    pub(crate) fn can_gather(&self, h: &Tensor) -> bool {
+        h.device().is_cpu()
+            && matches!(h.dtype(), DType::F32 | DType::F64)
+            && self.out.weight().dtype() == h.dtype()
+    }
+
+    /// The joint fused with its log-softmax normaliser and a gather (`fused.rs`,
+    /// `FusedJointGather`): `h` `[B, T, E]`, `g` `[B, U+1, P]` -> `[B, T, U+1, 3]`, per node
+    /// `logsumexp` of the logits, the logit in column `blank` (0 for `None`) and the logit in
+    /// column `labels[b * (U+1) + u]` (0 for `NO_LABEL`). CPU, f32 or f64 only
+    /// ([`Joint::can_gather`]); the logits are never held whole.
+    pub(crate) fn forward_gathered(
+        &self,
+        h: &Tensor,
+        g: &Tensor,
+        blank: Option<usize>,
+        labels: std::sync::Arc<Vec<u32>>,
+    ) -> candle_core::Result<Tensor> {
+        let e = self.project_encoder(h)?;
+        let p = self.project_predictor(g)?;
+        let w = self.out.weight();
+        let b = match self.out.bias() {
+            Some(b) => b.clone(),
+            None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
+        };
+        let wb = Tensor::cat(&[w, &b.unsqueeze(1)?], 1)?;
+        e.contiguous()?.apply_op3(
+            &p.contiguous()?,
+            &wb.contiguous()?,
+            crate::fused::FusedJointGather { blank, labels },
+        )
     }
 
     /// [`Joint::forward`] as separate candle operations, the `[B, T, U+1, J]` hidden layer in

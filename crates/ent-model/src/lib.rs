@@ -29,8 +29,8 @@ pub use error::ModelError;
 pub use frontend::FbankFrontEnd;
 pub use heads::{CtaRnn, Joint, Predictor, PredictorState, UtteranceHead};
 pub use model::{
-    Encoded, Features, FrameUnlabelled, LossConfig, Losses, Model, Output, PoolFunction, PoolNodes,
-    Predicted, Targets, attention_pool_loss, linear_softmax_pool_loss,
+    AsrLattice, Encoded, Features, FrameUnlabelled, LossConfig, Losses, Model, Output,
+    PoolFunction, PoolNodes, Predicted, Targets, attention_pool_loss, linear_softmax_pool_loss,
 };
 pub use nn::{Mode, SeededVarMap};
 

@@ -45,11 +45,30 @@ pub struct Predicted {
     pub lens: Vec<usize>,
 }
 
+/// The ASR side of a training forward pass: what the RNN-T loss and the best alignment read.
+#[derive(Debug, Clone)]
+pub enum AsrLattice {
+    /// The ASR logits `[B, T, U+1, V]` (FENT: `[blank ; vocabulary]`): from
+    /// [`Model::forward_unfused`], and from [`Model::forward`] where the fused path does not
+    /// run (other devices, half precision).
+    Logits(Tensor),
+    /// The log-probabilities of blank and of the next label at every node, `[B, T, U+1]` each
+    /// (`label` is 0 at `u = U_b` and on padding, where it is never read): from
+    /// [`Model::forward`] on the CPU, whose ASR joint computes its log-softmax block by block
+    /// and never stores the logits.
+    LogProbs {
+        /// `log p(blank | t, u)`.
+        blank: Tensor,
+        /// `log p(y_{u+1} | t, u)`.
+        label: Tensor,
+    },
+}
+
 /// Everything one training forward pass produces.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// ASR logits `[B, T, U+1, V]` (FENT: `[blank ; vocabulary]`).
-    pub asr_logits: Tensor,
+    /// The ASR side: logits, or the two log-probabilities per node the loss needs.
+    pub asr: AsrLattice,
     /// Emotion-joint logits `[B, T, U+1, K]`.
     pub emotion_logits: Tensor,
     /// Utterance-head logits `[B, K]`.
@@ -508,7 +527,12 @@ impl Model {
         }
     }
 
-    /// The whole training forward pass (teacher forcing).
+    /// The whole training forward pass (teacher forcing). On the CPU (f32, f64) the ASR joint
+    /// is fused with its log-softmax and the gather of the RNN-T loss, and gives
+    /// [`AsrLattice::LogProbs`]: neither the joints' `[B, T, U+1, J]` hidden layers nor the
+    /// `[B, T, U+1, V]` logits are ever held whole (`fused.rs`); elsewhere it gives
+    /// [`AsrLattice::Logits`]. Losses and gradients equal [`Model::forward_unfused`]'s within
+    /// rounding.
     pub fn forward(
         &self,
         features: Features,
@@ -516,6 +540,31 @@ impl Model {
         tokens: &Tensor,
         token_lens: &[usize],
         mode: &mut Mode,
+    ) -> Result<Output, ModelError> {
+        self.forward_with(features, lens, tokens, token_lens, mode, true)
+    }
+
+    /// [`Model::forward`] with every joint in separate candle operations and the ASR logits
+    /// stored ([`AsrLattice::Logits`]): the reference the fused path is tested against.
+    pub fn forward_unfused(
+        &self,
+        features: Features,
+        lens: &[usize],
+        tokens: &Tensor,
+        token_lens: &[usize],
+        mode: &mut Mode,
+    ) -> Result<Output, ModelError> {
+        self.forward_with(features, lens, tokens, token_lens, mode, false)
+    }
+
+    fn forward_with(
+        &self,
+        features: Features,
+        lens: &[usize],
+        tokens: &Tensor,
+        token_lens: &[usize],
+        mode: &mut Mode,
+        fused: bool,
     ) -> Result<Output, ModelError> {
         let enc = self.encode(features, lens, mode)?;
         let pred = self.predict(tokens, token_lens, mode)?;
@@ -526,7 +575,36 @@ impl Model {
                 pred.vocab.dim(0)?
             )));
         }
-        let (asr_logits, emotion_logits) = self.joint(&enc, &pred)?;
+        let fusable = fused
+            && self.joint_asr.can_gather(&enc.audio)
+            && self
+                .joint_blank
+                .as_ref()
+                .is_none_or(|jb| jb.can_gather(&enc.emotion));
+        let (asr, emotion_logits) = if fusable {
+            (
+                self.asr_log_probs(&enc, &pred, tokens, token_lens)?,
+                self.joint_emotion.forward(&enc.emotion, &pred.blank)?,
+            )
+        } else if fused {
+            let (asr, emo) = self.joint(&enc, &pred)?;
+            (AsrLattice::Logits(asr), emo)
+        } else {
+            let asr = match &self.joint_blank {
+                Some(jb) => Tensor::cat(
+                    &[
+                        jb.forward_unfused(&enc.emotion, &pred.blank)?,
+                        self.joint_asr.forward_unfused(&enc.audio, &pred.vocab)?,
+                    ],
+                    D::Minus1,
+                )?,
+                None => self.joint_asr.forward_unfused(&enc.audio, &pred.vocab)?,
+            };
+            let emo = self
+                .joint_emotion
+                .forward_unfused(&enc.emotion, &pred.blank)?;
+            (AsrLattice::Logits(asr), emo)
+        };
         let (utterance_logits, pooled) = self.utterance(&enc, &pred)?;
         let intensity = match (&self.aux_intensity, &pooled) {
             (Some(l), Some(p)) => Some(l.forward(p)?.squeeze(1)?),
@@ -541,13 +619,84 @@ impl Model {
             None => None,
         };
         Ok(Output {
-            asr_logits,
+            asr,
             emotion_logits,
             utterance_logits,
             intensity,
             gender_logits,
             pool_attention,
             frame_lens: enc.lens,
+        })
+    }
+
+    /// `log p(blank)` and `log p(y_{u+1})` at every node through the fused ASR joint(s): ENT
+    /// gathers both from its one joint; FENT's blank joint gives blank's logit and its
+    /// vocabulary joint the label's, over one normaliser, `logaddexp` of the two joints'.
+    fn asr_log_probs(
+        &self,
+        enc: &Encoded,
+        pred: &Predicted,
+        tokens: &Tensor,
+        token_lens: &[usize],
+    ) -> Result<AsrLattice, ModelError> {
+        let (b, u) = tokens.dims2()?;
+        let u1 = u + 1;
+        let toks = tokens.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let (v, blank) = (self.cfg.vocab_size, self.cfg.blank);
+        // FENT's vocabulary joint has no blank column: token y is its column y - 1.
+        let shift = u32::from(self.joint_blank.is_some());
+        let mut labels = vec![crate::fused::NO_LABEL; b * u1];
+        for (i, (row, &n)) in toks.iter().zip(token_lens).enumerate() {
+            for (pos, &y) in row[..n].iter().enumerate() {
+                if y as usize >= v {
+                    return Err(ModelError::Input(format!(
+                        "targets[{i}, {pos}] = {y} is not below the vocabulary size V = {v}"
+                    )));
+                }
+                if y as usize == blank {
+                    return Err(ModelError::Input(format!(
+                        "targets[{i}, {pos}] = {y} is the blank index: targets must not \
+                         contain blank"
+                    )));
+                }
+                labels[i * u1 + pos] = y - shift;
+            }
+        }
+        let labels = std::sync::Arc::new(labels);
+        let part =
+            |g: &Tensor, i: usize| -> candle_core::Result<Tensor> { g.narrow(3, i, 1)?.squeeze(3) };
+        let (lse, zb, zl) = match &self.joint_blank {
+            None => {
+                let g = self.joint_asr.forward_gathered(
+                    &enc.audio,
+                    &pred.vocab,
+                    Some(blank),
+                    labels,
+                )?;
+                (part(&g, 0)?, part(&g, 1)?, part(&g, 2)?)
+            }
+            Some(jb) => {
+                let gb = jb.forward_gathered(
+                    &enc.emotion,
+                    &pred.blank,
+                    Some(0),
+                    std::sync::Arc::new(vec![crate::fused::NO_LABEL; b * u1]),
+                )?;
+                let gv = self
+                    .joint_asr
+                    .forward_gathered(&enc.audio, &pred.vocab, None, labels)?;
+                let (a, c) = (part(&gb, 0)?, part(&gv, 0)?);
+                // logaddexp; the maximum is a constant of the gradient.
+                let m = a.maximum(&c)?.detach();
+                let lse = (a.broadcast_sub(&m)?.exp()? + c.broadcast_sub(&m)?.exp()?)?
+                    .log()?
+                    .add(&m)?;
+                (lse, part(&gb, 1)?, part(&gv, 2)?)
+            }
+        };
+        Ok(AsrLattice::LogProbs {
+            blank: zb.sub(&lse)?,
+            label: zl.sub(&lse)?,
         })
     }
 
@@ -559,7 +708,7 @@ impl Model {
         cfg: &LossConfig,
     ) -> Result<Losses, ModelError> {
         let b = out.frame_lens.len();
-        let dev = out.asr_logits.device();
+        let dev = out.emotion_logits.device();
         let n = |name: &str, len: usize| -> Result<(), ModelError> {
             if len != b {
                 return Err(ModelError::Input(format!(
@@ -590,18 +739,24 @@ impl Model {
         };
         let frame_lens = u32s(&out.frame_lens)?;
         let token_lens = u32s(targets.token_lens)?;
-        let rnnt = ent_lattice::rnnt_loss(
-            &out.asr_logits,
-            targets.tokens,
-            &frame_lens,
-            &token_lens,
-            &RnntLossConfig {
-                blank: self.cfg.blank,
-                reduction: Reduction::None,
-                fastemit_lambda: cfg.fastemit as f32,
-                ..Default::default()
-            },
-        )?;
+        let rnnt_cfg = RnntLossConfig {
+            blank: self.cfg.blank,
+            reduction: Reduction::None,
+            fastemit_lambda: cfg.fastemit as f32,
+            ..Default::default()
+        };
+        let rnnt = match &out.asr {
+            AsrLattice::Logits(logits) => {
+                ent_lattice::rnnt_loss(logits, targets.tokens, &frame_lens, &token_lens, &rnnt_cfg)?
+            }
+            AsrLattice::LogProbs { blank, label } => ent_lattice::rnnt_loss_from_log_probs(
+                blank,
+                label,
+                &frame_lens,
+                &token_lens,
+                &rnnt_cfg,
+            )?,
+        };
         let labels = Tensor::from_vec(targets.emotions.to_vec(), b, dev)?;
         let frame_on = cfg.frame > 0.0 && targets.frame_emotions.iter().any(Option::is_some);
         let aligned = if frame_on || cfg.pool_nodes == PoolNodes::Alignment {
@@ -878,13 +1033,15 @@ fn alignment_nodes(
     blank: usize,
 ) -> Result<Tensor, ModelError> {
     let (b, t, u1, k) = out.emotion_logits.dims4()?;
-    let paths = ent_lattice::rnnt_best_path(
-        &out.asr_logits,
-        targets.tokens,
-        frame_lens,
-        token_lens,
-        blank,
-    )?;
+    let paths = match &out.asr {
+        AsrLattice::Logits(logits) => {
+            ent_lattice::rnnt_best_path(logits, targets.tokens, frame_lens, token_lens, blank)?
+        }
+        AsrLattice::LogProbs {
+            blank: lb,
+            label: ll,
+        } => ent_lattice::rnnt_best_path_from_log_probs(lb, ll, frame_lens, token_lens)?,
+    };
     let mut index = vec![0u32; b * t];
     for (i, path) in paths.iter().enumerate() {
         for (f, &u) in path.blank_positions.iter().enumerate() {

@@ -4,6 +4,7 @@ use candle_core::{DType, Tensor};
 
 #[cfg(feature = "cuda")]
 mod cuda_lstm;
+mod fused_loss;
 mod joint;
 mod lstm;
 mod model;

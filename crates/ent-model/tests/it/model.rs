@@ -4,8 +4,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ent_common::rng::SplitMix64;
 use ent_model::{
-    AuxConfig, FbankEncoder, Features, FrontEnd, HeadConfig, LossConfig, Mode, Model, ModelConfig,
-    Targets, Variant,
+    AsrLattice, AuxConfig, FbankEncoder, Features, FrontEnd, HeadConfig, LossConfig, Mode, Model,
+    ModelConfig, Targets, Variant,
 };
 
 fn count(vm: &VarMap) -> usize {
@@ -55,7 +55,16 @@ fn paper_sizes() {
 }
 
 /// Small configurations of every variant, front end and head.
-fn variants() -> Vec<(&'static str, ModelConfig)> {
+/// The ASR side of an output as tensors with `[B, T, U+1]` leading: the two node
+/// log-probabilities, or the logits.
+fn asr_parts(out: &ent_model::Output) -> Vec<Tensor> {
+    match &out.asr {
+        AsrLattice::Logits(l) => vec![l.clone()],
+        AsrLattice::LogProbs { blank, label } => vec![blank.clone(), label.clone()],
+    }
+}
+
+pub(crate) fn variants() -> Vec<(&'static str, ModelConfig)> {
     let tiny = ModelConfig {
         front_end: FrontEnd::Backbone { layers: 3, dim: 8 },
         vocab_size: 7,
@@ -128,14 +137,14 @@ fn variants() -> Vec<(&'static str, ModelConfig)> {
     ]
 }
 
-struct Batch {
-    feats: Tensor,
-    lens: Vec<usize>,
-    tokens: Tensor,
-    token_lens: Vec<usize>,
+pub(crate) struct Batch {
+    pub feats: Tensor,
+    pub lens: Vec<usize>,
+    pub tokens: Tensor,
+    pub token_lens: Vec<usize>,
 }
 
-fn batch(cfg: &ModelConfig, seed: u64) -> Batch {
+pub(crate) fn batch(cfg: &ModelConfig, seed: u64) -> Batch {
     let dev = Device::Cpu;
     let mut rng = SplitMix64::new(seed);
     let (feats, lens) = match &cfg.front_end {
@@ -159,7 +168,7 @@ fn batch(cfg: &ModelConfig, seed: u64) -> Batch {
     }
 }
 
-fn features<'a>(cfg: &ModelConfig, x: &'a Tensor) -> Features<'a> {
+pub(crate) fn features<'a>(cfg: &ModelConfig, x: &'a Tensor) -> Features<'a> {
     match cfg.front_end {
         FrontEnd::Backbone { .. } => Features::Hidden(x),
         FrontEnd::Fbank { .. } => Features::Fbank(x),
@@ -317,10 +326,11 @@ fn batching_does_not_change_an_utterance() {
                 .unwrap()
         };
         let d = crate::max_diff;
-        assert!(
-            d(&cut(&full.asr_logits), &alone.asr_logits) < 1e-5,
-            "{name}: ASR logits"
-        );
+        let (asr_full, asr_alone) = (asr_parts(&full), asr_parts(&alone));
+        assert_eq!(asr_full.len(), asr_alone.len());
+        for (x, y) in asr_full.iter().zip(&asr_alone) {
+            assert!(d(&cut(x), y) < 1e-5, "{name}: ASR lattice");
+        }
         assert!(
             d(&cut(&full.emotion_logits), &alone.emotion_logits) < 1e-5,
             "{name}: emotion logits"
@@ -437,7 +447,7 @@ fn align_case(seed: u64) -> AlignCase {
     let asr = Tensor::from_vec(randn(b * t * (u + 1) * v), (b, t, u + 1, v), &dev).unwrap();
     let emo = Var::from_vec(randn(b * t * (u + 1) * k), (b, t, u + 1, k), &dev).unwrap();
     let out = ent_model::Output {
-        asr_logits: asr.clone(),
+        asr: AsrLattice::Logits(asr.clone()),
         emotion_logits: emo.as_tensor().clone(),
         utterance_logits: Tensor::zeros((b, k), DType::F32, &dev).unwrap(),
         intensity: None,
@@ -673,8 +683,11 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
         emotions,
         ..
     } = align_case(13);
-    let asr = Var::from_tensor(&out.asr_logits).unwrap();
-    out.asr_logits = asr.as_tensor().clone();
+    let AsrLattice::Logits(logits) = &out.asr else {
+        panic!("align_case builds logits")
+    };
+    let asr = Var::from_tensor(logits).unwrap();
+    out.asr = AsrLattice::Logits(asr.as_tensor().clone());
     let targets = Targets {
         tokens: &tokens,
         token_lens: &token_lens,
