@@ -11,7 +11,7 @@ use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, Module, VarBuilder};
 
 use crate::config::{FbankEncoder, FrontEnd};
 use crate::lstm::BiLstm;
-use crate::nn::{LayerNorm, Mode, length_mask, linear, softmax, swish};
+use crate::nn::{LayerNorm, Mode, depthwise_conv, length_mask, linear, softmax, swish};
 
 /// Log-mel filterbanks -> hidden states `[L, B, T', D]`.
 #[derive(Debug, Clone)]
@@ -279,24 +279,12 @@ impl ConformerBlock {
         p: f64,
         mode: &mut Mode,
     ) -> candle_core::Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        let d = x.dim(2)?;
         let y = self.pointwise1.forward(&self.conv_norm.forward(x)?)?;
         let y =
             (y.narrow(D::Minus1, 0, d)? * candle_nn::ops::sigmoid(&y.narrow(D::Minus1, d, d)?)?)?;
         let y = y.broadcast_mul(mask)?;
-        let k = self.depthwise.dim(0)?;
-        let half = k / 2;
-        let pad = Tensor::zeros((b, half, d), y.dtype(), y.device())?;
-        let padded = Tensor::cat(&[&pad, &y, &pad], 1)?;
-        let mut acc = self
-            .depthwise_bias
-            .reshape((1, 1, d))?
-            .broadcast_as((b, t, d))?
-            .contiguous()?;
-        for j in 0..k {
-            let w = self.depthwise.narrow(0, j, 1)?.reshape((1, 1, d))?;
-            acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(&w)?)?;
-        }
+        let acc = depthwise_conv(&y, &self.depthwise, &self.depthwise_bias)?;
         let y = swish(&self.conv_mid_norm.forward(&acc)?)?;
         mode.dropout(&self.pointwise2.forward(&y)?, p)
     }

@@ -54,7 +54,7 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
 }
 
 /// `tanh` over a block of the hidden layer, vectorised in f32; and what a log-softmax needs.
-pub(crate) trait Tanh: Real + PartialOrd + std::ops::Div<Output = Self> {
+pub(crate) trait Elem: Real + PartialOrd + std::ops::Div<Output = Self> {
     const NEG_INFINITY: Self;
 
     fn tanh_fast(self) -> Self;
@@ -64,6 +64,10 @@ pub(crate) trait Tanh: Real + PartialOrd + std::ops::Div<Output = Self> {
 
     fn ln(self) -> Self;
 
+    fn sqrt(self) -> Self;
+
+    fn from_f64(x: f64) -> Self;
+
     /// [`hidden_rows`] for this type (f32: compiled for AVX-512 and AVX2 as well, the widest
     /// the CPU has chosen at run time; every version computes the same bits).
     fn hidden(d: Dims, e: &[Self], p: &[Self], t0: usize, rows: usize, z: &mut [Self]) {
@@ -71,7 +75,7 @@ pub(crate) trait Tanh: Real + PartialOrd + std::ops::Div<Output = Self> {
     }
 }
 
-impl Tanh for f64 {
+impl Elem for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
 
     fn tanh_fast(self) -> Self {
@@ -85,9 +89,17 @@ impl Tanh for f64 {
     fn ln(self) -> Self {
         f64::ln(self)
     }
+
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+
+    fn from_f64(x: f64) -> Self {
+        x
+    }
 }
 
-impl Tanh for f32 {
+impl Elem for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
 
     #[inline(always)]
@@ -97,6 +109,14 @@ impl Tanh for f32 {
 
     fn ln(self) -> Self {
         f32::ln(self)
+    }
+
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+
+    fn from_f64(x: f64) -> Self {
+        x as f32
     }
 
     /// `1 - 2 / (exp(2|x|) + 1)` with the sign of `x`, through `ent-lattice`'s branch-free
@@ -144,7 +164,7 @@ unsafe fn hidden_avx2(d: Dims, e: &[f32], p: &[f32], t0: usize, rows: usize, z: 
 /// `z[(ti * U1 + u) * J + k] = tanh(e[t0 + ti, k] + p[u, k])` for the `rows` frames from `t0`
 /// of one utterance (`e` and `p` are that utterance's rows).
 #[inline(always)]
-fn hidden_rows<F: Tanh>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &mut [F]) {
+fn hidden_rows<F: Elem>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &mut [F]) {
     let j = d.j;
     for ti in 0..rows {
         let er = &e[(t0 + ti) * j..(t0 + ti + 1) * j];
@@ -158,7 +178,7 @@ fn hidden_rows<F: Tanh>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &m
     }
 }
 
-fn forward<F: Tanh>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
+fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
     let Dims { t, u1, j, c, .. } = d;
     let mut out = vec![F::ZERO; d.b * t * u1 * c];
     if out.is_empty() {
@@ -196,7 +216,7 @@ fn forward<F: Tanh>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
 }
 
 /// Gradients `(de, dp, dw)` for the incoming gradient `g` `[B, T, U+1, C]`.
-fn backward<F: Tanh>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+fn backward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
     let Dims { t, u1, j, c, .. } = d;
     let mut de = vec![F::ZERO; d.b * t * j];
     let mut dp = vec![F::ZERO; d.b * u1 * j];
@@ -257,7 +277,7 @@ fn backward<F: Tanh>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Ve
 }
 
 /// [`backward`] on tensors: `(de, dp, dw)` on the inputs' device.
-fn grads<F: Tanh + candle_core::WithDType>(
+fn grads<F: Elem + candle_core::WithDType>(
     d: Dims,
     e: &Tensor,
     p: &Tensor,
@@ -395,7 +415,7 @@ impl FusedJointGather {
     /// The logits of a block (`rows` frames from `t0` of utterance `b`), bias added, into `l`;
     /// the block's hidden layer into `z`.
     #[allow(clippy::too_many_arguments)]
-    fn block_logits<F: Tanh>(
+    fn block_logits<F: Elem>(
         d: Dims,
         eb: &[F],
         pb: &[F],
@@ -426,7 +446,7 @@ impl FusedJointGather {
         }
     }
 
-    fn forward<F: Tanh>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
+    fn forward<F: Elem>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
         let Dims { t, u1, j, c, .. } = d;
         let mut out = vec![F::ZERO; d.b * t * u1 * 3];
         if out.is_empty() {
@@ -467,7 +487,7 @@ impl FusedJointGather {
 
     /// Gradients `(de, dp, dwb)` for the incoming gradient `g` and the forward output `res`,
     /// both `[B, T, U+1, 3]`.
-    fn backward<F: Tanh>(
+    fn backward<F: Elem>(
         &self,
         d: Dims,
         e: &[F],
@@ -567,7 +587,7 @@ impl FusedJointGather {
         (de, dp, dwb)
     }
 
-    fn grads<F: Tanh + candle_core::WithDType>(
+    fn grads<F: Elem + candle_core::WithDType>(
         &self,
         d: Dims,
         args: [&Tensor; 5],
@@ -593,7 +613,7 @@ impl FusedJointGather {
 
 /// `log sum_c exp(x_c)` of one row, with the row's maximum taken out (NaN in, NaN out).
 #[inline(always)]
-fn log_sum_exp<F: Tanh>(row: &[F]) -> F {
+fn log_sum_exp<F: Elem>(row: &[F]) -> F {
     let mut m = F::NEG_INFINITY;
     for &x in row {
         if x > m {
@@ -671,7 +691,7 @@ impl CustomOp3 for FusedJointGather {
 
 #[cfg(test)]
 mod tests {
-    use super::Tanh;
+    use super::Elem;
 
     #[test]
     fn fast_tanh_is_within_2e7_of_f64() {

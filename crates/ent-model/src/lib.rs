@@ -14,6 +14,7 @@
 //! ([`lstm`]).
 
 mod config;
+mod cpu_ops;
 mod error;
 mod frontend;
 pub(crate) mod fused;

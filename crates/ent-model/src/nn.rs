@@ -93,8 +93,26 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises `x` (`[..., dim]`).
+    /// A layer norm with the given `weight` and `bias` (`[dim]`) and `eps`.
+    pub fn from_parts(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self { weight, bias, eps }
+    }
+
+    /// Normalises `x` (`[..., dim]`): on the CPU (f32, f64) one op with a hand-written backward
+    /// pass (`cpu_ops.rs`), elsewhere [`LayerNorm::forward_unfused`].
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if crate::cpu_ops::fusable(x, &[&self.weight, &self.bias]) {
+            return x.contiguous()?.apply_op3(
+                &self.weight.contiguous()?,
+                &self.bias.contiguous()?,
+                crate::cpu_ops::LayerNormOp { eps: self.eps },
+            );
+        }
+        self.forward_unfused(x)
+    }
+
+    /// [`LayerNorm::forward`] in plain tensor operations: the reference of the fused op.
+    pub fn forward_unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -127,8 +145,17 @@ pub fn masked_mean(x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
     x.broadcast_mul(&mask)?.sum(1)?.broadcast_mul(&denom)
 }
 
-/// Softmax over `dim` in differentiable ops (max-subtracted for stability).
+/// Softmax over `dim` (max-subtracted for stability): over the last axis of a CPU tensor (f32,
+/// f64) one op with a hand-written backward pass (`cpu_ops.rs`), else [`softmax_unfused`].
 pub fn softmax(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    if dim + 1 == x.rank() && crate::cpu_ops::fusable(x, &[]) {
+        return x.contiguous()?.apply_op1(crate::cpu_ops::SoftmaxLastOp);
+    }
+    softmax_unfused(x, dim)
+}
+
+/// [`softmax`] in plain differentiable tensor operations: the reference of the fused op.
+pub fn softmax_unfused(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     let max = x.max_keepdim(dim)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     e.broadcast_div(&e.sum_keepdim(dim)?)
@@ -173,8 +200,51 @@ impl ScalarMix {
     }
 }
 
-/// The Swish (SiLU) activation `x * sigmoid(x)`.
+/// The depthwise convolution over time of the conformer's convolution module: `y` `[B, T, D]`,
+/// `w` `[K, D]`, `b` `[D]`; `out[b, t, d] = b[d] + sum_j w[j, d] y[b, t + j - K/2, d]`, zero
+/// outside `0..T`. On the CPU (f32, f64) one op with a hand-written backward pass
+/// (`cpu_ops.rs`), elsewhere [`depthwise_conv_unfused`].
+pub fn depthwise_conv(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if crate::cpu_ops::fusable(y, &[w, b]) {
+        return y.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            crate::cpu_ops::DepthwiseConvOp,
+        );
+    }
+    depthwise_conv_unfused(y, w, b)
+}
+
+/// [`depthwise_conv`] in candle operations, one shifted product per tap: the reference of the
+/// fused op.
+pub fn depthwise_conv_unfused(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let (bs, t, d) = y.dims3()?;
+    let k = w.dim(0)?;
+    let half = k / 2;
+    let pad = Tensor::zeros((bs, half, d), y.dtype(), y.device())?;
+    let padded = Tensor::cat(&[&pad, y, &pad], 1)?;
+    let mut acc = b
+        .reshape((1, 1, d))?
+        .broadcast_as((bs, t, d))?
+        .contiguous()?;
+    for j in 0..k {
+        let wj = w.narrow(0, j, 1)?.reshape((1, 1, d))?;
+        acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(&wj)?)?;
+    }
+    Ok(acc)
+}
+
+/// The Swish (SiLU) activation `x * sigmoid(x)`: on the CPU (f32, f64) one op with a
+/// hand-written backward pass (`cpu_ops.rs`), elsewhere [`swish_unfused`].
 pub fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
+    if crate::cpu_ops::fusable(x, &[]) {
+        return x.contiguous()?.apply_op1(crate::cpu_ops::SwishOp);
+    }
+    swish_unfused(x)
+}
+
+/// [`swish`] in candle operations: the reference of the fused op.
+pub fn swish_unfused(x: &Tensor) -> candle_core::Result<Tensor> {
     x * candle_nn::ops::sigmoid(x)?
 }
 

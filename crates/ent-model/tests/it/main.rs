@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
+mod cpu_ops;
 #[cfg(feature = "cuda")]
 mod cuda_lstm;
 mod fused_loss;
@@ -24,4 +25,13 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+/// Gaussian values of standard deviation `std` from a seeded stream, as an f64 tensor on the
+/// CPU: the same inputs on every run.
+pub fn seeded_randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
+    let mut rng = ent_common::rng::SplitMix64::new(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| std * rng.gaussian()).collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }

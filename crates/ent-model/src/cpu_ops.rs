@@ -1,0 +1,542 @@
+//! Layer norm, softmax over the last axis, Swish and the conformer's depthwise convolution as
+//! single CPU ops with hand-written backward passes.
+//!
+//! In plain candle operations each of these is a chain of three to ten elementwise and
+//! reduction ops with a fresh allocation each, and the backward pass adds as many again, plus a
+//! sum over the batch and time axes for every broadcast weight (candle's strided reductions).
+//! Here each is one pass forward and one backward, parallel over fixed blocks of rows, with
+//! every sum over rows taken block by block in a fixed order: results do not depend on the
+//! number of threads. The plain-op versions stay as the reference the tests compare against
+//! and as the path on other devices and dtypes ([`crate::nn::LayerNorm::forward_unfused`],
+//! [`crate::nn::softmax_unfused`], [`crate::nn::swish_unfused`],
+//! [`crate::nn::depthwise_conv_unfused`]).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use crate::fused::Elem;
+use crate::lstm::slice;
+
+/// Rows per parallel task: fixed, so that block-wise partial sums do not depend on threads.
+const ROWS: usize = 64;
+
+/// Whether the ops of this module run on `x` (and tensors of its dtype): the CPU, f32 or f64.
+pub(crate) fn fusable(x: &Tensor, others: &[&Tensor]) -> bool {
+    x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && others
+            .iter()
+            .all(|o| o.dtype() == x.dtype() && o.device().is_cpu())
+}
+
+/// Runs `f` on the f32 or f64 slices of a CPU op's storages.
+macro_rules! dispatch {
+    ($name:expr, $s:expr, |$t:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                CpuStorage::F64($body)
+            }
+            other => bail!("{}: unsupported dtype {:?}", $name, other.dtype()),
+        }
+    };
+}
+
+fn contiguous(name: &str, l: &Layout) -> candle_core::Result<()> {
+    if !l.is_contiguous() {
+        bail!("{name}: inputs must be contiguous");
+    }
+    Ok(())
+}
+
+/// The flattened contents of a tensor of the op's element type.
+fn host<F: Elem + candle_core::WithDType>(t: &Tensor) -> candle_core::Result<Vec<F>> {
+    t.flatten_all()?.to_vec1::<F>()
+}
+
+/// Sums the per-block partial vectors in block order.
+fn sum_parts<F: Elem>(parts: &[Vec<F>], n: usize) -> Vec<F> {
+    let mut out = vec![F::ZERO; n];
+    for p in parts {
+        for (o, &x) in out.iter_mut().zip(p) {
+            *o += x;
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+/// `y = (x - mean) / sqrt(var + eps) * w + b` over the last axis: inputs `x` `[..., D]`, `w`
+/// and `b` `[D]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerNormOp {
+    pub eps: f64,
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one row (the biased variance, as PyTorch).
+#[inline(always)]
+fn row_stats<F: Elem>(x: &[F], eps: f64) -> (F, F) {
+    let n = F::from_f64(x.len() as f64);
+    let mut s = F::ZERO;
+    for &v in x {
+        s += v;
+    }
+    let mean = s / n;
+    let mut q = F::ZERO;
+    for &v in x {
+        let c = v - mean;
+        q += c * c;
+    }
+    (mean, F::ONE / (q / n + F::from_f64(eps)).sqrt())
+}
+
+fn ln_forward<F: Elem>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
+    let d = w.len();
+    let mut y = vec![F::ZERO; x.len()];
+    y.par_chunks_mut(ROWS * d)
+        .zip(x.par_chunks(ROWS * d))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
+                let (mean, rstd) = row_stats(xr, eps);
+                for k in 0..d {
+                    yr[k] = (xr[k] - mean) * rstd * w[k] + b[k];
+                }
+            }
+        });
+    y
+}
+
+/// `(dx, dw, db)` for the incoming gradient `g`.
+fn ln_backward<F: Elem>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let d = w.len();
+    let inv_d = F::ONE / F::from_f64(d as f64);
+    let mut dx = vec![F::ZERO; x.len()];
+    let parts: Vec<(Vec<F>, Vec<F>)> = dx
+        .par_chunks_mut(ROWS * d)
+        .zip(x.par_chunks(ROWS * d))
+        .zip(g.par_chunks(ROWS * d))
+        .map(|((dxc, xc), gc)| {
+            let (mut dw, mut db) = (vec![F::ZERO; d], vec![F::ZERO; d]);
+            for ((dxr, xr), gr) in dxc
+                .chunks_exact_mut(d)
+                .zip(xc.chunks_exact(d))
+                .zip(gc.chunks_exact(d))
+            {
+                let (mean, rstd) = row_stats(xr, eps);
+                let (mut m1, mut m2) = (F::ZERO, F::ZERO);
+                for k in 0..d {
+                    let xhat = (xr[k] - mean) * rstd;
+                    let gy = gr[k] * w[k];
+                    m1 += gy;
+                    m2 += gy * xhat;
+                    dw[k] += gr[k] * xhat;
+                    db[k] += gr[k];
+                }
+                let (m1, m2) = (m1 * inv_d, m2 * inv_d);
+                for k in 0..d {
+                    let xhat = (xr[k] - mean) * rstd;
+                    dxr[k] = rstd * (gr[k] * w[k] - m1 - xhat * m2);
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let (dws, dbs): (Vec<Vec<F>>, Vec<Vec<F>>) = parts.into_iter().unzip();
+    (dx, sum_parts(&dws, d), sum_parts(&dbs, d))
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        for l in [l1, l2, l3] {
+            contiguous("layer norm", l)?;
+        }
+        let d = l2.shape().elem_count();
+        if l1.dims().last() != Some(&d) || l3.shape().elem_count() != d {
+            bail!(
+                "layer norm: shapes {:?}, {:?}, {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let out = dispatch!("layer norm", s1, |F| ln_forward::<F>(
+            slice(s1, l1)?,
+            slice(s2, l2)?,
+            slice(s3, l3)?,
+            self.eps
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn run<F: Elem + candle_core::WithDType>(
+            x: &Tensor,
+            w: &Tensor,
+            b: &Tensor,
+            g: &Tensor,
+            eps: f64,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            let (dx, dw, db) = ln_backward(&host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?, eps);
+            let dev = x.device();
+            Ok((
+                Some(Tensor::from_vec(dx, x.shape(), dev)?),
+                Some(Tensor::from_vec(dw, w.shape(), dev)?),
+                Some(Tensor::from_vec(db, b.shape(), dev)?),
+            ))
+        }
+        match x.dtype() {
+            DType::F32 => run::<f32>(x, w, b, grad, self.eps),
+            DType::F64 => run::<f64>(x, w, b, grad, self.eps),
+            other => bail!("layer norm: unsupported dtype {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last axis
+
+/// `softmax` over the last axis (max-subtracted); the backward pass reads the output:
+/// `dx = y * (g - sum(g * y))`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SoftmaxLastOp;
+
+fn softmax_forward<F: Elem>(x: &[F], d: usize) -> Vec<F> {
+    let mut y = vec![F::ZERO; x.len()];
+    if d == 0 {
+        return y;
+    }
+    y.par_chunks_mut(ROWS * d)
+        .zip(x.par_chunks(ROWS * d))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
+                let mut m = F::NEG_INFINITY;
+                for &v in xr {
+                    if v > m {
+                        m = v;
+                    }
+                }
+                let mut s = F::ZERO;
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = (v - m).exp_fast();
+                    s += *o;
+                }
+                let inv = F::ONE / s;
+                for o in yr.iter_mut() {
+                    *o = *o * inv;
+                }
+            }
+        });
+    y
+}
+
+fn softmax_backward<F: Elem>(y: &[F], g: &[F], d: usize) -> Vec<F> {
+    let mut dx = vec![F::ZERO; y.len()];
+    if d == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(ROWS * d)
+        .zip(y.par_chunks(ROWS * d))
+        .zip(g.par_chunks(ROWS * d))
+        .for_each(|((dc, yc), gc)| {
+            for ((dr, yr), gr) in dc
+                .chunks_exact_mut(d)
+                .zip(yc.chunks_exact(d))
+                .zip(gc.chunks_exact(d))
+            {
+                let mut dot = F::ZERO;
+                for (&a, &b) in yr.iter().zip(gr) {
+                    dot += a * b;
+                }
+                for ((o, &a), &b) in dr.iter_mut().zip(yr).zip(gr) {
+                    *o = a * (b - dot);
+                }
+            }
+        });
+    dx
+}
+
+impl CustomOp1 for SoftmaxLastOp {
+    fn name(&self) -> &'static str {
+        "softmax-last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        contiguous("softmax", l)?;
+        let d = l.dims().last().copied().unwrap_or(1);
+        let out = dispatch!("softmax", s, |F| softmax_forward::<F>(slice(s, l)?, d));
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let d = x.dims().last().copied().unwrap_or(1);
+        let dx = match x.dtype() {
+            DType::F32 => Tensor::from_vec(
+                softmax_backward(&host::<f32>(res)?, &host::<f32>(grad)?, d),
+                x.shape(),
+                x.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                softmax_backward(&host::<f64>(res)?, &host::<f64>(grad)?, d),
+                x.shape(),
+                x.device(),
+            )?,
+            other => bail!("softmax: unsupported dtype {other:?}"),
+        };
+        Ok(Some(dx))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Swish
+
+/// `x * sigmoid(x)`; the backward pass recomputes the sigmoid:
+/// `dx = g * s * (1 + x * (1 - s))`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SwishOp;
+
+/// `sigmoid(x)` through `exp(-|x|)`, which never overflows.
+#[inline(always)]
+fn sigmoid<F: Elem>(x: F) -> F {
+    let a = if x < F::ZERO { x } else { F::ZERO - x };
+    let e = a.exp_fast();
+    let s = F::ONE / (F::ONE + e);
+    if x < F::ZERO { e * s } else { s }
+}
+
+fn swish_forward<F: Elem>(x: &[F]) -> Vec<F> {
+    let mut y = vec![F::ZERO; x.len()];
+    y.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(yc, xc)| {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = v * sigmoid(v);
+            }
+        });
+    y
+}
+
+fn swish_backward<F: Elem>(x: &[F], g: &[F]) -> Vec<F> {
+    let mut dx = vec![F::ZERO; x.len()];
+    dx.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .zip(g.par_chunks(1 << 14))
+        .for_each(|((dc, xc), gc)| {
+            for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                let s = sigmoid(v);
+                *o = gv * s * (F::ONE + v * (F::ONE - s));
+            }
+        });
+    dx
+}
+
+impl CustomOp1 for SwishOp {
+    fn name(&self) -> &'static str {
+        "swish"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        contiguous("swish", l)?;
+        let out = dispatch!("swish", s, |F| swish_forward::<F>(slice(s, l)?));
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dx = match x.dtype() {
+            DType::F32 => Tensor::from_vec(
+                swish_backward(&host::<f32>(x)?, &host::<f32>(grad)?),
+                x.shape(),
+                x.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                swish_backward(&host::<f64>(x)?, &host::<f64>(grad)?),
+                x.shape(),
+                x.device(),
+            )?,
+            other => bail!("swish: unsupported dtype {other:?}"),
+        };
+        Ok(Some(dx))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise convolution over time
+
+/// The conformer's depthwise convolution: inputs `y` `[B, T, D]`, `w` `[K, D]` and
+/// `b` `[D]`; `out[b, t, d] = b[d] + sum_j w[j, d] y[b, t + j - K/2, d]`, zero outside
+/// `0..T`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DepthwiseConvOp;
+
+#[derive(Debug, Clone, Copy)]
+struct ConvDims {
+    t: usize,
+    d: usize,
+    k: usize,
+}
+
+/// The taps `j` and input frames `s = t + j - K/2` that exist for output frame `t`.
+#[inline(always)]
+fn taps(c: ConvDims, t: usize) -> impl Iterator<Item = (usize, usize)> {
+    let half = c.k / 2;
+    (0..c.k).filter_map(move |j| {
+        let s = (t + j).checked_sub(half)?;
+        (s < c.t).then_some((j, s))
+    })
+}
+
+fn conv_forward<F: Elem>(c: ConvDims, y: &[F], w: &[F], bias: &[F]) -> Vec<F> {
+    let (t_n, d) = (c.t, c.d);
+    let mut out = vec![F::ZERO; y.len()];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(t_n * d)
+        .zip(y.par_chunks(t_n * d))
+        .for_each(|(ob, yb)| {
+            for t in 0..t_n {
+                let o = &mut ob[t * d..(t + 1) * d];
+                o.copy_from_slice(bias);
+                for (j, s) in taps(c, t) {
+                    let (wr, yr) = (&w[j * d..(j + 1) * d], &yb[s * d..(s + 1) * d]);
+                    for ((x, &a), &b) in o.iter_mut().zip(wr).zip(yr) {
+                        *x += a * b;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// `(dy, dw, db)` for the incoming gradient `g`, one task per utterance.
+fn conv_backward<F: Elem>(c: ConvDims, y: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let (t_n, d, k) = (c.t, c.d, c.k);
+    let mut dy = vec![F::ZERO; y.len()];
+    if dy.is_empty() {
+        return (dy, vec![F::ZERO; k * d], vec![F::ZERO; d]);
+    }
+    let parts: Vec<(Vec<F>, Vec<F>)> = dy
+        .par_chunks_mut(t_n * d)
+        .zip(y.par_chunks(t_n * d))
+        .zip(g.par_chunks(t_n * d))
+        .map(|((dyb, yb), gb)| {
+            let (mut dw, mut db) = (vec![F::ZERO; k * d], vec![F::ZERO; d]);
+            for t in 0..t_n {
+                let gr = &gb[t * d..(t + 1) * d];
+                for (x, &a) in db.iter_mut().zip(gr) {
+                    *x += a;
+                }
+                for (j, s) in taps(c, t) {
+                    let wr = &w[j * d..(j + 1) * d];
+                    let yr = &yb[s * d..(s + 1) * d];
+                    let dwr = &mut dw[j * d..(j + 1) * d];
+                    for ((x, &a), &b) in dwr.iter_mut().zip(gr).zip(yr) {
+                        *x += a * b;
+                    }
+                    let dyr = &mut dyb[s * d..(s + 1) * d];
+                    for ((x, &a), &b) in dyr.iter_mut().zip(gr).zip(wr) {
+                        *x += a * b;
+                    }
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let (dws, dbs): (Vec<Vec<F>>, Vec<Vec<F>>) = parts.into_iter().unzip();
+    (dy, sum_parts(&dws, k * d), sum_parts(&dbs, d))
+}
+
+impl CustomOp3 for DepthwiseConvOp {
+    fn name(&self) -> &'static str {
+        "depthwise-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        for l in [l1, l2, l3] {
+            contiguous("depthwise convolution", l)?;
+        }
+        let (_, t, d) = l1.shape().dims3()?;
+        let (k, d2) = l2.shape().dims2()?;
+        if d2 != d || l3.shape().elem_count() != d {
+            bail!(
+                "depthwise convolution: shapes {:?}, {:?}, {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let c = ConvDims { t, d, k };
+        let out = dispatch!("depthwise convolution", s1, |F| conv_forward::<F>(
+            c,
+            slice(s1, l1)?,
+            slice(s2, l2)?,
+            slice(s3, l3)?
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        y: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn run<F: Elem + candle_core::WithDType>(
+            y: &Tensor,
+            w: &Tensor,
+            b: &Tensor,
+            g: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            let (_, t, d) = y.dims3()?;
+            let (k, _) = w.dims2()?;
+            let c = ConvDims { t, d, k };
+            let (dy, dw, db) = conv_backward(c, &host::<F>(y)?, &host::<F>(w)?, &host::<F>(g)?);
+            let dev = y.device();
+            Ok((
+                Some(Tensor::from_vec(dy, y.shape(), dev)?),
+                Some(Tensor::from_vec(dw, w.shape(), dev)?),
+                Some(Tensor::from_vec(db, b.shape(), dev)?),
+            ))
+        }
+        match y.dtype() {
+            DType::F32 => run::<f32>(y, w, b, grad),
+            DType::F64 => run::<f64>(y, w, b, grad),
+            other => bail!("depthwise convolution: unsupported dtype {other:?}"),
+        }
+    }
+}
