@@ -1,12 +1,15 @@
-//! Layer norm, softmax over the last axis, Swish and the conformer's depthwise convolution as
-//! single CPU ops with hand-written backward passes.
+//! Linear layers, layer norm, softmax over the last axis, Swish and the conformer's depthwise
+//! convolution as single CPU ops with hand-written backward passes.
 //!
 //! In plain candle operations each of these is a chain of three to ten elementwise and
 //! reduction ops with a fresh allocation each, and the backward pass adds as many again, plus a
 //! sum over the batch and time axes for every broadcast weight (candle's strided reductions).
 //! Here each is one pass forward and one backward, parallel over fixed blocks of rows, with
 //! every sum over rows taken block by block in a fixed order: results do not depend on the
-//! number of threads. The plain-op versions stay as the reference the tests compare against
+//! number of threads. (candle's linear layer broadcasts its weight over the batch and adds the
+//! bias by broadcasting, so its backward pass sums a `[B, in, out]` weight gradient over `B`
+//! and the bias gradient over `B` and `T`; here the rows of any leading shape are one GEMM each
+//! way.) The plain-op versions stay as the reference the tests compare against
 //! and as the path on other devices and dtypes ([`crate::nn::LayerNorm::forward_unfused`],
 //! [`crate::nn::softmax_unfused`], [`crate::nn::swish_unfused`],
 //! [`crate::nn::depthwise_conv_unfused`]).
@@ -16,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use crate::fused::Elem;
-use crate::lstm::slice;
+use crate::lstm::{matmul, slice};
 
 /// Rows per parallel task: fixed, so that block-wise partial sums do not depend on threads.
 const ROWS: usize = 64;
@@ -537,6 +540,130 @@ impl CustomOp3 for DepthwiseConvOp {
             DType::F32 => run::<f32>(y, w, b, grad),
             DType::F64 => run::<f64>(y, w, b, grad),
             other => bail!("depthwise convolution: unsupported dtype {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear layer
+
+/// `y = x W^T + b`: inputs `x` `[N, in]`, `w` `[out, in]`, `b` `[out]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinearOp;
+
+fn linear_forward<F: Elem>(x: &[F], w: &[F], b: &[F], (n, i, o): (usize, usize, usize)) -> Vec<F> {
+    let mut y = vec![F::ZERO; n * o];
+    if y.is_empty() {
+        return y;
+    }
+    // y[r, c] = sum_k x[r, k] w[c, k]
+    matmul((n, o, i), &mut y, o, false, x, (i, 1), w, (1, i), true);
+    y.par_chunks_mut(ROWS * o).for_each(|yc| {
+        for row in yc.chunks_exact_mut(o) {
+            for (v, &bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    });
+    y
+}
+
+/// `(dx, dw, db)` for the incoming gradient `g` `[N, out]`.
+fn linear_backward<F: Elem>(
+    x: &[F],
+    w: &[F],
+    g: &[F],
+    (n, i, o): (usize, usize, usize),
+) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let mut dx = vec![F::ZERO; n * i];
+    let mut dw = vec![F::ZERO; o * i];
+    if n == 0 || o == 0 {
+        return (dx, dw, vec![F::ZERO; o]);
+    }
+    // dx[r, k] = sum_c g[r, c] w[c, k]
+    matmul((n, i, o), &mut dx, i, false, g, (o, 1), w, (i, 1), true);
+    // dw[c, k] = sum_r g[r, c] x[r, k]
+    matmul((o, i, n), &mut dw, i, false, g, (1, o), x, (i, 1), true);
+    let parts: Vec<Vec<F>> = g
+        .par_chunks(ROWS * o)
+        .map(|gc| {
+            let mut db = vec![F::ZERO; o];
+            for row in gc.chunks_exact(o) {
+                for (d, &v) in db.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+            db
+        })
+        .collect();
+    (dx, dw, sum_parts(&parts, o))
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        for l in [l1, l2, l3] {
+            contiguous("linear", l)?;
+        }
+        let (n, i) = l1.shape().dims2()?;
+        let (o, i2) = l2.shape().dims2()?;
+        if i2 != i || l3.shape().elem_count() != o {
+            bail!(
+                "linear: shapes {:?}, {:?}, {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let out = dispatch!("linear", s1, |F| linear_forward::<F>(
+            slice(s1, l1)?,
+            slice(s2, l2)?,
+            slice(s3, l3)?,
+            (n, i, o)
+        ));
+        Ok((out, Shape::from((n, o))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn run<F: Elem + candle_core::WithDType>(
+            x: &Tensor,
+            w: &Tensor,
+            b: &Tensor,
+            g: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            let (n, i) = x.dims2()?;
+            let (o, _) = w.dims2()?;
+            let (dx, dw, db) =
+                linear_backward(&host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?, (n, i, o));
+            let dev = x.device();
+            Ok((
+                Some(Tensor::from_vec(dx, x.shape(), dev)?),
+                Some(Tensor::from_vec(dw, w.shape(), dev)?),
+                Some(Tensor::from_vec(db, b.shape(), dev)?),
+            ))
+        }
+        match x.dtype() {
+            DType::F32 => run::<f32>(x, w, b, grad),
+            DType::F64 => run::<f64>(x, w, b, grad),
+            other => bail!("linear: unsupported dtype {other:?}"),
         }
     }
 }

@@ -7,11 +7,11 @@
 //! an utterance's encoding does not depend on what it is batched with.
 
 use candle_core::{D, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, Module, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Init, Module, VarBuilder};
 
 use crate::config::{FbankEncoder, FrontEnd};
 use crate::lstm::BiLstm;
-use crate::nn::{LayerNorm, Mode, depthwise_conv, length_mask, linear, softmax, swish};
+use crate::nn::{LayerNorm, Linear, Mode, depthwise_conv, length_mask, linear, softmax, swish};
 
 /// Log-mel filterbanks -> hidden states `[L, B, T', D]`.
 #[derive(Debug, Clone)]

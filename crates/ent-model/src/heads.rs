@@ -1,10 +1,10 @@
 //! Joints, the predictor and the utterance heads.
 
 use candle_core::{DType, Tensor};
-use candle_nn::{Embedding, Init, Linear, Module, VarBuilder};
+use candle_nn::{Embedding, Init, Module, VarBuilder};
 
 use crate::lstm::{BiLstm, Lstm};
-use crate::nn::{LayerNorm, Mode, length_mask, linear, masked_mean, softmax};
+use crate::nn::{LayerNorm, Linear, Mode, length_mask, linear, masked_mean, softmax};
 
 /// A transducer joint `z[t,u] = W_o tanh(W_e h_t + W_p g_u + b) + b_o` (docs/method.md §2).
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! ENT and FENT (docs/method.md §2) and their training loss (§3).
 
 use candle_core::{D, DType, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use ent_lattice::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::frontend::FbankFrontEnd;
 use crate::heads::{CtaRnn, Joint, Predictor, UtteranceHead};
 use crate::lstm::BiLstm;
-use crate::nn::{LayerNorm, Mode, ScalarMix, linear, masked_mean};
+use crate::nn::{LayerNorm, Linear, Mode, ScalarMix, linear, masked_mean};
 
 /// What the model reads.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@
 //! is reproducible and resumable bit for bit.
 
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, Module, VarBuilder};
 use ent_common::rng::SplitMix64;
 
 /// Whether a forward pass trains (dropout on) and the generator its dropout masks come from.
@@ -49,6 +49,65 @@ impl<'a> Mode<'a> {
             .collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
+    }
+}
+
+/// A linear layer `y = x W^T + b` over the last axis of `x` (`weight` `[out, in]`, `bias`
+/// `[out]` or none). On the CPU (f32, f64) the rows of any leading shape are one op with a
+/// hand-written backward pass (`cpu_ops.rs`: one GEMM each way and a row sum for the bias);
+/// elsewhere [`Linear::forward_unfused`], candle-nn's layer.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with these parameters.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// [`Linear`]'s output through candle-nn's linear layer: the reference of the fused op.
+    pub fn forward_unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let bias = match &self.bias {
+            Some(b) => b.clone(),
+            None => Tensor::zeros(
+                self.weight.dim(0)?,
+                self.weight.dtype(),
+                self.weight.device(),
+            )?,
+        };
+        if x.rank() == 0 || !crate::cpu_ops::fusable(x, &[&self.weight, &bias]) {
+            return self.forward_unfused(x);
+        }
+        let dims = x.dims().to_vec();
+        let i = dims[dims.len() - 1];
+        let n = x.elem_count() / i.max(1);
+        let y = x.contiguous()?.reshape((n, i))?.apply_op3(
+            &self.weight.contiguous()?,
+            &bias.contiguous()?,
+            crate::cpu_ops::LinearOp,
+        )?;
+        let mut out = dims;
+        *out.last_mut().expect("rank > 0") = self.weight.dim(0)?;
+        y.reshape(out)
     }
 }
 

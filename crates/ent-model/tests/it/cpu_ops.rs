@@ -1,12 +1,13 @@
-//! The single-op CPU layer norm, softmax, Swish and depthwise convolution against their
+//! The single-op CPU linear layer, layer norm, softmax, Swish and depthwise convolution against their
 //! plain-op references (candle operations and autograd): outputs and every gradient in f64
 //! and f32, over more rows than one parallel block; f64 finite differences on the fused ops'
 //! weights; extreme inputs; and results that do not depend on the number of threads.
 
 use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::Module;
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::nn::{
-    LayerNorm, depthwise_conv, depthwise_conv_unfused, softmax, softmax_unfused, swish,
+    LayerNorm, Linear, depthwise_conv, depthwise_conv_unfused, softmax, softmax_unfused, swish,
     swish_unfused,
 };
 
@@ -29,7 +30,7 @@ fn value_and_grads(f: &Op, inputs: &[Tensor], r: &Tensor) -> (Tensor, Vec<Tensor
 
 /// Fused and unfused agree within `tol` relative to each tensor's largest entry.
 fn agree(name: &str, fused: &Op, plain: &Op, inputs: &[Tensor], tol: f64) {
-    let r = randn(inputs[0].dims(), 1.0, inputs[0].dtype());
+    let r = randn(plain(inputs).dims(), 1.0, inputs[0].dtype());
     let (ya, ga) = value_and_grads(fused, inputs, &r);
     let (yb, gb) = value_and_grads(plain, inputs, &r);
     let dtype = inputs[0].dtype();
@@ -83,6 +84,34 @@ fn fused_ops_equal_their_references() {
         assert!(max_diff(&ln.forward(&x).unwrap(), &ln.forward_unfused(&x).unwrap()) < 1e-4);
         agree("layer norm", &ln_fused, &ln_plain, &[x.clone(), w, b], tol);
 
+        // A linear layer on a [B, T, in] input, with and without a bias.
+        let x = randn(&[3, 50, 7], 1.0, dtype);
+        let (w, b) = (randn(&[5, 7], 0.5, dtype), randn(&[5], 0.5, dtype));
+        let li_fused: Op = Box::new(|t| {
+            Linear::new(t[1].clone(), Some(t[2].clone()))
+                .forward(&t[0])
+                .unwrap()
+        });
+        let li_plain: Op = Box::new(|t| {
+            Linear::new(t[1].clone(), Some(t[2].clone()))
+                .forward_unfused(&t[0])
+                .unwrap()
+        });
+        agree(
+            "linear",
+            &li_fused,
+            &li_plain,
+            &[x.clone(), w.clone(), b],
+            tol,
+        );
+        let nb_fused: Op = Box::new(|t| Linear::new(t[1].clone(), None).forward(&t[0]).unwrap());
+        let nb_plain: Op = Box::new(|t| {
+            Linear::new(t[1].clone(), None)
+                .forward_unfused(&t[0])
+                .unwrap()
+        });
+        agree("linear without bias", &nb_fused, &nb_plain, &[x, w], tol);
+
         // Attention scores with masked (-1e9) keys, as the conformer feeds them.
         let mut s = randn(&[2, 3, 40, 40], 3.0, dtype);
         let mask: Vec<f64> = (0..40).map(|k| if k < 31 { 0.0 } else { -1e9 }).collect();
@@ -127,6 +156,19 @@ fn fused_ops_equal_their_references() {
 fn fused_ops_match_finite_differences() {
     let dt = DType::F64;
     let cases: Vec<(&str, Op, Vec<Tensor>)> = vec![
+        (
+            "linear",
+            Box::new(|t: &[Tensor]| {
+                Linear::new(t[1].clone(), Some(t[2].clone()))
+                    .forward(&t[0])
+                    .unwrap()
+            }),
+            vec![
+                randn(&[2, 40, 4], 1.0, dt),
+                randn(&[3, 4], 0.5, dt),
+                randn(&[3], 0.5, dt),
+            ],
+        ),
         (
             "layer norm",
             Box::new(|t: &[Tensor]| {
@@ -199,6 +241,13 @@ fn fused_ops_match_finite_differences() {
     }
 }
 
+/// Fixed f32 weights (seed 7), the same whichever thread asks.
+fn randn_fixed(shape: &[usize]) -> Tensor {
+    crate::seeded_randn(shape, 0.5, 7)
+        .to_dtype(DType::F32)
+        .unwrap()
+}
+
 /// One thread or four: the same bits from every fused op, forward and backward.
 #[test]
 fn fused_ops_do_not_depend_on_threads() {
@@ -210,8 +259,10 @@ fn fused_ops_do_not_depend_on_threads() {
         let vm = VarMap::new();
         let ln =
             LayerNorm::new(16, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let lin = Linear::new(randn_fixed(&[16, 16]), Some(randn_fixed(&[16])));
         let f: Op = Box::new(|t| {
-            let y = depthwise_conv(&ln.forward(&t[0]).unwrap(), &t[1], &t[2]).unwrap();
+            let y = lin.forward(&ln.forward(&t[0]).unwrap()).unwrap();
+            let y = depthwise_conv(&y, &t[1], &t[2]).unwrap();
             softmax(&swish(&y).unwrap(), 2).unwrap()
         });
         let (y, g) = value_and_grads(&f, &[x.clone(), w.clone(), b.clone()], &r);
