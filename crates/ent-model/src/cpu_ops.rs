@@ -1,5 +1,6 @@
-//! Linear layers, layer norm, softmax over the last axis, Swish and the conformer's depthwise
-//! convolution as single CPU ops with hand-written backward passes.
+//! Linear layers, the filterbank front end's strided 2-D convolutions, layer norm, softmax over
+//! the last axis, Swish and the conformer's depthwise convolution as single CPU ops with
+//! hand-written backward passes.
 //!
 //! In plain candle operations each of these is a chain of three to ten elementwise and
 //! reduction ops with a fresh allocation each, and the backward pass adds as many again, plus a
@@ -664,6 +665,240 @@ impl CustomOp3 for LinearOp {
             DType::F32 => run::<f32>(x, w, b, grad),
             DType::F64 => run::<f64>(x, w, b, grad),
             other => bail!("linear: unsupported dtype {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strided 2-D convolution without padding
+
+/// `out[b, o, y, x] = bias[o] + sum_{c,i,j} w[o, c, i, j] in[b, c, s y + i, s x + j]`: inputs
+/// `in` `[B, C, H, W]`, `w` `[O, C, KH, KW]`, `bias` `[O]`, stride `s`, no padding. Each
+/// utterance is one GEMM over its im2col matrix (`[Ho Wo, C KH KW]`), forward and backward.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conv2dOp {
+    pub stride: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conv2dDims {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    s: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Conv2dDims {
+    fn new(x: &[usize], w: &[usize], s: usize) -> candle_core::Result<Self> {
+        let ([_, c, h, wd], [o, c2, kh, kw]) = (x, w) else {
+            bail!("conv2d: shapes {x:?}, {w:?}");
+        };
+        if c != c2 || h < kh || wd < kw || s == 0 {
+            bail!("conv2d: shapes {x:?}, {w:?}, stride {s}");
+        }
+        Ok(Self {
+            c: *c,
+            h: *h,
+            w: *wd,
+            o: *o,
+            kh: *kh,
+            kw: *kw,
+            s,
+            ho: (h - kh) / s + 1,
+            wo: (wd - kw) / s + 1,
+        })
+    }
+
+    fn patch(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    fn positions(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// `cols[p, (c, i, j)] = x[c, s y + i, s x + j]` for `p = y Wo + x`, one utterance.
+    fn im2col<F: Elem>(&self, x: &[F], cols: &mut [F]) {
+        let k = self.patch();
+        for y in 0..self.ho {
+            for xo in 0..self.wo {
+                let row = &mut cols[(y * self.wo + xo) * k..(y * self.wo + xo + 1) * k];
+                let mut n = 0;
+                for c in 0..self.c {
+                    for i in 0..self.kh {
+                        let src = (c * self.h + self.s * y + i) * self.w + self.s * xo;
+                        row[n..n + self.kw].copy_from_slice(&x[src..src + self.kw]);
+                        n += self.kw;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transpose of [`Conv2dDims::im2col`]: adds `dcols` into `dx`, one utterance.
+    fn col2im<F: Elem>(&self, dcols: &[F], dx: &mut [F]) {
+        let k = self.patch();
+        for y in 0..self.ho {
+            for xo in 0..self.wo {
+                let row = &dcols[(y * self.wo + xo) * k..(y * self.wo + xo + 1) * k];
+                let mut n = 0;
+                for c in 0..self.c {
+                    for i in 0..self.kh {
+                        let dst = (c * self.h + self.s * y + i) * self.w + self.s * xo;
+                        for (d, &v) in dx[dst..dst + self.kw].iter_mut().zip(&row[n..n + self.kw]) {
+                            *d += v;
+                        }
+                        n += self.kw;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn conv2d_forward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], bias: &[F]) -> Vec<F> {
+    let (p, k, per_in) = (d.positions(), d.patch(), d.c * d.h * d.w);
+    let mut out = vec![F::ZERO; x.len() / per_in.max(1) * d.o * p];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(d.o * p)
+        .zip(x.par_chunks(per_in))
+        .for_each(|(ob, xb)| {
+            let mut cols = vec![F::ZERO; p * k];
+            d.im2col(xb, &mut cols);
+            // out[o, p] = sum_k w[o, k] cols[p, k]
+            matmul((d.o, p, k), ob, p, false, w, (k, 1), &cols, (1, k), false);
+            for (row, &bb) in ob.chunks_exact_mut(p).zip(bias) {
+                for v in row {
+                    *v += bb;
+                }
+            }
+        });
+    out
+}
+
+/// `(dx, dw, db)` for the incoming gradient `g` `[B, O, Ho, Wo]`, one task per utterance.
+fn conv2d_backward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let (p, k, per_in) = (d.positions(), d.patch(), d.c * d.h * d.w);
+    let mut dx = vec![F::ZERO; x.len()];
+    if dx.is_empty() || p == 0 {
+        return (dx, vec![F::ZERO; d.o * k], vec![F::ZERO; d.o]);
+    }
+    let parts: Vec<(Vec<F>, Vec<F>)> = dx
+        .par_chunks_mut(per_in)
+        .zip(x.par_chunks(per_in))
+        .zip(g.par_chunks(d.o * p))
+        .map(|((dxb, xb), gb)| {
+            let mut cols = vec![F::ZERO; p * k];
+            d.im2col(xb, &mut cols);
+            let mut dw = vec![F::ZERO; d.o * k];
+            // dw[o, k] = sum_p g[o, p] cols[p, k]
+            matmul(
+                (d.o, k, p),
+                &mut dw,
+                k,
+                false,
+                gb,
+                (p, 1),
+                &cols,
+                (k, 1),
+                false,
+            );
+            let db: Vec<F> = gb
+                .chunks_exact(p)
+                .map(|row| {
+                    let mut acc = F::ZERO;
+                    for &v in row {
+                        acc += v;
+                    }
+                    acc
+                })
+                .collect();
+            // dcols[p, k] = sum_o g[o, p] w[o, k], reusing the buffer
+            matmul(
+                (p, k, d.o),
+                &mut cols,
+                k,
+                false,
+                gb,
+                (1, p),
+                w,
+                (k, 1),
+                false,
+            );
+            d.col2im(&cols, dxb);
+            (dw, db)
+        })
+        .collect();
+    let (dws, dbs): (Vec<Vec<F>>, Vec<Vec<F>>) = parts.into_iter().unzip();
+    (dx, sum_parts(&dws, d.o * k), sum_parts(&dbs, d.o))
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        for l in [l1, l2, l3] {
+            contiguous("conv2d", l)?;
+        }
+        let d = Conv2dDims::new(l1.dims(), l2.dims(), self.stride)?;
+        if l3.shape().elem_count() != d.o {
+            bail!("conv2d: bias {:?} for {} outputs", l3.dims(), d.o);
+        }
+        let b = l1.dims()[0];
+        let out = dispatch!("conv2d", s1, |F| conv2d_forward::<F>(
+            d,
+            slice(s1, l1)?,
+            slice(s2, l2)?,
+            slice(s3, l3)?
+        ));
+        Ok((out, Shape::from((b, d.o, d.ho, d.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn run<F: Elem + candle_core::WithDType>(
+            d: Conv2dDims,
+            x: &Tensor,
+            w: &Tensor,
+            b: &Tensor,
+            g: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+            let (dx, dw, db) = conv2d_backward(d, &host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?);
+            let dev = x.device();
+            Ok((
+                Some(Tensor::from_vec(dx, x.shape(), dev)?),
+                Some(Tensor::from_vec(dw, w.shape(), dev)?),
+                Some(Tensor::from_vec(db, b.shape(), dev)?),
+            ))
+        }
+        let d = Conv2dDims::new(x.dims(), w.dims(), self.stride)?;
+        match x.dtype() {
+            DType::F32 => run::<f32>(d, x, w, b, grad),
+            DType::F64 => run::<f64>(d, x, w, b, grad),
+            other => bail!("conv2d: unsupported dtype {other:?}"),
         }
     }
 }

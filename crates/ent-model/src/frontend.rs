@@ -11,7 +11,9 @@ use candle_nn::{Conv2d, Conv2dConfig, Init, Module, VarBuilder};
 
 use crate::config::{FbankEncoder, FrontEnd};
 use crate::lstm::BiLstm;
-use crate::nn::{LayerNorm, Linear, Mode, depthwise_conv, length_mask, linear, softmax, swish};
+use crate::nn::{
+    LayerNorm, Linear, Mode, conv2d, depthwise_conv, length_mask, linear, softmax, swish,
+};
 
 /// Log-mel filterbanks -> hidden states `[L, B, T', D]`.
 #[derive(Debug, Clone)]
@@ -95,8 +97,9 @@ impl FbankFrontEnd {
             .broadcast_sub(&self.cmvn_mean.detach())?
             .broadcast_mul(&self.cmvn_scale.detach())?;
         let x = x.broadcast_mul(&length_mask(lens, f, x.dtype(), x.device())?)?;
-        let x = self.conv1.forward(&crop_odd(&x.unsqueeze(1)?)?)?.relu()?;
-        let x = self.conv2.forward(&crop_odd(&x)?)?.relu()?;
+        let conv = |c: &Conv2d, x: &Tensor| conv2d(&crop_odd(x)?, c.weight(), c.bias(), 2);
+        let x = conv(&self.conv1, &x.unsqueeze(1)?)?.relu()?;
+        let x = conv(&self.conv2, &x)?.relu()?;
         let (_, c, t, fr) = x.dims4()?;
         let x = x.permute((0, 2, 1, 3))?.reshape((b, t, c * fr))?;
         let out_lens: Vec<usize> = lens

@@ -259,6 +259,49 @@ impl ScalarMix {
     }
 }
 
+/// A 2-D convolution without padding: `x` `[B, C, H, W]`, `w` `[O, C, KH, KW]`, `b` `[O]` or
+/// none, stride `stride` in both directions -> `[B, O, Ho, Wo]`. On the CPU (f32, f64) one op
+/// with a hand-written backward pass (`cpu_ops.rs`: a GEMM over each utterance's im2col matrix),
+/// elsewhere [`conv2d_unfused`].
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    let zeros;
+    let bias = match b {
+        Some(b) => b,
+        None => {
+            zeros = Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?;
+            &zeros
+        }
+    };
+    if crate::cpu_ops::fusable(x, &[w, bias]) {
+        return x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &bias.contiguous()?,
+            crate::cpu_ops::Conv2dOp { stride },
+        );
+    }
+    conv2d_unfused(x, w, b, stride)
+}
+
+/// [`conv2d`] through candle's convolution, as candle-nn's `Conv2d` computes it: the reference
+/// of the fused op.
+pub fn conv2d_unfused(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    let y = x.conv2d(w, 0, stride, 1, 1)?;
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
 /// The depthwise convolution over time of the conformer's convolution module: `y` `[B, T, D]`,
 /// `w` `[K, D]`, `b` `[D]`; `out[b, t, d] = b[d] + sum_j w[j, d] y[b, t + j - K/2, d]`, zero
 /// outside `0..T`. On the CPU (f32, f64) one op with a hand-written backward pass

@@ -1,4 +1,4 @@
-//! The single-op CPU linear layer, layer norm, softmax, Swish and depthwise convolution against their
+//! The single-op CPU linear layer, strided convolution, layer norm, softmax, Swish and depthwise convolution against their
 //! plain-op references (candle operations and autograd): outputs and every gradient in f64
 //! and f32, over more rows than one parallel block; f64 finite differences on the fused ops'
 //! weights; extreme inputs; and results that do not depend on the number of threads.
@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Module;
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::nn::{
-    LayerNorm, Linear, depthwise_conv, depthwise_conv_unfused, softmax, softmax_unfused, swish,
-    swish_unfused,
+    LayerNorm, Linear, conv2d, conv2d_unfused, depthwise_conv, depthwise_conv_unfused, softmax,
+    softmax_unfused, swish, swish_unfused,
 };
 
 use crate::max_diff;
@@ -112,6 +112,22 @@ fn fused_ops_equal_their_references() {
         });
         agree("linear without bias", &nb_fused, &nb_plain, &[x, w], tol);
 
+        // Strided convolutions as the filterbank front end runs them (sizes where candle's own
+        // backward pass is right: (size - kernel) divisible by the stride), and stride 1.
+        for (x_shape, w_shape, stride) in [
+            ([2, 1, 13, 11], [4, 1, 3, 3], 2),
+            ([3, 4, 11, 9], [5, 4, 3, 3], 2),
+            ([2, 3, 6, 7], [2, 3, 2, 3], 1),
+        ] {
+            let x = randn(&x_shape, 1.0, dtype);
+            let w = randn(&w_shape, 0.5, dtype);
+            let b = randn(&[w_shape[0]], 0.5, dtype);
+            let cv_fused: Op = Box::new(|t| conv2d(&t[0], &t[1], Some(&t[2]), stride).unwrap());
+            let cv_plain: Op =
+                Box::new(|t| conv2d_unfused(&t[0], &t[1], Some(&t[2]), stride).unwrap());
+            agree("conv2d", &cv_fused, &cv_plain, &[x, w, b], tol);
+        }
+
         // Attention scores with masked (-1e9) keys, as the conformer feeds them.
         let mut s = randn(&[2, 3, 40, 40], 3.0, dtype);
         let mask: Vec<f64> = (0..40).map(|k| if k < 31 { 0.0 } else { -1e9 }).collect();
@@ -156,6 +172,15 @@ fn fused_ops_equal_their_references() {
 fn fused_ops_match_finite_differences() {
     let dt = DType::F64;
     let cases: Vec<(&str, Op, Vec<Tensor>)> = vec![
+        (
+            "conv2d",
+            Box::new(|t: &[Tensor]| conv2d(&t[0], &t[1], Some(&t[2]), 2).unwrap()),
+            vec![
+                randn(&[2, 2, 8, 7], 1.0, dt),
+                randn(&[3, 2, 3, 3], 0.5, dt),
+                randn(&[3], 0.5, dt),
+            ],
+        ),
         (
             "linear",
             Box::new(|t: &[Tensor]| {
