@@ -204,11 +204,18 @@ pub(crate) trait Real:
 impl Real for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    /// Through ent-lattice's branch-free `exp` of `-|x|` (2 ulp, never overflows), so the
+    /// loops over a step's gates vectorise instead of calling the C library per element.
+    #[inline(always)]
     fn sigmoid(self) -> Self {
-        1.0 / (1.0 + (-self).exp())
+        let e = ent_lattice::cpu::exp_f32(-self.abs());
+        let s = 1.0 / (1.0 + e);
+        if self < 0.0 { e * s } else { s }
     }
+    /// The fused joint's `tanh` (within 2e-7 of `f64::tanh`).
+    #[inline(always)]
     fn tanh(self) -> Self {
-        f32::tanh(self)
+        crate::fused::Elem::tanh_fast(self)
     }
 }
 
