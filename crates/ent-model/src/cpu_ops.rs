@@ -732,7 +732,13 @@ impl Conv2dDims {
                 for c in 0..self.c {
                     for i in 0..self.kh {
                         let src = (c * self.h + self.s * y + i) * self.w + self.s * xo;
-                        row[n..n + self.kw].copy_from_slice(&x[src..src + self.kw]);
+                        let (dst, from) = (&mut row[n..n + self.kw], &x[src..src + self.kw]);
+                        if let ([d0, d1, d2], [v0, v1, v2]) = (dst, from) {
+                            // The front end's 3x3 kernels: three moves, not a `memmove` call.
+                            (*d0, *d1, *d2) = (*v0, *v1, *v2);
+                        } else {
+                            row[n..n + self.kw].copy_from_slice(&x[src..src + self.kw]);
+                        }
                         n += self.kw;
                     }
                 }

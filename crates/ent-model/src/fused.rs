@@ -193,11 +193,13 @@ fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
             );
             ob.par_chunks_mut(T_CHUNK * u1 * c)
                 .enumerate()
-                .for_each(|(chunk, oc)| {
+                // One hidden-layer buffer per worker, reused across its blocks.
+                .for_each_init(Vec::new, |z, (chunk, oc)| {
                     let t0 = chunk * T_CHUNK;
                     let rows = oc.len() / (u1 * c);
-                    let mut z = vec![F::ZERO; rows * u1 * j];
-                    F::hidden(d, eb, pb, t0, rows, &mut z);
+                    z.resize(rows * u1 * j, F::ZERO);
+                    let z = &mut z[..];
+                    F::hidden(d, eb, pb, t0, rows, z);
                     // out[r, n] = sum_k z[r, k] w[n, k]
                     matmul(
                         (rows * u1, c, j),
@@ -462,25 +464,30 @@ impl FusedJointGather {
                 let labels = &self.labels[b * u1..(b + 1) * u1];
                 ob.par_chunks_mut(T_CHUNK * u1 * 3)
                     .enumerate()
-                    .for_each(|(chunk, oc)| {
-                        let t0 = chunk * T_CHUNK;
-                        let rows = oc.len() / (u1 * 3);
-                        let mut z = vec![F::ZERO; rows * u1 * j];
-                        let mut l = vec![F::ZERO; rows * u1 * c];
-                        Self::block_logits(d, eb, pb, wb, t0, rows, &mut z, &mut l);
-                        for (r, (lr, o)) in
-                            l.chunks_exact(c).zip(oc.chunks_exact_mut(3)).enumerate()
-                        {
-                            o[0] = log_sum_exp(lr);
-                            o[1] = self.blank.map_or(F::ZERO, |k| lr[k]);
-                            let y = labels[r % u1];
-                            o[2] = if y == NO_LABEL {
-                                F::ZERO
-                            } else {
-                                lr[y as usize]
-                            };
-                        }
-                    });
+                    // Block buffers per worker, reused across its blocks.
+                    .for_each_init(
+                        || (Vec::new(), Vec::new()),
+                        |(z, l), (chunk, oc)| {
+                            let t0 = chunk * T_CHUNK;
+                            let rows = oc.len() / (u1 * 3);
+                            z.resize(rows * u1 * j, F::ZERO);
+                            l.resize(rows * u1 * c, F::ZERO);
+                            let (z, l) = (&mut z[..], &mut l[..]);
+                            Self::block_logits(d, eb, pb, wb, t0, rows, z, l);
+                            for (r, (lr, o)) in
+                                l.chunks_exact(c).zip(oc.chunks_exact_mut(3)).enumerate()
+                            {
+                                o[0] = log_sum_exp(lr);
+                                o[1] = self.blank.map_or(F::ZERO, |k| lr[k]);
+                                let y = labels[r % u1];
+                                o[2] = if y == NO_LABEL {
+                                    F::ZERO
+                                } else {
+                                    lr[y as usize]
+                                };
+                            }
+                        },
+                    );
             });
         out
     }

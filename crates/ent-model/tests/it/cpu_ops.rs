@@ -118,6 +118,7 @@ fn fused_ops_equal_their_references() {
             ([2, 1, 13, 11], [4, 1, 3, 3], 2),
             ([3, 4, 11, 9], [5, 4, 3, 3], 2),
             ([2, 3, 6, 7], [2, 3, 2, 3], 1),
+            ([2, 3, 6, 7], [2, 3, 3, 2], 1),
         ] {
             let x = randn(&x_shape, 1.0, dtype);
             let w = randn(&w_shape, 0.5, dtype);
