@@ -150,7 +150,8 @@ pub(crate) fn check_buffer(
     Ok(())
 }
 
-/// Per-node gradient coefficients: `[(B + L) / sum_k exp(z_k - max), B, L]`.
+/// Per-node gradient coefficients: `[(B + L) / sum_k exp(z_k - max), B, L]` (for node
+/// log-probabilities, which have no `sums`, the first entry is `B + L`).
 pub(crate) type Coef = [f64; 3];
 
 /// What the forward pass leaves for the gradient pass.

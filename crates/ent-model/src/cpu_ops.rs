@@ -104,6 +104,9 @@ fn row_stats<F: Elem>(x: &[F], eps: f64) -> (F, F) {
 fn ln_forward<F: Elem>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
     let d = w.len();
     let mut y = vec![F::ZERO; x.len()];
+    if d == 0 {
+        return y;
+    }
     y.par_chunks_mut(ROWS * d)
         .zip(x.par_chunks(ROWS * d))
         .for_each(|(yc, xc)| {
@@ -122,6 +125,9 @@ fn ln_backward<F: Elem>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>,
     let d = w.len();
     let inv_d = F::ONE / F::from_f64(d as f64);
     let mut dx = vec![F::ZERO; x.len()];
+    if d == 0 {
+        return (dx, Vec::new(), Vec::new());
+    }
     let parts: Vec<(Vec<F>, Vec<F>)> = dx
         .par_chunks_mut(ROWS * d)
         .zip(x.par_chunks(ROWS * d))
@@ -698,7 +704,7 @@ impl Conv2dDims {
         let ([_, c, h, wd], [o, c2, kh, kw]) = (x, w) else {
             bail!("conv2d: shapes {x:?}, {w:?}");
         };
-        if c != c2 || h < kh || wd < kw || s == 0 {
+        if c != c2 || *c == 0 || *o == 0 || h < kh || wd < kw || s == 0 {
             bail!("conv2d: shapes {x:?}, {w:?}, stride {s}");
         }
         Ok(Self {

@@ -206,7 +206,7 @@ fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
                         oc,
                         c,
                         false,
-                        &z,
+                        z,
                         (j, 1),
                         w,
                         (1, j),
@@ -391,6 +391,13 @@ fn gather_dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dim
 
 impl FusedJointGather {
     fn check(&self, d: Dims) -> candle_core::Result<()> {
+        if d.j == 0 || d.c == 0 {
+            bail!(
+                "fused joint gather: a joint of width {} with {} outputs",
+                d.j,
+                d.c
+            );
+        }
         if self.labels.len() != d.b * d.u1 {
             bail!(
                 "fused joint gather: {} label columns for {} x {} nodes",

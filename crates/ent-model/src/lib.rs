@@ -8,10 +8,11 @@
 //! utterance head: [mean h ; mean g] -> LayerNorm -> Linear -> [B, K]
 //! ```
 //!
-//! Every trainable parameter receives a gradient: layer norm and softmax are written in
-//! differentiable tensor ops (candle-nn's fused versions have no backward pass), and the LSTMs
-//! are a sequence-level op with a hand-written backward pass whose cost is linear in the length
-//! ([`lstm`]).
+//! Every trainable parameter receives a gradient: on the CPU the joints, linear layers,
+//! convolutions, layer norm, softmax and Swish are single ops with hand-written backward passes
+//! (candle-nn's fused layer norm and softmax have none), elsewhere differentiable tensor ops;
+//! the LSTMs are a sequence-level op with a hand-written backward pass whose cost is linear in
+//! the length ([`lstm`]).
 
 mod config;
 mod cpu_ops;

@@ -53,7 +53,7 @@ pub enum AsrLattice {
     /// run (other devices, half precision).
     Logits(Tensor),
     /// The log-probabilities of blank and of the next label at every node, `[B, T, U+1]` each
-    /// (`label` is 0 at `u = U_b` and on padding, where it is never read): from
+    /// (`label` holds `-logsumexp` at `u = U_b` and on padding, where it is never read): from
     /// [`Model::forward`] on the CPU, whose ASR joint computes its log-softmax block by block
     /// and never stores the logits.
     LogProbs {
@@ -61,6 +61,9 @@ pub enum AsrLattice {
         blank: Tensor,
         /// `log p(y_{u+1} | t, u)`.
         label: Tensor,
+        /// The transcripts the labels were gathered for (each utterance's `U_b` token ids):
+        /// [`Model::loss`] refuses targets that differ from them.
+        transcripts: Vec<Vec<u32>>,
     },
 }
 
@@ -646,6 +649,11 @@ impl Model {
         // FENT's vocabulary joint has no blank column: token y is its column y - 1.
         let shift = u32::from(self.joint_blank.is_some());
         let mut labels = vec![crate::fused::NO_LABEL; b * u1];
+        let transcripts: Vec<Vec<u32>> = toks
+            .iter()
+            .zip(token_lens)
+            .map(|(row, &n)| row[..n].to_vec())
+            .collect();
         for (i, (row, &n)) in toks.iter().zip(token_lens).enumerate() {
             for (pos, &y) in row[..n].iter().enumerate() {
                 if y as usize >= v {
@@ -697,6 +705,7 @@ impl Model {
         Ok(AsrLattice::LogProbs {
             blank: zb.sub(&lse)?,
             label: zl.sub(&lse)?,
+            transcripts,
         })
     }
 
@@ -749,13 +758,33 @@ impl Model {
             AsrLattice::Logits(logits) => {
                 ent_lattice::rnnt_loss(logits, targets.tokens, &frame_lens, &token_lens, &rnnt_cfg)?
             }
-            AsrLattice::LogProbs { blank, label } => ent_lattice::rnnt_loss_from_log_probs(
+            AsrLattice::LogProbs {
                 blank,
                 label,
-                &frame_lens,
-                &token_lens,
-                &rnnt_cfg,
-            )?,
+                transcripts,
+            } => {
+                let toks = targets.tokens.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+                let same = toks.len() == transcripts.len()
+                    && toks
+                        .iter()
+                        .zip(targets.token_lens)
+                        .zip(transcripts)
+                        .all(|((row, &n), t)| n <= row.len() && row[..n] == t[..]);
+                if !same {
+                    return Err(ModelError::Input(
+                        "the targets differ from the transcripts the forward pass gathered its \
+                         label log-probabilities for"
+                            .into(),
+                    ));
+                }
+                ent_lattice::rnnt_loss_from_log_probs(
+                    blank,
+                    label,
+                    &frame_lens,
+                    &token_lens,
+                    &rnnt_cfg,
+                )?
+            }
         };
         let labels = Tensor::from_vec(targets.emotions.to_vec(), b, dev)?;
         let frame_on = cfg.frame > 0.0 && targets.frame_emotions.iter().any(Option::is_some);
@@ -1040,6 +1069,7 @@ fn alignment_nodes(
         AsrLattice::LogProbs {
             blank: lb,
             label: ll,
+            ..
         } => ent_lattice::rnnt_best_path_from_log_probs(lb, ll, frame_lens, token_lens)?,
     };
     let mut index = vec![0u32; b * t];

@@ -1,8 +1,9 @@
 //! Differentiable building blocks.
 //!
 //! candle-nn's `LayerNorm`, `RmsNorm` and `softmax_last_dim` record no backward pass, so nothing
-//! here uses them: layer norm and softmax are written in plain tensor ops, which candle
-//! differentiates. Dropout draws its mask from the caller's seeded generator, so a training run
+//! here uses them: on the CPU (f32, f64) linear layers, convolutions, layer norm, softmax and
+//! Swish are single ops with hand-written backward passes (`cpu_ops.rs`), elsewhere plain tensor
+//! ops, which candle differentiates (the `*_unfused` versions, kept as the references). Dropout draws its mask from the caller's seeded generator, so a training run
 //! is reproducible and resumable bit for bit.
 
 use candle_core::{D, DType, Device, Tensor};
@@ -94,7 +95,10 @@ impl Module for Linear {
                 self.weight.device(),
             )?,
         };
-        if x.rank() == 0 || !crate::cpu_ops::fusable(x, &[&self.weight, &bias]) {
+        if x.rank() == 0
+            || self.weight.elem_count() == 0
+            || !crate::cpu_ops::fusable(x, &[&self.weight, &bias])
+        {
             return self.forward_unfused(x);
         }
         let dims = x.dims().to_vec();

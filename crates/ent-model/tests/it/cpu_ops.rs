@@ -1,5 +1,5 @@
-//! The single-op CPU linear layer, strided convolution, layer norm, softmax, Swish and depthwise convolution against their
-//! plain-op references (candle operations and autograd): outputs and every gradient in f64
+//! The single-op CPU linear layer, strided convolution, layer norm, softmax, Swish and
+//! depthwise convolution against their plain-op references (candle operations and autograd): outputs and every gradient in f64
 //! and f32, over more rows than one parallel block; f64 finite differences on the fused ops'
 //! weights; extreme inputs; and results that do not depend on the number of threads.
 
@@ -168,7 +168,7 @@ fn fused_ops_equal_their_references() {
 }
 
 /// Central differences in f64 of `sum(f(x) * r)` on every weight of the fused layer norm and
-/// depthwise convolution, and on a sample of the inputs of all four.
+/// depthwise convolution, and on a sample of the inputs of every op.
 #[test]
 fn fused_ops_match_finite_differences() {
     let dt = DType::F64;

@@ -235,3 +235,113 @@ fn fused_loss_does_not_depend_on_threads() {
         assert_eq!(bits(x), bits(y), "d{n}");
     }
 }
+
+/// A backbone batch long enough for several blocks of the fused joints (40 frames: two full
+/// blocks of 16 and a partial one), padded, with transcripts of different lengths.
+fn long_batch(cfg: &ModelConfig, dtype: DType) -> Batch {
+    let ent_model::FrontEnd::Backbone { layers, dim } = cfg.front_end else {
+        panic!("a backbone configuration")
+    };
+    let feats = crate::seeded_randn(&[layers, 3, 40, dim], 1.0, 17)
+        .to_dtype(dtype)
+        .unwrap();
+    let mut rng = SplitMix64::new(18);
+    let tokens: Vec<u32> = (0..3 * 5)
+        .map(|_| rng.range_inclusive(1, cfg.vocab_size - 1) as u32)
+        .collect();
+    Batch {
+        feats,
+        lens: vec![40, 33, 17],
+        tokens: Tensor::from_vec(tokens, (3, 5), &Device::Cpu).unwrap(),
+        token_lens: vec![5, 3, 1],
+    }
+}
+
+/// Several blocks per utterance: fused against unfused (f64, 1e-10) for ENT and FENT, and the
+/// same bits with 1 and 4 threads (f32).
+#[test]
+fn fused_loss_over_several_blocks() {
+    for (name, cfg) in variants().into_iter().take(2) {
+        let (vm, model) = build(&cfg, DType::F64);
+        let b = long_batch(&cfg, DType::F64);
+        let loss = LossConfig {
+            fastemit: 0.2,
+            ..Default::default()
+        };
+        let (lf, lu) = (
+            losses(&model, &cfg, &b, &loss, true),
+            losses(&model, &cfg, &b, &loss, false),
+        );
+        let (x, y) = (scalar(&lf.rnnt), scalar(&lu.rnnt));
+        assert!((x - y).abs() <= 1e-10 * y.abs(), "{name}: rnnt {x} vs {y}");
+        for ((n, x), (_, y)) in grads(&vm, &lf).iter().zip(&grads(&vm, &lu)) {
+            let scale = max_diff(y, &y.zeros_like().unwrap()).max(1e-3);
+            assert!(max_diff(x, y) <= 1e-10 * scale, "{name}: d{n}");
+        }
+
+        let (vm, model) = build(&cfg, DType::F32);
+        let b = long_batch(&cfg, DType::F32);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let l = losses(&model, &cfg, &b, &loss, true);
+                    let bits = |t: &Tensor| -> Vec<u32> {
+                        t.flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect()
+                    };
+                    let mut out = vec![bits(&l.total)];
+                    out.extend(grads(&vm, &l).iter().map(|(_, g)| bits(g)));
+                    out
+                })
+        };
+        assert_eq!(on(1), on(4), "{name}");
+    }
+}
+
+/// The loss refuses targets other than those the forward pass gathered for.
+#[test]
+fn fused_loss_refuses_other_targets() {
+    let (_, cfg) = variants().remove(0);
+    let (_, model) = build(&cfg, DType::F32);
+    let b = batch(&cfg, 8);
+    let out = model
+        .forward(
+            features(&cfg, &b.feats),
+            &b.lens,
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap();
+    let mut other = b.tokens.to_vec2::<u32>().unwrap();
+    other[0][2] = other[0][2] % (cfg.vocab_size as u32 - 1) + 1;
+    let other = Tensor::new(other, &Device::Cpu).unwrap();
+    let bad = Targets {
+        tokens: &other,
+        ..targets(&b)
+    };
+    let e = model
+        .loss(&out, &bad, &LossConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differ from the transcripts"), "{e}");
+    let longer = [4usize, 3, 0];
+    let bad = Targets {
+        token_lens: &longer,
+        ..targets(&b)
+    };
+    assert!(model.loss(&out, &bad, &LossConfig::default()).is_err());
+    assert!(
+        model
+            .loss(&out, &targets(&b), &LossConfig::default())
+            .is_ok()
+    );
+}

@@ -60,7 +60,7 @@ fn paper_sizes() {
 fn asr_parts(out: &ent_model::Output) -> Vec<Tensor> {
     match &out.asr {
         AsrLattice::Logits(l) => vec![l.clone()],
-        AsrLattice::LogProbs { blank, label } => vec![blank.clone(), label.clone()],
+        AsrLattice::LogProbs { blank, label, .. } => vec![blank.clone(), label.clone()],
     }
 }
 
