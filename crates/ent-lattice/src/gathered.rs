@@ -34,14 +34,7 @@ fn check_config(cfg: &RnntLossConfig) -> Result<(), LatticeError> {
                      never forms (use rnnt_loss on logits)",
         });
     }
-    if !(cfg.fastemit_lambda.is_finite() && cfg.fastemit_lambda >= 0.0) {
-        return Err(LatticeError::Config {
-            field: "fastemit_lambda",
-            value: cfg.fastemit_lambda.to_string(),
-            reason: "must be finite and non-negative",
-        });
-    }
-    Ok(())
+    rnnt::check_fastemit(cfg)
 }
 
 /// The lattice dimensions of `[B][T][U+1]` node arrays (`classes` is 1: one value per node).

@@ -118,6 +118,11 @@ fn validate_config(cfg: &RnntLossConfig, vocab: usize) -> Result<(), LatticeErro
             reason: "a gradient clamp must be positive (use None for no clamp)",
         });
     }
+    check_fastemit(cfg)
+}
+
+/// The FastEmit weight must be finite and non-negative.
+pub(crate) fn check_fastemit(cfg: &RnntLossConfig) -> Result<(), LatticeError> {
     if !(cfg.fastemit_lambda.is_finite() && cfg.fastemit_lambda >= 0.0) {
         return Err(LatticeError::Config {
             field: "fastemit_lambda",

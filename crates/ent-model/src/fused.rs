@@ -201,17 +201,7 @@ fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
                     let z = &mut z[..];
                     F::hidden(d, eb, pb, t0, rows, z);
                     // out[r, n] = sum_k z[r, k] w[n, k]
-                    matmul(
-                        (rows * u1, c, j),
-                        oc,
-                        c,
-                        false,
-                        z,
-                        (j, 1),
-                        w,
-                        (1, j),
-                        false,
-                    );
+                    matmul((rows * u1, c, j), oc, c, false, z, (j, 1), w, (1, j), false);
                 });
         });
     out

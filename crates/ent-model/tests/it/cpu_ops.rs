@@ -292,15 +292,7 @@ fn fused_ops_do_not_depend_on_threads() {
             softmax(&swish(&y).unwrap(), 2).unwrap()
         });
         let (y, g) = value_and_grads(&f, &[x.clone(), w.clone(), b.clone()], &r);
-        let bits = |t: &Tensor| -> Vec<u32> {
-            t.flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect()
-        };
+        let bits = crate::bits;
         let mut out = vec![bits(&y)];
         out.extend(g.iter().map(bits));
         out

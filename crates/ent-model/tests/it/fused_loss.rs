@@ -220,15 +220,7 @@ fn fused_loss_does_not_depend_on_threads() {
                 (scalar(&l.total), grads(&vm, &l))
             })
     };
-    let bits = |t: &Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits())
-            .collect()
-    };
+    let bits = crate::bits;
     let ((la, ga), (lb, gb)) = (on(1), on(4));
     assert_eq!(la.to_bits(), lb.to_bits());
     for ((n, x), (_, y)) in ga.iter().zip(&gb) {
@@ -288,15 +280,7 @@ fn fused_loss_over_several_blocks() {
                 .unwrap()
                 .install(|| {
                     let l = losses(&model, &cfg, &b, &loss, true);
-                    let bits = |t: &Tensor| -> Vec<u32> {
-                        t.flatten_all()
-                            .unwrap()
-                            .to_vec1::<f32>()
-                            .unwrap()
-                            .iter()
-                            .map(|v| v.to_bits())
-                            .collect()
-                    };
+                    let bits = crate::bits;
                     let mut out = vec![bits(&l.total)];
                     out.extend(grads(&vm, &l).iter().map(|(_, g)| bits(g)));
                     out

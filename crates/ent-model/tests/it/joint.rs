@@ -184,15 +184,7 @@ fn fused_results_do_not_depend_on_threads() {
     };
     let (a, ga) = on(1);
     let (b, gb) = on(4);
-    let bits = |t: &Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits())
-            .collect()
-    };
+    let bits = crate::bits;
     assert_eq!(bits(&a), bits(&b));
     for ((n, x), (_, y)) in ga.iter().zip(&gb) {
         assert_eq!(bits(x), bits(y), "d{n}");

@@ -35,3 +35,14 @@ pub fn seeded_randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     let v: Vec<f64> = (0..n).map(|_| std * rng.gaussian()).collect();
     Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }
+
+/// The bits of an f32 tensor's values, for comparisons that must be exact.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
