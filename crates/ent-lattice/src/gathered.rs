@@ -17,8 +17,9 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::align::{self, Alignment};
-use crate::config::{Reduction, RnntLossConfig};
+use crate::config::RnntLossConfig;
 use crate::error::LatticeError;
+use crate::op;
 use crate::problem::{self, Index, LatticeDims, Lengths};
 use crate::rnnt::{self, Coef, Lattice, RnntProblem};
 
@@ -208,25 +209,7 @@ fn host_lens(
     logit_lens: &Tensor,
     target_lens: &Tensor,
 ) -> candle_core::Result<Lengths> {
-    let read = |arg: &'static str, t: &Tensor| -> candle_core::Result<Vec<i64>> {
-        if !matches!(t.dtype(), DType::U8 | DType::U32 | DType::I64) {
-            Err(LatticeError::DType {
-                arg,
-                dtype: format!("{:?}", t.dtype()),
-                expected: "u8, u32, i64",
-            })?;
-        }
-        if t.rank() != 1 {
-            Err(LatticeError::Shape {
-                arg,
-                got: t.dims().to_vec(),
-                expected: format!("[{}]", dims.batch),
-            })?;
-        }
-        t.to_device(&candle_core::Device::Cpu)?
-            .to_dtype(DType::I64)?
-            .to_vec1::<i64>()
-    };
+    let read = |arg: &'static str, t: &Tensor| op::host_index(arg, t, &[dims.batch]);
     let (ll, tl) = (
         read("logit_lens", logit_lens)?,
         read("target_lens", target_lens)?,
@@ -244,7 +227,8 @@ fn host_lens(
 /// - `cfg`: as for [`crate::rnnt_loss`], except that `blank` is not read and a `clamp` is an
 ///   error (it acts on logit gradients).
 ///
-/// Returns `[B]` costs for [`Reduction::None`], else a scalar, in the dtype of `lp_blank`.
+/// Returns `[B]` costs for [`Reduction::None`](crate::Reduction::None), else a scalar, in the
+/// dtype of `lp_blank`.
 /// Given `lp = log_softmax(logits)` gathered at blank and the next label, it equals
 /// [`crate::rnnt_loss`] on `logits`, and so does the gradient chained through the
 /// log-softmax.
@@ -268,12 +252,7 @@ pub fn rnnt_loss_from_log_probs(
     let costs = lp_blank
         .contiguous()?
         .apply_op2(&lp_label.contiguous()?, op)?;
-    let b = dims.batch;
-    match cfg.reduction {
-        Reduction::None => Ok(costs),
-        Reduction::Sum => costs.sum_all(),
-        Reduction::Mean => costs.sum_all()?.affine(1.0 / b as f64, 0.0),
-    }
+    op::reduce(costs, cfg.reduction, dims.batch)
 }
 
 /// The most probable alignment of each utterance (Viterbi) over node log-probabilities;

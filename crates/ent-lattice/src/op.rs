@@ -110,7 +110,11 @@ fn on_cpu_logits<F: OnLogits>(
 
 /// Copies an integer tensor of the expected shape to the host as i64 (from a GPU too: the
 /// integer inputs are `O(B * U)`).
-fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Result<Vec<i64>> {
+pub(crate) fn host_index(
+    arg: &'static str,
+    t: &Tensor,
+    shape: &[usize],
+) -> candle_core::Result<Vec<i64>> {
     if t.dims() != shape {
         Err(LatticeError::Shape {
             arg,
@@ -132,7 +136,11 @@ fn host_index(arg: &'static str, t: &Tensor, shape: &[usize]) -> candle_core::Re
         .to_vec1::<i64>()
 }
 
-fn reduce(costs: Tensor, reduction: Reduction, batch: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn reduce(
+    costs: Tensor,
+    reduction: Reduction,
+    batch: usize,
+) -> candle_core::Result<Tensor> {
     match reduction {
         Reduction::None => Ok(costs),
         Reduction::Sum => costs.sum_all(),

@@ -97,7 +97,7 @@ impl FbankFrontEnd {
             .broadcast_sub(&self.cmvn_mean.detach())?
             .broadcast_mul(&self.cmvn_scale.detach())?;
         let x = x.broadcast_mul(&length_mask(lens, f, x.dtype(), x.device())?)?;
-        let conv = |c: &Conv2d, x: &Tensor| conv2d(&crop_odd(x)?, c.weight(), c.bias(), 2);
+        let conv = |c: &Conv2d, x: &Tensor| conv2d(x, c.weight(), c.bias(), 2);
         let x = conv(&self.conv1, &x.unsqueeze(1)?)?.relu()?;
         let x = conv(&self.conv2, &x)?.relu()?;
         let (_, c, t, fr) = x.dims4()?;
@@ -123,24 +123,6 @@ impl FbankFrontEnd {
             states.push(x.clone());
         }
         Ok((Tensor::stack(&states, 0)?, out_lens))
-    }
-}
-
-/// Drops the last row and column of an even-sized `[B, C, H, W]` map. A 3x3 stride-2 valid
-/// convolution produces the same outputs either way (the dropped row completes no window), and
-/// candle's convolution backward pass gets the input shape wrong unless `(size - 3)` divides by
-/// the stride.
-fn crop_odd(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let x = if h % 2 == 0 {
-        x.narrow(2, 0, h - 1)?
-    } else {
-        x.clone()
-    };
-    if w % 2 == 0 {
-        x.narrow(3, 0, w - 1)
-    } else {
-        Ok(x)
     }
 }
 

@@ -76,17 +76,12 @@ impl Joint {
 
     /// Whether the fused kernels run on these projected inputs: the CPU, f32 or f64 throughout.
     fn fusable(&self, e: &Tensor, p: &Tensor) -> bool {
-        e.device().is_cpu()
-            && matches!(e.dtype(), DType::F32 | DType::F64)
-            && p.dtype() == e.dtype()
-            && self.out.weight().dtype() == e.dtype()
+        crate::cpu_ops::fusable(e, &[p, self.out.weight()])
     }
 
     /// Whether [`Joint::forward_gathered`] can run on these inputs (`h` `[B, T, E]`).
     pub(crate) fn can_gather(&self, h: &Tensor) -> bool {
-        h.device().is_cpu()
-            && matches!(h.dtype(), DType::F32 | DType::F64)
-            && self.out.weight().dtype() == h.dtype()
+        crate::cpu_ops::fusable(h, &[self.out.weight()])
     }
 
     /// The joint fused with its log-softmax normaliser and a gather (`fused.rs`,

@@ -292,13 +292,25 @@ pub fn conv2d(
 }
 
 /// [`conv2d`] through candle's convolution, as candle-nn's `Conv2d` computes it: the reference
-/// of the fused op.
+/// of the fused op. The input is first cut to the rows and columns a window reaches (the same
+/// outputs): candle's convolution backward pass gets the input shape wrong unless
+/// `size - kernel` divides by the stride.
 pub fn conv2d_unfused(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     stride: usize,
 ) -> candle_core::Result<Tensor> {
+    let (_, _, kh, kw) = w.dims4()?;
+    let (_, _, h, wd) = x.dims4()?;
+    let reach = |size: usize, k: usize| {
+        if size < k || stride == 0 {
+            size
+        } else {
+            k + (size - k) / stride * stride
+        }
+    };
+    let x = x.narrow(2, 0, reach(h, kh))?.narrow(3, 0, reach(wd, kw))?;
     let y = x.conv2d(w, 0, stride, 1, 1)?;
     match b {
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
