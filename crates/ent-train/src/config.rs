@@ -136,6 +136,11 @@ pub struct AugmentConfig {
     /// SpecAugment on the model input: the filterbanks (masked with each example's mean when
     /// `mask_value` is `"mean"`), or every hidden state of a backbone alike. Absent: off.
     pub specaug: Option<SpecAugmentConfig>,
+    /// Gain perturbation: `[low, high]` in dB; each example (a joined one as a whole, so its
+    /// parts keep their levels relative to each other) is played at a gain drawn uniformly
+    /// from the range. It keeps a model from reading emotion off the absolute level of a voice
+    /// (a quieter speaker's anger is not a louder speaker's neutral). Absent: off.
+    pub gain_db: Option<[f64; 2]>,
 }
 
 impl AugmentConfig {
@@ -146,7 +151,9 @@ impl AugmentConfig {
 
     /// Whether anything is perturbed.
     pub fn is_on(&self) -> bool {
-        self.specaug.is_some() || self.speed.iter().any(|&f| f != 1.0)
+        self.specaug.is_some()
+            || self.speed.iter().any(|&f| f != 1.0)
+            || self.gain_db.is_some_and(|[lo, hi]| lo != 0.0 || hi != 0.0)
     }
 
     /// What is on, for messages: `speed perturbation 0.9/1/1.1, SpecAugment` (`none` when off).
@@ -155,6 +162,11 @@ impl AugmentConfig {
         if self.speed.iter().any(|&f| f != 1.0) {
             let f: Vec<String> = self.speed.iter().map(|f| f.to_string()).collect();
             parts.push(format!("speed perturbation {}", f.join("/")));
+        }
+        if let Some([lo, hi]) = self.gain_db
+            && (lo != 0.0 || hi != 0.0)
+        {
+            parts.push(format!("gain {lo} to {hi} dB"));
         }
         if self.specaug.is_some() {
             parts.push("SpecAugment".to_string());
@@ -179,6 +191,15 @@ impl AugmentConfig {
                 SPEED_RANGE.end()
             )));
         }
+        if let Some([lo, hi]) = self.gain_db
+            && !(GAIN_RANGE_DB.contains(&lo) && GAIN_RANGE_DB.contains(&hi) && lo <= hi)
+        {
+            return Err(TrainError::Config(format!(
+                "augment.gain_db: [{lo}, {hi}] must be a range [low, high] with low <= high, both in [{}, {}] dB",
+                GAIN_RANGE_DB.start(),
+                GAIN_RANGE_DB.end()
+            )));
+        }
         self.spec_augment()?;
         Ok(())
     }
@@ -196,6 +217,9 @@ impl AugmentConfig {
 
 /// Speed factors [`AugmentConfig::speed`] accepts.
 pub const SPEED_RANGE: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
+/// Gains in dB [`AugmentConfig::gain_db`] accepts.
+pub const GAIN_RANGE_DB: std::ops::RangeInclusive<f64> = -30.0..=30.0;
 
 /// Everything a training run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Device, Tensor};
 use ent_backbone::Backbone;
+use ent_features::fbank::LOG_FLOOR_INPUT;
 use ent_features::{Audio, CmvnStats, Fbank, FbankOptions, GlobalCmvn, Segment, SpecAugment};
 use ent_model::{FrontEnd, ModelConfig};
 use rayon::prelude::*;
@@ -409,9 +410,7 @@ impl FeatureSource {
     /// [`inputs_perturbed`](Self::inputs_perturbed), and with `match_loudness` every part of a
     /// joined example after the first brought to the first part's level (mean power): its
     /// waveform scaled by `sqrt(P_first / P_part)` for a backbone; for filterbanks the same
-    /// gain as the constant `ln(P_first / P_part)` added to every log-mel value of the part,
-    /// which is what the scaled waveform gives wherever an energy is above the filterbank's
-    /// floor. A silent part is left as it is.
+    /// gain in the log domain (see [`apply_gain`]). A silent part is left as it is.
     pub fn inputs_matched(
         &self,
         utts: &[Vec<(&str, &Path, Segment)>],
@@ -419,18 +418,24 @@ impl FeatureSource {
         match_loudness: bool,
         dev: &Device,
     ) -> Result<Inputs, TrainError> {
-        self.upload(self.host_inputs(utts, speeds, match_loudness, None)?, dev)
+        self.upload(
+            self.host_inputs(utts, speeds, &[], match_loudness, None)?,
+            dev,
+        )
     }
 
-    /// The host's share of [`inputs_matched`](Self::inputs_matched), with SpecAugment (one seed
-    /// per example) where `augment` asks for it: audio loaded, joined, loudness-matched and
-    /// sped up; for filterbanks also the features computed (or taken from the cache), padded
-    /// and augmented; for a backbone the augmentation is left for its hidden states. Needs no
-    /// device, so it can run in a background thread.
+    /// The host's share of [`inputs_matched`](Self::inputs_matched), with each example played
+    /// at its gain in `gains_db` (empty: none; after loudness matching, so a joined example's
+    /// parts keep their relative levels) and SpecAugment (one seed per example) where `augment`
+    /// asks for it: audio loaded, joined, loudness-matched, sped up and scaled; for filterbanks
+    /// also the features computed (or taken from the cache), padded and augmented; for a
+    /// backbone the augmentation is left for its hidden states. Needs no device, so it can run
+    /// in a background thread.
     pub fn host_inputs(
         &self,
         utts: &[Vec<(&str, &Path, Segment)>],
         speeds: &[f64],
+        gains_db: &[f64],
         match_loudness: bool,
         augment: Option<(&SpecAugment, &[u64])>,
     ) -> Result<HostInputs, TrainError> {
@@ -455,7 +460,15 @@ impl FeatureSource {
                 utts.len()
             )));
         }
+        if !gains_db.is_empty() && gains_db.len() != utts.len() {
+            return Err(TrainError::Config(format!(
+                "{} gains for a batch of {}",
+                gains_db.len(),
+                utts.len()
+            )));
+        }
         let speed = |b: usize| speeds.get(b).copied().unwrap_or(1.0);
+        let gain_db = |b: usize| gains_db.get(b).copied().unwrap_or(0.0);
         match self {
             FeatureSource::Fbank { fbank, .. } => {
                 let dim = fbank.dim();
@@ -469,20 +482,22 @@ impl FeatureSource {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .collect::<Result<_, _>>()?;
-                // Parts brought to their example's first part's level, where asked.
+                // Parts brought to their example's first part's level, where asked, and the
+                // whole example to its gain: power ratios, as log-domain offsets.
                 let matched: Vec<Vec<Option<Vec<f32>>>> = feats
                     .iter()
-                    .map(|parts| {
+                    .enumerate()
+                    .map(|(b, parts)| {
                         let reference = parts[0].1;
+                        let gain = gain_db(b) * std::f64::consts::LN_10 / 10.0;
                         parts
                             .iter()
                             .enumerate()
                             .map(|(i, (f, power))| {
                                 let ratio = level_ratio(reference, *power);
-                                (match_loudness && i > 0 && ratio != 1.0).then(|| {
-                                    let offset = ratio.ln() as f32;
-                                    f.iter().map(|&v| v + offset).collect()
-                                })
+                                let matching = match_loudness && i > 0 && ratio != 1.0;
+                                let offset = if matching { ratio.ln() } else { 0.0 } + gain;
+                                (offset != 0.0).then(|| apply_gain(f, offset as f32))
                             })
                             .collect()
                     })
@@ -529,6 +544,10 @@ impl FeatureSource {
                         }
                         if perturbed_rate(speed(b)) != SAMPLE_RATE {
                             w = speed_perturb(&w, speed(b))?;
+                        }
+                        if gain_db(b) != 0.0 {
+                            let g = 10f64.powf(gain_db(b) / 20.0) as f32;
+                            w.iter_mut().for_each(|x| *x *= g);
                         }
                         Ok(w)
                     })
@@ -623,6 +642,23 @@ fn level_ratio(reference: f64, part: f64) -> f64 {
     } else {
         1.0
     }
+}
+
+/// Log-mel filterbanks `f` of a waveform as those of the waveform scaled to `exp(offset)`
+/// times its power: `offset` added to every value above the log floor (`ln f32::EPSILON`),
+/// never taking one below it; values at the floor (digital silence) stay there. Exact
+/// wherever the unscaled energy was above the floor or zero.
+pub fn apply_gain(f: &[f32], offset: f32) -> Vec<f32> {
+    let floor = LOG_FLOOR_INPUT.ln();
+    f.iter()
+        .map(|&v| {
+            if v > floor {
+                (v + offset).max(floor)
+            } else {
+                v
+            }
+        })
+        .collect()
 }
 
 /// Filterbank frames of each example (its parts joined), zero-padded to `[B, F, dim]`: the

@@ -22,7 +22,8 @@ mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainState};
 pub use config::{
-    AugmentConfig, BackboneDType, DataConfig, SPEED_RANGE, SelectMetric, Selection, TrainConfig,
+    AugmentConfig, BackboneDType, DataConfig, GAIN_RANGE_DB, SPEED_RANGE, SelectMetric, Selection,
+    TrainConfig,
 };
 pub use error::TrainError;
 pub use splits::{Splits, load_splits};

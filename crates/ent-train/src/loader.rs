@@ -1,5 +1,5 @@
 //! Batches prepared ahead: a background thread does the host's share of the coming batches
-//! (audio loading, joining, loudness matching, speed perturbation, filterbanks, padding and
+//! (audio loading, joining, loudness matching, speed and gain perturbation, filterbanks, padding and
 //! their SpecAugment; see [`FeatureSource::host_inputs`]) while the model works on the current
 //! one, and hands them over in order, each with its job, through a bounded channel.
 
@@ -19,6 +19,8 @@ pub(crate) struct ExampleAug {
     pub speed: f64,
     /// SpecAugment seed.
     pub seed: u64,
+    /// Gain in dB (0.0: none).
+    pub gain_db: f64,
 }
 
 /// One batch to prepare: the indices of its utterances and each one's perturbation (empty:
@@ -57,12 +59,13 @@ impl Source<'_> {
             .collect();
         let speeds: Vec<f64> = job.aug.iter().map(|a| a.speed).collect();
         let seeds: Vec<u64> = job.aug.iter().map(|a| a.seed).collect();
+        let gains: Vec<f64> = job.aug.iter().map(|a| a.gain_db).collect();
         let augment = match self.specaug {
             Some(sa) if !job.aug.is_empty() => Some((sa, seeds.as_slice())),
             _ => None,
         };
         self.features
-            .host_inputs(&list, &speeds, self.match_loudness, augment)
+            .host_inputs(&list, &speeds, &gains, self.match_loudness, augment)
     }
 }
 

@@ -428,6 +428,11 @@ impl Trainer {
                     a.speed[r.range_inclusive(0, a.speed.len() - 1)]
                 },
                 seed: r.next_u64(),
+                // Drawn last, and only when asked for, so that runs without it draw as before.
+                gain_db: match a.gain_db {
+                    Some([lo, hi]) => lo + (hi - lo) * r.uniform(),
+                    None => 0.0,
+                },
             })
             .collect()
     }

@@ -43,6 +43,12 @@ fn write_tone_at(path: &Path, k: usize, secs: f64, seed: u64, level: f64) {
             (v * 32767.0) as i16
         })
         .collect();
+    write_pcm(path, &samples);
+}
+
+/// `samples` as 16-bit mono PCM WAV at 16 kHz.
+fn write_pcm(path: &Path, samples: &[i16]) {
+    let n = samples.len();
     let mut bytes = Vec::with_capacity(44 + 2 * n);
     let data_len = (2 * n) as u32;
     bytes.extend_from_slice(b"RIFF");
@@ -644,12 +650,14 @@ fn augment_on() -> ent_train::AugmentConfig {
             mask_value: ent_features::MaskValue::Mean,
             ..Default::default()
         }),
+        gain_db: Some([-6.0, 6.0]),
     }
 }
 
-/// With speed perturbation and SpecAugment on, a run stopped and resumed still ends with the
-/// straight run's weights (the perturbations are drawn from the step, not from state that a
-/// resume loses), and the weights differ from those of the same run without augmentation.
+/// With speed perturbation, gain and SpecAugment on, a run stopped and resumed still ends with
+/// the straight run's weights (the perturbations are drawn from the step, not from state that a
+/// resume loses), and the weights differ from those of the same run without augmentation, as
+/// they do with the gain alone.
 #[test]
 fn augmented_training_resumes_exactly_and_changes_the_weights() {
     let data = TempDir::new("augment-data");
@@ -682,7 +690,7 @@ fn augmented_training_resumes_exactly_and_changes_the_weights() {
         assert!(v == &w2[k], "{k} differs after resuming an augmented run");
     }
     let plain_dir = TempDir::new("augment-plain");
-    let mut plain = Trainer::new(tiny_config(), train, vec![], &plain_dir.0, &dev).unwrap();
+    let mut plain = Trainer::new(tiny_config(), train.clone(), vec![], &plain_dir.0, &dev).unwrap();
     plain.run().unwrap();
     let w0 = weights(&plain);
     let changed = w0
@@ -690,6 +698,23 @@ fn augmented_training_resumes_exactly_and_changes_the_weights() {
         .filter(|(k, v)| !ent_model::Model::is_buffer(k) && *v != &w1[*k])
         .count();
     assert!(changed > 0, "augmentation changed no weight");
+    // The gain alone reaches the model too.
+    let gain = TrainConfig {
+        augment: ent_train::AugmentConfig {
+            gain_db: Some([-6.0, 6.0]),
+            ..Default::default()
+        },
+        ..tiny_config()
+    };
+    let gain_dir = TempDir::new("augment-gain");
+    let mut gained = Trainer::new(gain, train, vec![], &gain_dir.0, &dev).unwrap();
+    gained.run().unwrap();
+    let w3 = weights(&gained);
+    let changed = w0
+        .iter()
+        .filter(|(k, v)| !ent_model::Model::is_buffer(k) && *v != &w3[*k])
+        .count();
+    assert!(changed > 0, "the gain changed no weight");
 }
 
 /// Batches prepared by the background thread give the same run as batches prepared when
@@ -800,11 +825,23 @@ fn augment_config_reads_from_json() {
     let plain = read(r#"{"data": {"train": "t.json"}}"#).unwrap();
     assert!(!plain.augment.is_on());
     let on = read(
-        r#"{"data": {"train": "t.json"}, "augment": {"speed": [0.9, 1.0, 1.1],
+        r#"{"data": {"train": "t.json"}, "augment": {"speed": [0.9, 1.0, 1.1], "gain_db": [-6, 6],
             "specaug": {"max_freq_width": 4, "max_time_width": 5, "time_warp": 2, "mask_value": "mean"}}}"#,
     )
     .unwrap();
     assert_eq!(on.augment, augment_on());
+    assert_eq!(
+        on.augment.describe(),
+        "speed perturbation 0.9/1/1.1, gain -6 to 6 dB, SpecAugment"
+    );
+    let gain_only = read(r#"{"augment": {"gain_db": [0, 3]}}"#).unwrap();
+    assert!(gain_only.augment.is_on());
+    assert!(
+        !read(r#"{"augment": {"gain_db": [0, 0]}}"#)
+            .unwrap()
+            .augment
+            .is_on()
+    );
     let c = read(r#"{"augment": {"specaug": {"mask_value": {"constant": -3.5}}}}"#).unwrap();
     assert_eq!(
         c.augment.specaug.unwrap().mask_value,
@@ -818,6 +855,9 @@ fn augment_config_reads_from_json() {
             "max_time_proportion",
         ),
         (r#"{"augment": {"pitch": [1.0]}}"#, "unknown field `pitch`"),
+        (r#"{"augment": {"gain_db": [6, -6]}}"#, "low <= high"),
+        (r#"{"augment": {"gain_db": [-40, 0]}}"#, "[-40, 0]"),
+        (r#"{"augment": {"gain_db": [3]}}"#, "array of length 2"),
         (
             r#"{"augment": {"specaug": {"masks": 2}}}"#,
             "unknown field `masks`",
@@ -1201,6 +1241,125 @@ fn joined_parts_are_matched_in_loudness() {
         .unwrap()
         .features;
     let want = bb.inputs_from_samples(&[&joined], &dev).unwrap().features;
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}
+
+/// `augment.gain_db`: an example played at a gain of g dB. Filterbanks: every part of a joined
+/// example equals the filterbanks of its waveform scaled by `10^(g/20)` (within the log-domain
+/// rounding), digital silence included (it stays at the log floor); a backbone hears exactly
+/// the scaled waveform; a gain per example of the batch, 0 dB changing nothing; a list of the
+/// wrong length refused.
+#[test]
+fn gain_perturbation_scales_each_example() {
+    use ent_train::features::{FeatureSource, load_audio};
+    let data = TempDir::new("gain-data");
+    let (tone, quiet) = (data.0.join("tone.wav"), data.0.join("quiet.wav"));
+    write_tone_at(&tone, 0, 0.5, 1, 0.5);
+    // A quiet tone after 0.1 s of digital silence.
+    let mut rng = ent_common::rng::SplitMix64::new(7);
+    let samples: Vec<i16> = (0..6400)
+        .map(|i| {
+            if i < 1600 {
+                0
+            } else {
+                let t = i as f64 / 16000.0;
+                let v = 0.05 * (2.0 * std::f64::consts::PI * 330.0 * t).sin()
+                    + 0.002 * (rng.uniform() - 0.5);
+                (v * 32767.0) as i16
+            }
+        })
+        .collect();
+    write_pcm(&quiet, &samples);
+    let seg = ent_features::Segment::WHOLE;
+    let joined = vec![
+        ("tone", tone.as_path(), seg),
+        ("quiet", quiet.as_path(), seg),
+    ];
+    let single = vec![("quiet", quiet.as_path(), seg)];
+    let batch = vec![joined.clone(), single.clone()];
+    let dev = Device::Cpu;
+    let scaled = |path: &Path, db: f64| -> Vec<f32> {
+        let g = 10f64.powf(db / 20.0) as f32;
+        load_audio(path, seg)
+            .unwrap()
+            .iter()
+            .map(|&x| x * g)
+            .collect()
+    };
+    let src = FeatureSource::new(&tiny_config().model, None, true, &dev).unwrap();
+    let rows = |host: ent_train::features::HostInputs, b: usize| -> Vec<Vec<f32>> {
+        let t = src.upload(host, &dev).unwrap().features;
+        t.get(b).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let fbank = |w: &[f32]| -> Vec<Vec<f32>> {
+        let t = src.inputs_from_samples(&[w], &dev).unwrap().features;
+        t.squeeze(0).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let worst = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let floor = f32::EPSILON.ln();
+    for (g0, g1) in [(6.0, -9.0), (-4.5, 12.0)] {
+        let host = src
+            .host_inputs(&batch, &[], &[g0, g1], false, None)
+            .unwrap();
+        let first = fbank(&scaled(&tone, g0));
+        let second = fbank(&scaled(&quiet, g0));
+        let lone = fbank(&scaled(&quiet, g1));
+        assert!(
+            second[0].iter().all(|&v| v == floor),
+            "silence at the floor"
+        );
+        let got = rows(host.clone(), 0);
+        // Measured below 2e-5: f32 rounding of log-mel values near 10 in magnitude.
+        assert!(worst(&got[..first.len()], &first) < 1e-4, "{g0} dB, part 1");
+        assert!(
+            worst(&got[first.len()..], &second) < 1e-4,
+            "{g0} dB, part 2"
+        );
+        let got = rows(host, 1);
+        assert!(worst(&got[..lone.len()], &lone) < 1e-4, "{g1} dB");
+    }
+    let plain = src.host_inputs(&batch, &[], &[], false, None).unwrap();
+    let zero = src
+        .host_inputs(&batch, &[], &[0.0, 0.0], false, None)
+        .unwrap();
+    assert_eq!(rows(plain, 1), rows(zero, 1));
+    let e = src
+        .host_inputs(&batch, &[], &[1.0], false, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1 gains for a batch of 2"), "{e}");
+
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ent-backbone/tests/fixtures/wav2vec2-base");
+    let model = tiny_backbone_config(fixture.clone()).model;
+    let bb = FeatureSource::new(&model, Some(&fixture), false, &dev).unwrap();
+    let got = bb
+        .upload(
+            bb.host_inputs(std::slice::from_ref(&single), &[], &[-7.5], false, None)
+                .unwrap(),
+            &dev,
+        )
+        .unwrap()
+        .features;
+    let want = bb
+        .inputs_from_samples(&[&scaled(&quiet, -7.5)], &dev)
+        .unwrap()
+        .features;
     let diff = (got - want)
         .unwrap()
         .abs()
