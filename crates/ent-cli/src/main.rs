@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ent_decode::Search;
 use ent_pipeline::formats::{self, Subtitles};
 use ent_pipeline::{
-    DEMO_MODEL_NAME, Engine, EvalOptions, FileDecoding, Progress, Scored, TrainOptions, Windowing,
-    evaluate, safe_name, save_report, train_and_score, write_timeline,
+    DEMO_MODEL_NAME, Engine, EvalOptions, FileDecoding, Progress, Scored, Stretches, TrainOptions,
+    Windowing, evaluate, safe_name, save_report, train_and_score, write_timeline,
 };
 use ent_train::data::{BadDataPolicy, ManifestFormat, Vocab, load_manifest, prepare};
 use ent_train::{LAST, TrainConfig, load_splits};
@@ -81,6 +81,11 @@ struct ModelArgs {
     /// most probable class].
     #[arg(long)]
     emotion_threshold: Option<f32>,
+    /// Decide emotion per stretch of speech between pauses (of at least 0.15 s) instead of per
+    /// frame: a stretch is emotional when at least this share of its frames are, and then
+    /// takes the emotion most of them have [default: per frame].
+    #[arg(long, value_name = "SHARE")]
+    emotion_by_stretch: Option<f32>,
 }
 
 impl ModelArgs {
@@ -111,7 +116,8 @@ impl ModelArgs {
             self.search(),
         )?
         .with_windowing(w)?
-        .with_emotion_threshold(self.emotion_threshold)?)
+        .with_emotion_threshold(self.emotion_threshold)?
+        .with_emotion_stretches(self.emotion_by_stretch.map(Stretches::new))?)
     }
 }
 

@@ -251,6 +251,10 @@ fn demo_runs_end_to_end_on_a_small_corpus() {
     );
     assert!(text.contains("test (4 utterances)"), "{text}");
     assert!(text.contains("diar (2 utterances)"), "{text}");
+    assert!(
+        text.contains("per frame, as the paper decodes: EDER"),
+        "{text}"
+    );
     for f in [
         "best.safetensors",
         "metrics.jsonl",
@@ -295,6 +299,19 @@ fn bad_input_fails_with_a_message_naming_it() {
 
     let o = ent(&["transcribe", "--beam", "0", wav.to_str().unwrap()]);
     assert!(!o.status.success());
+
+    for share in ["0", "1.5", "nan"] {
+        let o = ent(&[
+            "transcribe",
+            "--emotion-by-stretch",
+            share,
+            wav.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{share}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("must lie in (0, 1]"), "{share}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 
     let o = ent(&["--device", "cuda", "transcribe", wav.to_str().unwrap()]);
     if !cfg!(feature = "cuda") {

@@ -115,6 +115,81 @@ pub fn threshold_emotions(
     Ok(())
 }
 
+/// Frame emotions decided per stretch of speech instead of per frame: `stretches` are the
+/// first frames of the stretches after the first (increasing, each below the number of frames;
+/// the first stretch starts at frame 0, each runs to the next one's start, the last to the
+/// end), typically the middles of the pauses of the audio. A stretch is emotional when at least
+/// `min_share` of its frames are (as the frame decision, argmax or
+/// [`threshold_emotions`], left them), and then every frame of it takes the emotional class
+/// most of those frames have (the first such class on a tie); otherwise every frame is
+/// neutral. Rewrites `d`'s emotion path, its tokens' emotions and its segments (`shift` seconds
+/// per frame). `min_share` must lie in `(0, 1]`. Emotion in speech mostly changes where the
+/// speaker pauses; a stretch's frames are decided together, so that an emotion the model
+/// hears only in part of a sentence covers the sentence.
+pub fn emotions_by_stretch(
+    d: &mut Decoded,
+    stretches: &[usize],
+    neutral: usize,
+    min_share: f32,
+    shift: f64,
+) -> Result<(), DecodeError> {
+    if !(min_share > 0.0 && min_share <= 1.0) {
+        return Err(DecodeError::Input(format!(
+            "the emotional share of a stretch {min_share} must lie in (0, 1]"
+        )));
+    }
+    let h = &mut d.hypothesis;
+    let n = h.frame_emotions.len();
+    if let Some(w) = stretches.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(DecodeError::Input(format!(
+            "stretch starts {} and {} are not increasing",
+            w[0], w[1]
+        )));
+    }
+    if let Some(&s) = stretches.iter().find(|&&s| s == 0 || s >= n) {
+        return Err(DecodeError::Input(format!(
+            "stretch start {s} is not inside the {n} frames (the first stretch starts at 0)"
+        )));
+    }
+    let classes = h
+        .frame_emotions
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(neutral)
+        + 1;
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(stretches.iter().copied())
+        .chain(std::iter::once(n))
+        .collect();
+    for w in bounds.windows(2) {
+        let frames = &mut h.frame_emotions[w[0]..w[1]];
+        let mut counts = vec![0usize; classes];
+        for &e in frames.iter() {
+            counts[e] += 1;
+        }
+        let emotional = frames.len() - counts[neutral];
+        let label = if emotional > 0 && emotional as f32 >= min_share * frames.len() as f32 {
+            let mut best = None;
+            for (c, &k) in counts.iter().enumerate() {
+                if c != neutral && best.is_none_or(|b: usize| k > counts[b]) {
+                    best = Some(c);
+                }
+            }
+            best.unwrap_or(neutral)
+        } else {
+            neutral
+        };
+        frames.iter_mut().for_each(|e| *e = label);
+    }
+    for t in &mut d.tokens {
+        t.emotion = h.frame_emotions[t.frame];
+    }
+    d.segments = frames_to_segments(&h.frame_emotions, shift, shift)?;
+    Ok(())
+}
+
 /// The index of the largest probability (the first of equal ones): how an utterance's
 /// emotion is read off its class probabilities.
 pub fn argmax(p: &[f32]) -> usize {
@@ -216,6 +291,73 @@ mod tests {
         assert!((d.segments[3].end - 0.16).abs() < 1e-12);
         for bad in [0.0, -0.1, 1.5, f32::NAN] {
             assert!(threshold_emotions(&mut d, 3, bad, 0.04).is_err(), "{bad}");
+        }
+    }
+
+    /// A decoded utterance with `frames` as its emotion path and a token on each frame.
+    fn path(frames: &[usize]) -> Decoded {
+        Decoded {
+            hypothesis: Hypothesis {
+                tokens: vec![7; frames.len()],
+                token_frames: (0..frames.len()).collect(),
+                frame_emotions: frames.to_vec(),
+                frame_probs: vec![vec![0.25; 4]; frames.len()],
+                score: -1.0,
+            },
+            tokens: (0..frames.len())
+                .map(|f| TokenEmotion {
+                    token: 7,
+                    frame: f,
+                    time: f as f64 * 0.04,
+                    emotion: frames[f],
+                })
+                .collect(),
+            utterance_probs: vec![0.25; 4],
+            utterance_emotion: 0,
+            segments: vec![],
+        }
+    }
+
+    /// Stretches (happy 0, angry 1, sad 2, neutral 3): each takes its most frequent emotion
+    /// when at least `min_share` of its frames are emotional, else neutral; the first class on
+    /// a tie; tokens and segments follow; bad shares and stretch starts are refused.
+    #[test]
+    fn stretches_take_one_emotion_each() {
+        let frames = [3, 3, 0, 3, 3, 1, 1, 0, 3, 3, 2, 2, 0, 0, 3, 3];
+        // Stretches [0, 5): 1 of 5 emotional; [5, 10): 3 of 5, angry 2 happy 1;
+        // [10, 14): all emotional, sad 2 happy 2 (tie: happy); [14, 16): neutral.
+        let mut d = path(&frames);
+        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.25, 0.04).unwrap();
+        let want = [3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 3];
+        assert_eq!(d.hypothesis.frame_emotions, want);
+        assert_eq!(
+            d.tokens.iter().map(|t| t.emotion).collect::<Vec<_>>(),
+            want.to_vec()
+        );
+        let labels: Vec<usize> = d.segments.iter().map(|s| s.label).collect();
+        assert_eq!(labels, vec![3, 1, 0, 3]);
+        assert!((d.segments[1].start - 0.2).abs() < 1e-12);
+        assert!((d.segments[3].end - 0.64).abs() < 1e-12);
+        // At share 0.2 the first stretch (1 of 5) is emotional too; at 0.7 only the third.
+        let mut d = path(&frames);
+        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.2, 0.04).unwrap();
+        assert_eq!(&d.hypothesis.frame_emotions[..5], &[0; 5]);
+        let mut d = path(&frames);
+        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.7, 0.04).unwrap();
+        assert_eq!(
+            d.hypothesis.frame_emotions,
+            [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 3, 3]
+        );
+        // No stretch starts: the whole utterance is one stretch (6 of 16 emotional).
+        let mut d = path(&frames);
+        emotions_by_stretch(&mut d, &[], 3, 0.3, 0.04).unwrap();
+        assert_eq!(d.hypothesis.frame_emotions, [0; 16]);
+        for bad in [0.0, -0.1, 1.5, f32::NAN] {
+            assert!(emotions_by_stretch(&mut path(&frames), &[5], 3, bad, 0.04).is_err());
+        }
+        for bad in [&[0][..], &[16], &[5, 5], &[10, 5]] {
+            let e = emotions_by_stretch(&mut path(&frames), bad, 3, 0.5, 0.04).unwrap_err();
+            assert!(e.to_string().contains("stretch"), "{bad:?}: {e}");
         }
     }
 }

@@ -18,7 +18,9 @@ mod decode;
 pub mod metrics;
 mod search;
 
-pub use decode::{Decoded, TokenEmotion, argmax, decode, threshold_emotions, utterance_probs};
+pub use decode::{
+    Decoded, TokenEmotion, argmax, decode, emotions_by_stretch, threshold_emotions, utterance_probs,
+};
 pub use search::{Hypothesis, Search, search};
 
 /// What can go wrong while decoding.

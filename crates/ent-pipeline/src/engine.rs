@@ -33,6 +33,32 @@ pub struct Engine {
     pub(crate) windowing: Windowing,
     pub(crate) jobs: usize,
     emotion_threshold: Option<f32>,
+    stretches: Option<Stretches>,
+}
+
+/// Frame emotions decided per stretch of speech between pauses (see
+/// [`ent_decode::emotions_by_stretch`]): off by default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stretches {
+    /// A stretch is emotional when at least this share of its frames are, in `(0, 1]`.
+    pub min_share: f32,
+    /// Shortest pause between two stretches, seconds (found as the long-recording segmenter
+    /// finds pauses: [`Windowing::pause_db`], [`Windowing::floor_dbfs`]).
+    pub min_pause: f64,
+}
+
+impl Stretches {
+    /// Pauses of at least 0.15 s: longer than the closure of a stop consonant, shorter than
+    /// the pause between two sentences.
+    pub const DEFAULT_MIN_PAUSE: f64 = 0.15;
+
+    /// Stretches with `min_share` and the default shortest pause.
+    pub fn new(min_share: f32) -> Self {
+        Stretches {
+            min_share,
+            min_pause: Self::DEFAULT_MIN_PAUSE,
+        }
+    }
 }
 
 /// One decoded utterance as the commands print it.
@@ -160,6 +186,7 @@ impl Engine {
             windowing: Windowing::default(),
             jobs: 1,
             emotion_threshold: None,
+            stretches: None,
         })
     }
 
@@ -195,6 +222,27 @@ impl Engine {
             )));
         }
         self.emotion_threshold = threshold;
+        Ok(self)
+    }
+
+    /// Decides frame emotions per stretch of speech between pauses (after the frame decision,
+    /// argmax or threshold); `None`: per frame, as the paper decodes.
+    pub fn with_emotion_stretches(mut self, stretches: Option<Stretches>) -> Result<Self> {
+        if let Some(s) = stretches {
+            if !(s.min_share > 0.0 && s.min_share <= 1.0) {
+                return Err(PipelineError::Data(format!(
+                    "the emotional share of a stretch {} must lie in (0, 1]",
+                    s.min_share
+                )));
+            }
+            if !(s.min_pause > 0.0 && s.min_pause.is_finite()) {
+                return Err(PipelineError::Data(format!(
+                    "the shortest pause between stretches {} s must be positive",
+                    s.min_pause
+                )));
+            }
+        }
+        self.stretches = stretches;
         Ok(self)
     }
 
@@ -236,7 +284,14 @@ impl Engine {
         }
         let inputs = self.source.inputs(items, &self.dev)?;
         let ids: Vec<&str> = items.iter().map(|it| it.0).collect();
-        self.decode_inputs(&ids, &inputs)
+        let mut out = self.decode_inputs(&ids, &inputs)?;
+        if self.stretches.is_some() {
+            for (d, &(_, path, seg)) in out.iter_mut().zip(items) {
+                let wave = ent_train::features::load_audio(path, seg)?;
+                self.decide_stretches(d, &wave)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes 16 kHz mono waveforms held in memory, named `ids` in errors.
@@ -245,7 +300,34 @@ impl Engine {
             return Ok(vec![]);
         }
         let inputs = self.source.inputs_from_samples(waves, &self.dev)?;
-        self.decode_inputs(ids, &inputs)
+        let mut out = self.decode_inputs(ids, &inputs)?;
+        for (d, wave) in out.iter_mut().zip(waves) {
+            self.decide_stretches(d, wave)?;
+        }
+        Ok(out)
+    }
+
+    /// Applies the stretch decision, when asked for, to `d` decoded from `wave`.
+    fn decide_stretches(&self, d: &mut Decoded, wave: &[f32]) -> Result<()> {
+        let Some(s) = self.stretches else {
+            return Ok(());
+        };
+        let frames = d.hypothesis.frame_emotions.len();
+        let starts = crate::longform::stretch_starts(
+            wave,
+            &self.windowing,
+            s.min_pause,
+            self.hop_samples(),
+            frames,
+        );
+        ent_decode::emotions_by_stretch(
+            d,
+            &starts,
+            self.meta.emotions.neutral,
+            s.min_share,
+            self.frame_shift(),
+        )?;
+        Ok(())
     }
 
     fn decode_inputs(&self, ids: &[&str], inputs: &Inputs) -> Result<Vec<Decoded>> {

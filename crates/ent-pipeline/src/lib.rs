@@ -42,8 +42,8 @@ mod report;
 mod run;
 
 pub use engine::{
-    DEMO_MODEL_NAME, DamageOut, Engine, SegmentOut, TokenOut, Transcript, UtteranceEmotion,
-    WindowOut, round_ms,
+    DEMO_MODEL_NAME, DamageOut, Engine, SegmentOut, Stretches, TokenOut, Transcript,
+    UtteranceEmotion, WindowOut, round_ms,
 };
 pub use error::{PipelineError, Result};
 pub use evaluate::{EvalOptions, Report, Scored, evaluate};

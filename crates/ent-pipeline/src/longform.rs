@@ -198,6 +198,34 @@ fn pauses(x: &[f32], l: &Lengths) -> Vec<bool> {
     db.iter().map(|&d| d < threshold).collect()
 }
 
+/// The encoder frames (of `hop` samples) at which the stretches of speech of `x` after the
+/// first start, for [`ent_decode::emotions_by_stretch`]: the middles of its pauses of at least
+/// `min_pause` seconds, found as the segmenter finds them (`w`'s `pause_db` and `floor_dbfs`),
+/// each strictly between frame 0 and `frames`. A pause at the start or the end of `x` cuts
+/// nothing: it belongs to the speech beside it.
+pub(crate) fn stretch_starts(
+    x: &[f32],
+    w: &Windowing,
+    min_pause: f64,
+    hop: usize,
+    frames: usize,
+) -> Vec<usize> {
+    let l = Lengths::new(w, hop.max(1));
+    let min = (min_pause * RATE as f64) as usize;
+    let mut out: Vec<usize> = Vec::new();
+    for (s, len) in pause_runs(&pauses(x, &l)) {
+        // Pauses at the edges of the file belong to the speech beside them.
+        if len < min || s == 0 || s + len + VAD_FRAME > x.len() {
+            continue;
+        }
+        let f = ((s + len / 2) as f64 / hop.max(1) as f64).round() as usize;
+        if f > 0 && f < frames && out.last().is_none_or(|&p| f > p) {
+            out.push(f);
+        }
+    }
+    out
+}
+
 /// Runs of pause frames as (first sample, samples).
 fn pause_runs(p: &[bool]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
@@ -595,7 +623,7 @@ impl Engine {
     }
 
     /// Encoder frame shift in 16 kHz samples.
-    fn hop_samples(&self) -> usize {
+    pub(crate) fn hop_samples(&self) -> usize {
         (self.frame_shift() * RATE as f64).round() as usize
     }
 
@@ -707,6 +735,31 @@ mod tests {
 
     fn cat(parts: &[Vec<f32>]) -> Vec<f32> {
         parts.concat()
+    }
+
+    /// Stretch starts: the middles of the pauses of at least `min_pause`, in encoder frames;
+    /// a shorter pause (a stop's closure) and the edges of the file cut nothing.
+    #[test]
+    fn stretches_start_in_the_middles_of_pauses() {
+        let w = Windowing::default();
+        // Pauses of 0.2 s (middle 1.1 s: frame 27.5 -> 28) and 0.4 s (middle 2.6 s: 65),
+        // and one of 0.08 s inside the last stretch.
+        let x = cat(&[
+            tone(1.0),
+            quiet(0.2),
+            tone(1.2),
+            quiet(0.4),
+            tone(0.6),
+            quiet(0.08),
+            tone(0.6),
+        ]);
+        let frames = x.len() / 640;
+        assert_eq!(stretch_starts(&x, &w, 0.15, 640, frames), vec![28, 65]);
+        assert_eq!(stretch_starts(&x, &w, 0.3, 640, frames), vec![65]);
+        assert_eq!(stretch_starts(&x, &w, 0.05, 640, frames), vec![28, 65, 86]);
+        // A file that starts and ends with pauses: no stretch start at either edge.
+        let y = cat(&[quiet(0.4), tone(1.0), quiet(0.4)]);
+        assert!(stretch_starts(&y, &w, 0.15, 640, y.len() / 640).is_empty());
     }
 
     #[test]

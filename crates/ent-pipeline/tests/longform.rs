@@ -195,3 +195,55 @@ fn assert_words_apart(t: &ent_pipeline::Transcript) {
     let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     assert_eq!(words(&spelled), words(&t.text));
 }
+
+/// Emotion by stretch (`Engine::with_emotion_stretches`), whole-file and long-form decoding
+/// alike: on diarization recordings (sentences 0.2 s apart) every segment boundary lies in a
+/// pause between two sentences, within 0.1 s of the middle the manifest gives, and the
+/// decoded text is the per-frame decoding's.
+#[test]
+fn emotion_by_stretch_changes_only_at_pauses() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/demo/diar.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let per_frame = Engine::demo(&Device::Cpu, Search::default()).unwrap();
+    let engine = Engine::demo(&Device::Cpu, Search::default())
+        .unwrap()
+        .with_emotion_stretches(Some(ent_pipeline::Stretches::new(0.25)))
+        .unwrap();
+    let mut moved = 0;
+    for id in [
+        "diar_en-m2_00",
+        "diar_en-us-nyc-f1_ne0",
+        "diar_en-gb-x-gbcwmd-m8_01",
+    ] {
+        let name = format!("{id}.flac");
+        let path = audio(&name);
+        let cuts: Vec<f64> = manifest[id]["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|s| s["start"].as_f64().unwrap())
+            .collect();
+        let whole = engine.decode(&[(id, &path, Segment::WHOLE)]).unwrap();
+        let long = engine
+            .transcribe_file(id, &path, Segment::WHOLE, &mut |_, _| {})
+            .unwrap();
+        let plain = per_frame.decode(&[(id, &path, Segment::WHOLE)]).unwrap();
+        assert_eq!(whole[0].hypothesis.tokens, plain[0].hypothesis.tokens);
+        assert_eq!(whole[0].segments, long.segments, "{id}");
+        moved += usize::from(whole[0].segments != plain[0].segments);
+        for s in &whole[0].segments[1..] {
+            assert!(
+                cuts.iter().any(|c| (c - s.start).abs() <= 0.1),
+                "{id}: a segment starts at {} s, not at a pause ({cuts:?})",
+                s.start
+            );
+        }
+    }
+    assert!(moved > 0, "the stretch decision changed no segment");
+}
