@@ -108,11 +108,7 @@ pub fn threshold_emotions(
             neutral
         };
     }
-    for t in &mut d.tokens {
-        t.emotion = h.frame_emotions[t.frame];
-    }
-    d.segments = frames_to_segments(&h.frame_emotions, shift, shift)?;
-    Ok(())
+    follow_path(d, shift)
 }
 
 /// Frame emotions decided per stretch of speech instead of per frame: `stretches` are the
@@ -183,10 +179,16 @@ pub fn emotions_by_stretch(
         };
         frames.iter_mut().for_each(|e| *e = label);
     }
+    follow_path(d, shift)
+}
+
+/// Tokens' emotions and segments read again from `d`'s emotion path.
+fn follow_path(d: &mut Decoded, shift: f64) -> Result<(), DecodeError> {
+    let path = &d.hypothesis.frame_emotions;
     for t in &mut d.tokens {
-        t.emotion = h.frame_emotions[t.frame];
+        t.emotion = path[t.frame];
     }
-    d.segments = frames_to_segments(&h.frame_emotions, shift, shift)?;
+    d.segments = frames_to_segments(path, shift, shift)?;
     Ok(())
 }
 

@@ -1241,15 +1241,7 @@ fn joined_parts_are_matched_in_loudness() {
         .unwrap()
         .features;
     let want = bb.inputs_from_samples(&[&joined], &dev).unwrap().features;
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert_eq!(max_abs_diff(&got, &want), 0.0);
 }
 
 /// `augment.gain_db`: an example played at a gain of g dB. Filterbanks: every part of a joined
@@ -1360,13 +1352,17 @@ fn gain_perturbation_scales_each_example() {
         .inputs_from_samples(&[&scaled(&quiet, -7.5)], &dev)
         .unwrap()
         .features;
-    let diff = (got - want)
+    assert_eq!(max_abs_diff(&got, &want), 0.0);
+}
+
+/// The largest absolute difference between two tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
         .unwrap()
         .abs()
         .unwrap()
         .max_all()
         .unwrap()
         .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+        .unwrap()
 }
