@@ -111,62 +111,93 @@ pub fn threshold_emotions(
     follow_path(d, shift)
 }
 
-/// Frame emotions decided per stretch of speech instead of per frame: `stretches` are the
-/// first frames of the stretches after the first (increasing, each below the number of frames;
-/// the first stretch starts at frame 0, each runs to the next one's start, the last to the
-/// end), typically the middles of the pauses of the audio. A stretch is emotional when at least
-/// `min_share` of its frames are (as the frame decision, argmax or
-/// [`threshold_emotions`], left them), and then every frame of it takes the emotional class
-/// most of those frames have (the first such class on a tie); otherwise every frame is
-/// neutral. Rewrites `d`'s emotion path, its tokens' emotions and its segments (`shift` seconds
-/// per frame). `min_share` must lie in `(0, 1]`. Emotion in speech mostly changes where the
-/// speaker pauses; a stretch's frames are decided together, so that an emotion the model
-/// hears only in part of a sentence covers the sentence.
+/// Frame emotions decided per stretch of speech instead of per frame. `pause` flags the
+/// frames of `d` that are pauses (one flag per frame); the stretches are cut at the middles of
+/// the runs of at least `min_pause` pause frames (see [`stretch_starts`]). A stretch is
+/// emotional when at least `min_share` of its speech frames (those not flagged) are emotional
+/// as the frame decision (argmax or [`threshold_emotions`]) left them, and then every frame of
+/// it takes the emotional class most of those frames have (the first such class on a tie);
+/// otherwise every frame is neutral. Rewrites `d`'s emotion path, its tokens' emotions and its
+/// segments (`shift` seconds per frame). `min_share` must lie in `(0, 1]`. Emotion in speech
+/// mostly changes where the speaker pauses; a stretch's frames are decided together, so that
+/// an emotion the model hears only in part of a sentence covers the sentence.
 pub fn emotions_by_stretch(
     d: &mut Decoded,
-    stretches: &[usize],
+    pause: &[bool],
+    min_pause: usize,
     neutral: usize,
     min_share: f32,
     shift: f64,
+) -> Result<(), DecodeError> {
+    decide_stretches(
+        &mut d.hypothesis.frame_emotions,
+        pause,
+        min_pause,
+        neutral,
+        min_share,
+    )?;
+    follow_path(d, shift)
+}
+
+/// The first frames of the stretches after the first: the middles (rounded down) of the runs
+/// of at least `min_pause` (at least 1) pause frames of `pause`. A run that touches either end
+/// cuts nothing: it belongs to the speech beside it.
+pub fn stretch_starts(pause: &[bool], min_pause: usize) -> Vec<usize> {
+    let n = pause.len();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if !pause[i] {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < n && pause[i] {
+            i += 1;
+        }
+        if s > 0 && i < n && i - s >= min_pause.max(1) {
+            out.push(s + (i - s) / 2);
+        }
+    }
+    out
+}
+
+/// The stretch decision of [`emotions_by_stretch`] on a bare emotion path (what a long
+/// recording's stitched frame track goes through).
+pub fn decide_stretches(
+    path: &mut [usize],
+    pause: &[bool],
+    min_pause: usize,
+    neutral: usize,
+    min_share: f32,
 ) -> Result<(), DecodeError> {
     if !(min_share > 0.0 && min_share <= 1.0) {
         return Err(DecodeError::Input(format!(
             "the emotional share of a stretch {min_share} must lie in (0, 1]"
         )));
     }
-    let h = &mut d.hypothesis;
-    let n = h.frame_emotions.len();
-    if let Some(w) = stretches.windows(2).find(|w| w[0] >= w[1]) {
+    if pause.len() != path.len() {
         return Err(DecodeError::Input(format!(
-            "stretch starts {} and {} are not increasing",
-            w[0], w[1]
+            "{} pause flags for {} frames",
+            pause.len(),
+            path.len()
         )));
     }
-    if let Some(&s) = stretches.iter().find(|&&s| s == 0 || s >= n) {
-        return Err(DecodeError::Input(format!(
-            "stretch start {s} is not inside the {n} frames (the first stretch starts at 0)"
-        )));
-    }
-    let classes = h
-        .frame_emotions
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(neutral)
-        + 1;
+    let n = path.len();
+    let classes = path.iter().copied().max().unwrap_or(0).max(neutral) + 1;
     let bounds: Vec<usize> = std::iter::once(0)
-        .chain(stretches.iter().copied())
+        .chain(stretch_starts(pause, min_pause))
         .chain(std::iter::once(n))
         .collect();
     for w in bounds.windows(2) {
-        let frames = &mut h.frame_emotions[w[0]..w[1]];
+        let (frames, pauses) = (&mut path[w[0]..w[1]], &pause[w[0]..w[1]]);
         let mut counts = vec![0usize; classes];
-        for &e in frames.iter() {
+        for (&e, _) in frames.iter().zip(pauses).filter(|(_, p)| !**p) {
             counts[e] += 1;
         }
-        let emotional = frames.len() - counts[neutral];
-        let label = if emotional > 0 && emotional as f32 >= min_share * frames.len() as f32 {
+        let speech: usize = counts.iter().sum();
+        let emotional = speech - counts[neutral];
+        let label = if emotional > 0 && emotional as f64 >= f64::from(min_share) * speech as f64 {
             let mut best = None;
             for (c, &k) in counts.iter().enumerate() {
                 if c != neutral && best.is_none_or(|b: usize| k > counts[b]) {
@@ -179,7 +210,7 @@ pub fn emotions_by_stretch(
         };
         frames.iter_mut().for_each(|e| *e = label);
     }
-    follow_path(d, shift)
+    Ok(())
 }
 
 /// Tokens' emotions and segments read again from `d`'s emotion path.
@@ -320,46 +351,62 @@ mod tests {
         }
     }
 
-    /// Stretches (happy 0, angry 1, sad 2, neutral 3): each takes its most frequent emotion
-    /// when at least `min_share` of its frames are emotional, else neutral; the first class on
-    /// a tie; tokens and segments follow; bad shares and stretch starts are refused.
+    /// Stretches (happy 0, angry 1, sad 2, neutral 3) cut at the middles of pauses of at least
+    /// two frames: each takes its most frequent emotion when at least `min_share` of its
+    /// speech frames are emotional, else neutral; pause frames are relabelled but not counted;
+    /// the first class on a tie; tokens and segments follow; bad shares and flags are refused.
     #[test]
     fn stretches_take_one_emotion_each() {
-        let frames = [3, 3, 0, 3, 3, 1, 1, 0, 3, 3, 2, 2, 0, 0, 3, 3];
-        // Stretches [0, 5): 1 of 5 emotional; [5, 10): 3 of 5, angry 2 happy 1;
-        // [10, 14): all emotional, sad 2 happy 2 (tie: happy); [14, 16): neutral.
+        let frames = [3, 3, 0, 3, 3, 3, 3, 1, 1, 0, 3, 3, 2, 2, 0, 0, 3, 3, 3, 3];
+        let p = [
+            false, false, false, false, false, true, true, false, false, false, false, true, false,
+            false, false, false, true, true, true, false,
+        ];
+        // Pause runs [5, 7) (cut at 6) and [16, 19) (cut at 17); the one-frame pause at 11
+        // cuts nothing. Stretches: [0, 6): speech 0..5, 1 of 5 emotional; [6, 17): speech
+        // 7..11 and 12..16, 7 of 8 emotional (happy 3, angry 2, sad 2); [17, 20): speech 19,
+        // neutral.
+        assert_eq!(stretch_starts(&p, 2), vec![6, 17]);
+        assert_eq!(stretch_starts(&p, 1), vec![6, 11, 17]);
+        assert_eq!(stretch_starts(&p, 4), Vec::<usize>::new());
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.25, 0.04).unwrap();
-        let want = [3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 3];
+        emotions_by_stretch(&mut d, &p, 2, 3, 0.25, 0.04).unwrap();
+        let mut want = vec![3; 20];
+        want[6..17].fill(0);
         assert_eq!(d.hypothesis.frame_emotions, want);
-        assert_eq!(
-            d.tokens.iter().map(|t| t.emotion).collect::<Vec<_>>(),
-            want.to_vec()
-        );
+        assert_eq!(d.tokens.iter().map(|t| t.emotion).collect::<Vec<_>>(), want);
         let labels: Vec<usize> = d.segments.iter().map(|s| s.label).collect();
-        assert_eq!(labels, vec![3, 1, 0, 3]);
-        assert!((d.segments[1].start - 0.2).abs() < 1e-12);
-        assert!((d.segments[3].end - 0.64).abs() < 1e-12);
-        // At share 0.2 the first stretch (1 of 5) is emotional too; at 0.7 only the third.
+        assert_eq!(labels, vec![3, 0, 3]);
+        assert!((d.segments[1].start - 0.24).abs() < 1e-12);
+        assert!((d.segments[2].end - 0.8).abs() < 1e-12);
+        // At share 0.19 the first stretch (1 of 5 speech frames) is emotional too; counting
+        // its pause frames (1 of 6) it would not be.
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.2, 0.04).unwrap();
-        assert_eq!(&d.hypothesis.frame_emotions[..5], &[0; 5]);
+        emotions_by_stretch(&mut d, &p, 2, 3, 0.19, 0.04).unwrap();
+        assert_eq!(&d.hypothesis.frame_emotions[..6], &[0; 6]);
+        // Ties: angry and sad 2 each in [6, 11) once the happy frame is neutral.
+        let mut f = frames;
+        f[9] = 3;
+        f[14] = 3;
+        f[15] = 3;
+        let mut d = path(&f);
+        emotions_by_stretch(&mut d, &p, 2, 3, 0.25, 0.04).unwrap();
+        assert!(d.hypothesis.frame_emotions[6..17].iter().all(|&e| e == 1));
+        // At share 0.9 (7 of 8) the middle stretch is neutral.
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &[5, 10, 14], 3, 0.7, 0.04).unwrap();
-        assert_eq!(
-            d.hypothesis.frame_emotions,
-            [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 3, 3]
-        );
-        // No stretch starts: the whole utterance is one stretch (6 of 16 emotional).
+        emotions_by_stretch(&mut d, &p, 2, 3, 0.9, 0.04).unwrap();
+        assert_eq!(d.hypothesis.frame_emotions, vec![3; 20]);
+        // No pauses: the whole utterance is one stretch (8 of 20 emotional).
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &[], 3, 0.3, 0.04).unwrap();
-        assert_eq!(d.hypothesis.frame_emotions, [0; 16]);
+        emotions_by_stretch(&mut d, &[false; 20], 2, 3, 0.35, 0.04).unwrap();
+        assert_eq!(d.hypothesis.frame_emotions, vec![0; 20]);
         for bad in [0.0, -0.1, 1.5, f32::NAN] {
-            assert!(emotions_by_stretch(&mut path(&frames), &[5], 3, bad, 0.04).is_err());
+            assert!(emotions_by_stretch(&mut path(&frames), &p, 2, 3, bad, 0.04).is_err());
         }
-        for bad in [&[0][..], &[16], &[5, 5], &[10, 5]] {
-            let e = emotions_by_stretch(&mut path(&frames), bad, 3, 0.5, 0.04).unwrap_err();
-            assert!(e.to_string().contains("stretch"), "{bad:?}: {e}");
-        }
+        let e = emotions_by_stretch(&mut path(&frames), &p[1..], 2, 3, 0.5, 0.04).unwrap_err();
+        assert!(
+            e.to_string().contains("19 pause flags for 20 frames"),
+            "{e}"
+        );
     }
 }

@@ -19,7 +19,8 @@ pub mod metrics;
 mod search;
 
 pub use decode::{
-    Decoded, TokenEmotion, argmax, decode, emotions_by_stretch, threshold_emotions, utterance_probs,
+    Decoded, TokenEmotion, argmax, decide_stretches, decode, emotions_by_stretch, stretch_starts,
+    threshold_emotions, utterance_probs,
 };
 pub use search::{Hypothesis, Search, search};
 

@@ -33,7 +33,7 @@ pub struct Engine {
     pub(crate) windowing: Windowing,
     pub(crate) jobs: usize,
     emotion_threshold: Option<f32>,
-    stretches: Option<Stretches>,
+    pub(crate) stretches: Option<Stretches>,
 }
 
 /// Frame emotions decided per stretch of speech between pauses (see
@@ -58,6 +58,11 @@ impl Stretches {
             min_share,
             min_pause: Self::DEFAULT_MIN_PAUSE,
         }
+    }
+
+    /// The shortest pause in frames of `shift` seconds (at least one).
+    pub fn min_pause_frames(&self, shift: f64) -> usize {
+        ((self.min_pause / shift - 1e-9).ceil() as usize).max(1)
     }
 }
 
@@ -299,12 +304,24 @@ impl Engine {
         if waves.is_empty() {
             return Ok(vec![]);
         }
-        let inputs = self.source.inputs_from_samples(waves, &self.dev)?;
-        let mut out = self.decode_inputs(ids, &inputs)?;
+        let mut out = self.decode_samples_per_frame(ids, waves)?;
         for (d, wave) in out.iter_mut().zip(waves) {
             self.decide_stretches(d, wave)?;
         }
         Ok(out)
+    }
+
+    /// [`decode_samples`](Self::decode_samples) without the stretch decision.
+    pub(crate) fn decode_samples_per_frame(
+        &self,
+        ids: &[&str],
+        waves: &[&[f32]],
+    ) -> Result<Vec<Decoded>> {
+        if waves.is_empty() {
+            return Ok(vec![]);
+        }
+        let inputs = self.source.inputs_from_samples(waves, &self.dev)?;
+        self.decode_inputs(ids, &inputs)
     }
 
     /// Applies the stretch decision, when asked for, to `d` decoded from `wave`.
@@ -313,16 +330,12 @@ impl Engine {
             return Ok(());
         };
         let frames = d.hypothesis.frame_emotions.len();
-        let starts = crate::longform::stretch_starts(
-            wave,
-            &self.windowing,
-            s.min_pause,
-            self.hop_samples(),
-            frames,
-        );
+        let pauses =
+            crate::longform::frame_pauses(wave, &self.windowing, self.hop_samples(), frames);
         ent_decode::emotions_by_stretch(
             d,
-            &starts,
+            &pauses,
+            s.min_pause_frames(self.frame_shift()),
             self.meta.emotions.neutral,
             s.min_share,
             self.frame_shift(),

@@ -198,32 +198,20 @@ fn pauses(x: &[f32], l: &Lengths) -> Vec<bool> {
     db.iter().map(|&d| d < threshold).collect()
 }
 
-/// The encoder frames (of `hop` samples) at which the stretches of speech of `x` after the
-/// first start, for [`ent_decode::emotions_by_stretch`]: the middles of its pauses of at least
-/// `min_pause` seconds, found as the segmenter finds them (`w`'s `pause_db` and `floor_dbfs`),
-/// each strictly between frame 0 and `frames`. A pause at the start or the end of `x` cuts
-/// nothing: it belongs to the speech beside it.
-pub(crate) fn stretch_starts(
-    x: &[f32],
-    w: &Windowing,
-    min_pause: f64,
-    hop: usize,
-    frames: usize,
-) -> Vec<usize> {
-    let l = Lengths::new(w, hop.max(1));
-    let min = (min_pause * RATE as f64) as usize;
-    let mut out: Vec<usize> = Vec::new();
-    for (s, len) in pause_runs(&pauses(x, &l)) {
-        // Pauses at the edges of the file belong to the speech beside them.
-        if len < min || s == 0 || s + len + VAD_FRAME > x.len() {
-            continue;
-        }
-        let f = ((s + len / 2) as f64 / hop.max(1) as f64).round() as usize;
-        if f > 0 && f < frames && out.last().is_none_or(|&p| f > p) {
-            out.push(f);
-        }
-    }
-    out
+/// Pause flags of the first `frames` encoder frames (of `hop` samples) of `x`, for
+/// [`ent_decode::emotions_by_stretch`]: a frame is a pause when at least half of its 10 ms
+/// segmenter frames are, as the segmenter finds them (`w`'s `pause_db` below the loud frames of
+/// `x`, or under `floor_dbfs`); a frame past the end of `x` is a pause.
+pub(crate) fn frame_pauses(x: &[f32], w: &Windowing, hop: usize, frames: usize) -> Vec<bool> {
+    let hop = hop.max(1);
+    let p = pauses(x, &Lengths::new(w, hop));
+    (0..frames)
+        .map(|f| {
+            let (a, b) = (f * hop / VAD_FRAME, ((f + 1) * hop).div_ceil(VAD_FRAME));
+            let inside = &p[a.min(p.len())..b.min(p.len())];
+            inside.is_empty() || 2 * inside.iter().filter(|&&q| q).count() >= inside.len()
+        })
+        .collect()
 }
 
 /// Runs of pause frames as (first sample, samples).
@@ -314,7 +302,7 @@ fn decide(buf: &[f32], eof: bool, first: bool, l: &Lengths) -> Cut {
 }
 
 /// What the stitcher does next, in file order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Step {
     /// A pause up to this sample: neutral frames.
     Pause { to: u64 },
@@ -325,6 +313,9 @@ enum Step {
         keep_from: u64,
         keep_to: u64,
         last: bool,
+        /// Pause flags of the window's encoder frames (empty unless emotion is decided per
+        /// stretch).
+        pauses: Vec<bool>,
     },
 }
 
@@ -336,6 +327,8 @@ struct Stitcher<'a> {
     classes: usize,
     frames: Vec<usize>,
     probs: Vec<Vec<f32>>,
+    /// Pause flags of `frames`.
+    pauses: Vec<bool>,
     tokens: Vec<ent_decode::TokenEmotion>,
     windows: Vec<Window>,
     score: f64,
@@ -372,12 +365,22 @@ impl Stitcher<'_> {
                     self.probs.push(p);
                 }
             }
+            let after = self.pauses.last().copied().unwrap_or(true);
+            self.pauses.push(pause || after);
         }
     }
 
     /// Adds window `d` decoded from the samples at `start`; its output is kept from sample
     /// `keep_from` to `keep_to` (to its last frame when `last`).
-    fn add(&mut self, start: u64, keep_from: u64, keep_to: u64, d: Decoded, last: bool) {
+    fn add(
+        &mut self,
+        start: u64,
+        keep_from: u64,
+        keep_to: u64,
+        d: Decoded,
+        last: bool,
+        pauses: &[bool],
+    ) {
         let off = self.frame_of(start);
         let t = d.hypothesis.frame_emotions.len();
         let from = self.frame_of(keep_from);
@@ -389,6 +392,7 @@ impl Stitcher<'_> {
         self.fill(from, false);
         self.frames.truncate(from);
         self.probs.truncate(from);
+        self.pauses.truncate(from);
         for g in from..to.max(from) {
             match (
                 d.hypothesis.frame_emotions.get(g - off),
@@ -397,6 +401,8 @@ impl Stitcher<'_> {
                 (Some(&e), Some(p)) => {
                     self.frames.push(e);
                     self.probs.push(p.clone());
+                    self.pauses
+                        .push(pauses.get(g - off).copied().unwrap_or(false));
                 }
                 _ => self.fill(g + 1, false),
             }
@@ -462,6 +468,7 @@ impl Engine {
             classes: self.labels().len(),
             frames: Vec::new(),
             probs: Vec::new(),
+            pauses: Vec::new(),
             tokens: Vec::new(),
             windows: Vec::new(),
             score: 0.0,
@@ -484,8 +491,9 @@ impl Engine {
                             Err(_) => return,
                         };
                         let Ok((seq, samples)) = job else { return };
+                        // Emotion by stretch is decided once, on the stitched track.
                         let d = self
-                            .decode_samples(&[id], &[&samples])
+                            .decode_samples_per_frame(&[id], &[&samples])
                             .map(|mut d| d.remove(0));
                         if res_tx.send((seq, d)).is_err() {
                             return;
@@ -511,9 +519,10 @@ impl Engine {
                             keep_from,
                             keep_to,
                             last,
+                            ref pauses,
                         } => {
                             let Some(d) = done.remove(&seq) else { break };
-                            st.add(start, keep_from, keep_to, d, last);
+                            st.add(start, keep_from, keep_to, d, last, pauses);
                         }
                     }
                     pending.pop_front();
@@ -583,12 +592,23 @@ impl Engine {
                                 ));
                             }
                             in_flight += 1;
+                            let pauses = if self.stretches.is_some() {
+                                frame_pauses(
+                                    &buf[..end],
+                                    &self.windowing,
+                                    l.hop,
+                                    end.div_ceil(l.hop),
+                                )
+                            } else {
+                                Vec::new()
+                            };
                             pending.push_back(Step::Window {
                                 seq,
                                 start: at,
                                 keep_from,
                                 keep_to: at + keep_to as u64,
                                 last,
+                                pauses,
                             });
                         }
                         keep_from = keep_from.max(at + keep_to as u64);
@@ -630,10 +650,22 @@ impl Engine {
     fn stitched(
         &self,
         id: &str,
-        st: Stitcher<'_>,
+        mut st: Stitcher<'_>,
         damaged: Vec<DamageOut>,
     ) -> Result<FileDecoding> {
         let shift = self.frame_shift();
+        if let Some(s) = self.stretches {
+            ent_decode::decide_stretches(
+                &mut st.frames,
+                &st.pauses,
+                s.min_pause_frames(shift),
+                st.neutral,
+                s.min_share,
+            )?;
+            for t in &mut st.tokens {
+                t.emotion = st.frames[t.frame];
+            }
+        }
         let k = st.classes;
         // The file's emotion: the windows' probabilities weighted by their length.
         let probs = match st.windows.as_slice() {
@@ -737,13 +769,13 @@ mod tests {
         parts.concat()
     }
 
-    /// Stretch starts: the middles of the pauses of at least `min_pause`, in encoder frames;
-    /// a shorter pause (a stop's closure) and the edges of the file cut nothing.
+    /// Pause flags per encoder frame (40 ms): the frames of the quiet stretches, and those
+    /// past the end of the audio; the stretches start in the middles of the long pauses.
     #[test]
-    fn stretches_start_in_the_middles_of_pauses() {
+    fn pauses_are_flagged_per_encoder_frame() {
         let w = Windowing::default();
-        // Pauses of 0.2 s (middle 1.1 s: frame 27.5 -> 28) and 0.4 s (middle 2.6 s: 65),
-        // and one of 0.08 s inside the last stretch.
+        // Every part a whole number of 640-sample frames: tone 0..25, pause 25..30, tone
+        // 30..60, pause 60..70, tone 70..85, pause 85..87 (80 ms), tone 87..102.
         let x = cat(&[
             tone(1.0),
             quiet(0.2),
@@ -753,13 +785,22 @@ mod tests {
             quiet(0.08),
             tone(0.6),
         ]);
-        let frames = x.len() / 640;
-        assert_eq!(stretch_starts(&x, &w, 0.15, 640, frames), vec![28, 65]);
-        assert_eq!(stretch_starts(&x, &w, 0.3, 640, frames), vec![65]);
-        assert_eq!(stretch_starts(&x, &w, 0.05, 640, frames), vec![28, 65, 86]);
-        // A file that starts and ends with pauses: no stretch start at either edge.
-        let y = cat(&[quiet(0.4), tone(1.0), quiet(0.4)]);
-        assert!(stretch_starts(&y, &w, 0.15, 640, y.len() / 640).is_empty());
+        let p = frame_pauses(&x, &w, 640, 104);
+        let want: Vec<bool> = (0..104)
+            .map(|f| {
+                (25..30).contains(&f) || (60..70).contains(&f) || (85..87).contains(&f) || f >= 102
+            })
+            .collect();
+        assert_eq!(p, want);
+        assert_eq!(ent_decode::stretch_starts(&p, 4), vec![27, 65]);
+        // Half a frame of pause (20 ms) makes a pause frame; a quarter does not.
+        let flagged = |gap: f64| {
+            let y = cat(&[tone(0.4), quiet(gap), tone(0.4)]);
+            let p = frame_pauses(&y, &w, 640, 20);
+            (0..20).filter(|&f| p[f]).collect::<Vec<_>>()
+        };
+        assert_eq!(flagged(0.02), vec![10]);
+        assert!(flagged(0.01).is_empty());
     }
 
     #[test]
@@ -882,12 +923,16 @@ mod tests {
             classes: engine.labels().len(),
             frames: vec![],
             probs: vec![],
+            pauses: vec![],
             tokens: vec![],
             windows: vec![],
             score: 0.0,
         };
-        // Window 1: frames 0..40 decoded (38 from the encoder), kept to frame 35.
-        st.add(0, 0, 35 * 640, window(&engine, "AB", 38, other), false);
+        // Window 1: frames 0..40 decoded (38 from the encoder), kept to frame 35; its frames
+        // 10..12 are a pause.
+        let mut p1 = vec![false; 40];
+        p1[10..12].fill(true);
+        st.add(0, 0, 35 * 640, window(&engine, "AB", 38, other), false, &p1);
         // Window 2 starts at frame 30, kept from frame 35 to 70; its tokens at frames 31 to 34
         // (file frames) fall before 35 and are dropped, the one at frame 35 is kept.
         st.add(
@@ -896,9 +941,19 @@ mod tests {
             70 * 640,
             window(&engine, "CDEFG", 38, neutral),
             false,
+            &[],
         );
         st.fill(80, true);
         assert_eq!(st.frames.len(), 80);
+        // Pause flags follow the kept frames: window 1's, none of window 2's (it gave none;
+        // the two frames its encoder left, 68 and 69, repeat its last), then the pause filled
+        // in.
+        assert_eq!(st.pauses.len(), 80);
+        let flagged: Vec<usize> = (0..80).filter(|&g| st.pauses[g]).collect();
+        assert_eq!(
+            flagged,
+            [10, 11].into_iter().chain(70..80).collect::<Vec<_>>()
+        );
         assert!(st.frames[..35].iter().all(|&e| e == other));
         assert!(st.frames[35..].iter().all(|&e| e == neutral));
         let spelled: String = st

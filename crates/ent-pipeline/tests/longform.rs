@@ -196,10 +196,12 @@ fn assert_words_apart(t: &ent_pipeline::Transcript) {
     assert_eq!(words(&spelled), words(&t.text));
 }
 
-/// Emotion by stretch (`Engine::with_emotion_stretches`), whole-file and long-form decoding
-/// alike: on diarization recordings (sentences 0.2 s apart) every segment boundary lies in a
-/// pause between two sentences, within 0.1 s of the middle the manifest gives, and the
-/// decoded text is the per-frame decoding's.
+/// Emotion by stretch (`Engine::with_emotion_stretches`): on diarization recordings
+/// (sentences 0.2 s apart) every segment boundary lies in a pause between two sentences,
+/// within 0.1 s of the middle the manifest gives, decoded whole, in one window (the same
+/// segments: the stitched track is decided as the whole file is) and in windows of at most
+/// 2 s (the decision made once on the stitched track); the decoded text is the per-frame
+/// decoding's.
 #[test]
 fn emotion_by_stretch_changes_only_at_pauses() {
     let manifest: serde_json::Value = serde_json::from_str(
@@ -213,6 +215,17 @@ fn emotion_by_stretch_changes_only_at_pauses() {
     let engine = Engine::demo(&Device::Cpu, Search::default())
         .unwrap()
         .with_emotion_stretches(Some(ent_pipeline::Stretches::new(0.25)))
+        .unwrap();
+    let short = Engine::demo(&Device::Cpu, Search::default())
+        .unwrap()
+        .with_emotion_stretches(Some(ent_pipeline::Stretches::new(0.25)))
+        .unwrap()
+        .with_windowing(Windowing {
+            max_window: 2.0,
+            min_window: 0.5,
+            overlap: 0.5,
+            ..Windowing::default()
+        })
         .unwrap();
     let mut moved = 0;
     for id in [
@@ -237,12 +250,18 @@ fn emotion_by_stretch_changes_only_at_pauses() {
         assert_eq!(whole[0].hypothesis.tokens, plain[0].hypothesis.tokens);
         assert_eq!(whole[0].segments, long.segments, "{id}");
         moved += usize::from(whole[0].segments != plain[0].segments);
-        for s in &whole[0].segments[1..] {
-            assert!(
-                cuts.iter().any(|c| (c - s.start).abs() <= 0.1),
-                "{id}: a segment starts at {} s, not at a pause ({cuts:?})",
-                s.start
-            );
+        let windowed = short
+            .transcribe_file(id, &path, Segment::WHOLE, &mut |_, _| {})
+            .unwrap();
+        assert!(windowed.transcript.windows.len() > 1, "{id}");
+        for segments in [&whole[0].segments, &windowed.segments] {
+            for s in &segments[1..] {
+                assert!(
+                    cuts.iter().any(|c| (c - s.start).abs() <= 0.1),
+                    "{id}: a segment starts at {} s, not at a pause ({cuts:?})",
+                    s.start
+                );
+            }
         }
     }
     assert!(moved > 0, "the stretch decision changed no segment");

@@ -430,8 +430,8 @@ impl Trainer {
                 seed: r.next_u64(),
                 // Drawn last, and only when asked for, so that runs without it draw as before.
                 gain_db: match a.gain_db {
-                    Some([lo, hi]) => lo + (hi - lo) * r.uniform(),
-                    None => 0.0,
+                    Some([lo, hi]) if lo != 0.0 || hi != 0.0 => lo + (hi - lo) * r.uniform(),
+                    _ => 0.0,
                 },
             })
             .collect()
