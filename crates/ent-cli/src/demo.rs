@@ -12,9 +12,9 @@ use ent_pipeline::{
 };
 
 /// The emotional share of a stretch of speech that makes it emotional in the demo's
-/// diarization: the one value that gave the lowest EDER on the validation voice's recordings
-/// (`valid_diar.json`) for each of the three models measured, trained with emotion intervals,
-/// with utterance labels only, and with gain perturbation (docs/benchmarks.md).
+/// diarization: the one value among the lowest EDER on the validation voice's recordings
+/// (`valid_diar.json`) of every model measured for it, trained with emotion intervals or
+/// utterance labels only (docs/benchmarks.md).
 const STRETCH_SHARE: f32 = 0.2;
 use ent_train::data::{BadDataPolicy, Vocab, prepare, read_zed};
 use ent_train::{Checkpoint, TrainConfig, load_splits};
