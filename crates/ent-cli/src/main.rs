@@ -82,7 +82,7 @@ struct ModelArgs {
     #[arg(long)]
     emotion_threshold: Option<f32>,
     /// Decide emotion per stretch of speech between pauses (of at least 0.15 s) instead of per
-    /// frame: a stretch is emotional when at least this share of its frames are, and then
+    /// frame: a stretch is emotional when at least this share of its speech frames are, and then
     /// takes the emotion most of them have [default: per frame].
     #[arg(long, value_name = "SHARE")]
     emotion_by_stretch: Option<f32>,

@@ -197,7 +197,7 @@ pub fn decide_stretches(
         }
         let speech: usize = counts.iter().sum();
         let emotional = speech - counts[neutral];
-        let label = if emotional > 0 && emotional as f64 >= f64::from(min_share) * speech as f64 {
+        let label = if emotional > 0 && emotional as f32 / speech as f32 >= min_share {
             let mut best = None;
             for (c, &k) in counts.iter().enumerate() {
                 if c != neutral && best.is_none_or(|b: usize| k > counts[b]) {
@@ -379,12 +379,12 @@ mod tests {
         assert_eq!(labels, vec![3, 0, 3]);
         assert!((d.segments[1].start - 0.24).abs() < 1e-12);
         assert!((d.segments[2].end - 0.8).abs() < 1e-12);
-        // At share 0.19 the first stretch (1 of 5 speech frames) is emotional too; counting
-        // its pause frames (1 of 6) it would not be.
+        // At share 0.2 the first stretch (1 of 5 speech frames: exactly 0.2) is emotional
+        // too; counting its pause frames (1 of 6) it would not be.
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &p, 2, 3, 0.19, 0.04).unwrap();
+        emotions_by_stretch(&mut d, &p, 2, 3, 0.2, 0.04).unwrap();
         assert_eq!(&d.hypothesis.frame_emotions[..6], &[0; 6]);
-        // Ties: angry and sad 2 each in [6, 11) once the happy frame is neutral.
+        // Ties: angry and sad 2 each in [6, 17) once the happy frames are neutral.
         let mut f = frames;
         f[9] = 3;
         f[14] = 3;
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(d.hypothesis.frame_emotions, vec![3; 20]);
         // No pauses: the whole utterance is one stretch (8 of 20 emotional).
         let mut d = path(&frames);
-        emotions_by_stretch(&mut d, &[false; 20], 2, 3, 0.35, 0.04).unwrap();
+        emotions_by_stretch(&mut d, &[false; 20], 2, 3, 0.4, 0.04).unwrap();
         assert_eq!(d.hypothesis.frame_emotions, vec![0; 20]);
         for bad in [0.0, -0.1, 1.5, f32::NAN] {
             assert!(emotions_by_stretch(&mut path(&frames), &p, 2, 3, bad, 0.04).is_err());

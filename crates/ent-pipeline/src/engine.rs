@@ -40,7 +40,8 @@ pub struct Engine {
 /// [`ent_decode::emotions_by_stretch`]): off by default.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stretches {
-    /// A stretch is emotional when at least this share of its frames are, in `(0, 1]`.
+    /// A stretch is emotional when at least this share of its speech frames (those not in a
+    /// pause) are, in `(0, 1]`.
     pub min_share: f32,
     /// Shortest pause between two stretches, seconds (found as the long-recording segmenter
     /// finds pauses: [`Windowing::pause_db`], [`Windowing::floor_dbfs`]).

@@ -329,6 +329,8 @@ struct Stitcher<'a> {
     probs: Vec<Vec<f32>>,
     /// Pause flags of `frames`.
     pauses: Vec<bool>,
+    /// Which of `frames` are a skipped pause (never decoded: neutral whatever is decided).
+    skipped: Vec<bool>,
     tokens: Vec<ent_decode::TokenEmotion>,
     windows: Vec<Window>,
     score: f64,
@@ -367,6 +369,7 @@ impl Stitcher<'_> {
             }
             let after = self.pauses.last().copied().unwrap_or(true);
             self.pauses.push(pause || after);
+            self.skipped.push(pause);
         }
     }
 
@@ -393,6 +396,7 @@ impl Stitcher<'_> {
         self.frames.truncate(from);
         self.probs.truncate(from);
         self.pauses.truncate(from);
+        self.skipped.truncate(from);
         for g in from..to.max(from) {
             match (
                 d.hypothesis.frame_emotions.get(g - off),
@@ -403,8 +407,14 @@ impl Stitcher<'_> {
                     self.probs.push(p.clone());
                     self.pauses
                         .push(pauses.get(g - off).copied().unwrap_or(false));
+                    self.skipped.push(false);
                 }
-                _ => self.fill(g + 1, false),
+                _ => {
+                    self.fill(g + 1, false);
+                    if let (Some(&q), Some(flag)) = (pauses.get(g - off), self.pauses.last_mut()) {
+                        *flag = q;
+                    }
+                }
             }
         }
         let shift = self.engine.frame_shift();
@@ -469,6 +479,7 @@ impl Engine {
             frames: Vec::new(),
             probs: Vec::new(),
             pauses: Vec::new(),
+            skipped: Vec::new(),
             tokens: Vec::new(),
             windows: Vec::new(),
             score: 0.0,
@@ -662,6 +673,10 @@ impl Engine {
                 st.neutral,
                 s.min_share,
             )?;
+            // A skipped pause stays neutral: it was never decoded.
+            for (f, _) in st.frames.iter_mut().zip(&st.skipped).filter(|(_, s)| **s) {
+                *f = st.neutral;
+            }
             for t in &mut st.tokens {
                 t.emotion = st.frames[t.frame];
             }
@@ -910,6 +925,42 @@ mod tests {
     /// Two windows, the second overlapping the first by 10 frames and kept from the middle of
     /// the overlap, then a pause: frames and tokens land at their times in the file, the words
     /// of the two windows stay apart, the pause is neutral.
+    /// With emotion decided per stretch, the stitched track is decided once: an emotional
+    /// window followed by a skipped pause (which touches the end of the file, so it belongs
+    /// to the window's stretch) keeps its emotion over its own frames, and the skipped pause
+    /// stays neutral.
+    #[test]
+    fn a_skipped_pause_stays_neutral_under_the_stretch_decision() {
+        let engine = Engine::demo(&candle_core::Device::Cpu, ent_decode::Search::default())
+            .unwrap()
+            .with_emotion_stretches(Some(crate::Stretches::new(0.2)))
+            .unwrap();
+        let neutral = engine.meta.emotions.neutral;
+        let other = (neutral + 1) % engine.labels().len();
+        let mut st = Stitcher {
+            engine: &engine,
+            hop: 640,
+            neutral,
+            classes: engine.labels().len(),
+            frames: vec![],
+            probs: vec![],
+            pauses: vec![],
+            skipped: vec![],
+            tokens: vec![],
+            windows: vec![],
+            score: 0.0,
+        };
+        // Frames 0..30 emotional, 30..40 neutral (still speech), then 40..120 skipped.
+        let mut d = window(&engine, "AB", 40, other);
+        d.hypothesis.frame_emotions[30..].fill(neutral);
+        st.add(0, 0, 40 * 640, d, false, &[false; 40]);
+        st.fill(120, true);
+        let out = engine.stitched("x", st, vec![]).unwrap();
+        assert!(out.frame_emotions[..40].iter().all(|&e| e == other));
+        assert!(out.frame_emotions[40..].iter().all(|&e| e == neutral));
+        assert_eq!(out.segments.len(), 2);
+    }
+
     #[test]
     fn stitching_places_windows_on_the_file_grid() {
         let engine =
@@ -924,6 +975,7 @@ mod tests {
             frames: vec![],
             probs: vec![],
             pauses: vec![],
+            skipped: vec![],
             tokens: vec![],
             windows: vec![],
             score: 0.0,
