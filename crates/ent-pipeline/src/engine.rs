@@ -288,16 +288,18 @@ impl Engine {
         if items.is_empty() {
             return Ok(vec![]);
         }
-        let inputs = self.source.inputs(items, &self.dev)?;
         let ids: Vec<&str> = items.iter().map(|it| it.0).collect();
-        let mut out = self.decode_inputs(&ids, &inputs)?;
         if self.stretches.is_some() {
-            for (d, &(_, path, seg)) in out.iter_mut().zip(items) {
-                let wave = ent_train::features::load_audio(path, seg)?;
-                self.decide_stretches(d, &wave)?;
-            }
+            // The stretch decision reads the audio too: load it once.
+            let waves = items
+                .iter()
+                .map(|&(_, path, seg)| ent_train::features::load_audio(path, seg))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let waves: Vec<&[f32]> = waves.iter().map(Vec::as_slice).collect();
+            return self.decode_samples(&ids, &waves);
         }
-        Ok(out)
+        let inputs = self.source.inputs(items, &self.dev)?;
+        self.decode_inputs(&ids, &inputs)
     }
 
     /// Decodes 16 kHz mono waveforms held in memory, named `ids` in errors.

@@ -343,7 +343,24 @@ struct Window {
     probs: Vec<f32>,
 }
 
-impl Stitcher<'_> {
+impl<'a> Stitcher<'a> {
+    /// An empty track of `engine`'s frames, `hop` samples each.
+    fn new(engine: &'a Engine, hop: usize) -> Self {
+        Stitcher {
+            engine,
+            hop,
+            neutral: engine.meta.emotions.neutral,
+            classes: engine.labels().len(),
+            frames: Vec::new(),
+            probs: Vec::new(),
+            pauses: Vec::new(),
+            skipped: Vec::new(),
+            tokens: Vec::new(),
+            windows: Vec::new(),
+            score: 0.0,
+        }
+    }
+
     fn frame_of(&self, sample: u64) -> usize {
         (sample / self.hop as u64) as usize
     }
@@ -471,19 +488,7 @@ impl Engine {
         let l = Lengths::new(&self.windowing, self.hop_samples());
         let mut stream = AudioStream::open_segment(path, segment, RATE)?;
         let total = stream.duration_secs();
-        let mut st = Stitcher {
-            engine: self,
-            hop: l.hop,
-            neutral: self.meta.emotions.neutral,
-            classes: self.labels().len(),
-            frames: Vec::new(),
-            probs: Vec::new(),
-            pauses: Vec::new(),
-            skipped: Vec::new(),
-            tokens: Vec::new(),
-            windows: Vec::new(),
-            score: 0.0,
-        };
+        let mut st = Stitcher::new(self, l.hop);
         let jobs = self.jobs.max(1);
         // Windows go to `jobs` decoding threads (at most `2 * jobs` windows in flight);
         // results are stitched in file order as they come back.
@@ -937,19 +942,7 @@ mod tests {
             .unwrap();
         let neutral = engine.meta.emotions.neutral;
         let other = (neutral + 1) % engine.labels().len();
-        let mut st = Stitcher {
-            engine: &engine,
-            hop: 640,
-            neutral,
-            classes: engine.labels().len(),
-            frames: vec![],
-            probs: vec![],
-            pauses: vec![],
-            skipped: vec![],
-            tokens: vec![],
-            windows: vec![],
-            score: 0.0,
-        };
+        let mut st = Stitcher::new(&engine, 640);
         // Frames 0..30 emotional, 30..40 neutral (still speech), then 40..120 skipped.
         let mut d = window(&engine, "AB", 40, other);
         d.hypothesis.frame_emotions[30..].fill(neutral);
@@ -967,19 +960,7 @@ mod tests {
             Engine::demo(&candle_core::Device::Cpu, ent_decode::Search::default()).unwrap();
         let neutral = engine.meta.emotions.neutral;
         let other = (neutral + 1) % engine.labels().len();
-        let mut st = Stitcher {
-            engine: &engine,
-            hop: 640,
-            neutral,
-            classes: engine.labels().len(),
-            frames: vec![],
-            probs: vec![],
-            pauses: vec![],
-            skipped: vec![],
-            tokens: vec![],
-            windows: vec![],
-            score: 0.0,
-        };
+        let mut st = Stitcher::new(&engine, 640);
         // Window 1: frames 0..40 decoded (38 from the encoder), kept to frame 35; its frames
         // 10..12 are a pause.
         let mut p1 = vec![false; 40];

@@ -297,12 +297,6 @@ fn fused_ops_do_not_depend_on_threads() {
         out.extend(g.iter().map(bits));
         out
     };
-    let on = |n: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-            .install(run)
-    };
+    let on = |n: usize| crate::on_threads(n, run);
     assert_eq!(on(1), on(4));
 }

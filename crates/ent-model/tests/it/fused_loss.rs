@@ -10,7 +10,7 @@ use ent_common::rng::SplitMix64;
 use ent_model::{AsrLattice, LossConfig, Losses, Mode, Model, ModelConfig, PoolNodes, Targets};
 
 use crate::max_diff;
-use crate::model::{Batch, batch, features, variants};
+use crate::model::{Batch, batch, features, forward_eval, variants};
 
 fn build(cfg: &ModelConfig, dtype: DType) -> (VarMap, Model) {
     let vm = VarMap::new();
@@ -211,14 +211,10 @@ fn fused_loss_does_not_depend_on_threads() {
     let (vm, model) = build(&cfg, DType::F32);
     let b = batch(&cfg, 6);
     let on = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let l = losses(&model, &cfg, &b, &LossConfig::default(), true);
-                (scalar(&l.total), grads(&vm, &l))
-            })
+        crate::on_threads(threads, || {
+            let l = losses(&model, &cfg, &b, &LossConfig::default(), true);
+            (scalar(&l.total), grads(&vm, &l))
+        })
     };
     let bits = crate::bits;
     let ((la, ga), (lb, gb)) = (on(1), on(4));
@@ -274,17 +270,13 @@ fn fused_loss_over_several_blocks() {
         let (vm, model) = build(&cfg, DType::F32);
         let b = long_batch(&cfg, DType::F32);
         let on = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let l = losses(&model, &cfg, &b, &loss, true);
-                    let bits = crate::bits;
-                    let mut out = vec![bits(&l.total)];
-                    out.extend(grads(&vm, &l).iter().map(|(_, g)| bits(g)));
-                    out
-                })
+            crate::on_threads(threads, || {
+                let l = losses(&model, &cfg, &b, &loss, true);
+                let bits = crate::bits;
+                let mut out = vec![bits(&l.total)];
+                out.extend(grads(&vm, &l).iter().map(|(_, g)| bits(g)));
+                out
+            })
         };
         assert_eq!(on(1), on(4), "{name}");
     }
@@ -296,15 +288,7 @@ fn fused_loss_refuses_other_targets() {
     let (_, cfg) = variants().remove(0);
     let (_, model) = build(&cfg, DType::F32);
     let b = batch(&cfg, 8);
-    let out = model
-        .forward(
-            features(&cfg, &b.feats),
-            &b.lens,
-            &b.tokens,
-            &b.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap();
+    let out = forward_eval(&model, &cfg, &b);
     let mut other = b.tokens.to_vec2::<u32>().unwrap();
     other[0][2] = other[0][2] % (cfg.vocab_size as u32 - 1) + 1;
     let other = Tensor::new(other, &Device::Cpu).unwrap();

@@ -175,13 +175,7 @@ fn fused_gradients_match_finite_differences() {
 #[test]
 fn fused_results_do_not_depend_on_threads() {
     let c = case(DType::F32, (5, 40, 7, 9, 6), 11);
-    let on = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| run(&c, true))
-    };
+    let on = |threads: usize| crate::on_threads(threads, || run(&c, true));
     let (a, ga) = on(1);
     let (b, gb) = on(4);
     let bits = crate::bits;

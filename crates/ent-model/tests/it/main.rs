@@ -36,6 +36,15 @@ pub fn seeded_randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &candle_core::Device::Cpu).unwrap()
 }
 
+/// `f` run on a pool of `threads` threads (for results that must not depend on them).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
 /// The bits of an f32 tensor's values, for comparisons that must be exact.
 pub fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all()

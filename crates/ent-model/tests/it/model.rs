@@ -168,6 +168,19 @@ pub(crate) fn batch(cfg: &ModelConfig, seed: u64) -> Batch {
     }
 }
 
+/// The forward pass of batch `b` in eval mode.
+pub(crate) fn forward_eval(model: &Model, cfg: &ModelConfig, b: &Batch) -> ent_model::Output {
+    model
+        .forward(
+            features(cfg, &b.feats),
+            &b.lens,
+            &b.tokens,
+            &b.token_lens,
+            &mut Mode::eval(),
+        )
+        .unwrap()
+}
+
 pub(crate) fn features<'a>(cfg: &ModelConfig, x: &'a Tensor) -> Features<'a> {
     match cfg.front_end {
         FrontEnd::Backbone { .. } => Features::Hidden(x),
@@ -231,15 +244,7 @@ fn loss_is_the_weighted_sum_of_its_parts() {
     let (_, cfg) = variants().remove(0);
     let (_, model) = build(&cfg);
     let b = batch(&cfg, 2);
-    let out = model
-        .forward(
-            features(&cfg, &b.feats),
-            &b.lens,
-            &b.tokens,
-            &b.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap();
+    let out = forward_eval(&model, &cfg, &b);
     let emotions = [1u32, 3, 0];
     let targets = Targets {
         tokens: &b.tokens,
