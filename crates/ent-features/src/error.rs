@@ -103,6 +103,19 @@ pub enum FeatureError {
         /// Its value.
         value: f32,
     },
+    /// A finite sample of a magnitude no audio has (beyond [`crate::MAX_SAMPLE`] in decoded
+    /// audio, [`crate::MAX_INPUT`] at any scale): damage, such as random bytes in a float file.
+    #[error("{input}: sample {index} is {value:e}, beyond +-{bound}: not audio")]
+    OutOfRange {
+        /// The input.
+        input: Input,
+        /// Index of the first offending sample (after mixing down to mono).
+        index: usize,
+        /// Its value.
+        value: f32,
+        /// The largest magnitude allowed there.
+        bound: f32,
+    },
     /// An option or argument is out of range.
     #[error("invalid {name}: {detail}")]
     Invalid {
@@ -135,6 +148,7 @@ impl FeatureError {
             | FeatureError::Empty { input, .. }
             | FeatureError::TooShort { input, .. }
             | FeatureError::NonFinite { input, .. }
+            | FeatureError::OutOfRange { input, .. }
                 if input.path().is_none() =>
             {
                 *input = Input::file(path);
@@ -152,7 +166,8 @@ impl FeatureError {
             | FeatureError::Corrupt { input, .. }
             | FeatureError::Empty { input, .. }
             | FeatureError::TooShort { input, .. }
-            | FeatureError::NonFinite { input, .. } => Some(input),
+            | FeatureError::NonFinite { input, .. }
+            | FeatureError::OutOfRange { input, .. } => Some(input),
             _ => None,
         }
     }
@@ -172,4 +187,13 @@ impl From<FeatureError> for candle_core::Error {
             other => candle_core::Error::msg(other.to_string()),
         }
     }
+}
+
+/// The message of a caught panic (`"unknown"` when it is not a string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
 }

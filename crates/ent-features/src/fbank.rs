@@ -451,7 +451,8 @@ impl Fbank {
     /// Features of `samples` (mono, at `sample_rate`, used at the scale given), as a
     /// `[frames, dim]` f32 tensor on the CPU. Long inputs are split over rayon's threads.
     ///
-    /// Errors: empty input, fewer samples than one frame needs, a NaN or infinite sample.
+    /// Errors: empty input, fewer samples than one frame needs, a NaN or infinite sample, a
+    /// sample beyond [`crate::MAX_INPUT`].
     pub fn compute(&self, samples: &[f32]) -> Result<Tensor, FeatureError> {
         let frames = self.num_frames(samples.len());
         let data = self.compute_vec(samples)?;
@@ -482,13 +483,7 @@ impl Fbank {
                 detail: String::new(),
             });
         }
-        if let Some(index) = samples.iter().position(|x| !x.is_finite()) {
-            return Err(FeatureError::NonFinite {
-                input: Input::memory(),
-                index,
-                value: samples[index],
-            });
-        }
+        crate::sample::check(samples, crate::MAX_INPUT, &Input::memory(), 0)?;
         if self.num_frames(samples.len()) == 0 {
             return Err(FeatureError::TooShort {
                 input: Input::memory(),

@@ -22,6 +22,7 @@
 //!
 //! - [`audio`]: WAV (hound), FLAC, Ogg Vorbis and MP3 (symphonia) to mono f32; segments;
 //!   header probes ([`probe`]); parallel batches.
+//! - [`sample`]: the bounds beyond which a value is damage, not audio ([`MAX_SAMPLE`]).
 //! - [`resample`]: band-limited sample-rate conversion (rubato), quality settings documented there.
 //! - [`fbank`]: [`Fbank`], matching `kaldi-native-fbank` within 1e-3 (see its module docs for the
 //!   sample scale).
@@ -35,6 +36,7 @@ pub mod cmvn;
 mod error;
 pub mod fbank;
 pub mod resample;
+pub mod sample;
 /// The seeded random stream (from `ent-common`, re-exported where it has always been).
 pub use ent_common::rng;
 pub mod specaug;
@@ -47,4 +49,5 @@ pub use cmvn::{CmvnStats, GlobalCmvn};
 pub use error::{FeatureError, Input};
 pub use fbank::{Fbank, FbankOptions, WindowType};
 pub use resample::resample;
+pub use sample::{MAX_INPUT, MAX_SAMPLE};
 pub use specaug::{MaskValue, SpecAugment, SpecAugmentConfig};

@@ -24,7 +24,7 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
-use crate::error::FeatureError;
+use crate::error::{FeatureError, Input};
 
 /// Sample rates [`resample`] accepts, in Hz.
 pub const RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
@@ -33,11 +33,13 @@ pub const RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
 pub const BLOCK: usize = 2048;
 
 /// Resamples mono `samples` from `from` Hz to `to` Hz (see the module documentation for the
-/// filter). Both rates must lie in [`RATES`]; equal rates return a copy.
+/// filter). Both rates must lie in [`RATES`]; equal rates return a copy. A NaN, infinite or
+/// larger than [`crate::MAX_INPUT`] sample is an error (it would overflow the filter's FFT).
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, FeatureError> {
     // Rates outside this range are header damage, not audio; they would also size the FFT
     // blocks (up to `from / gcd` samples) or the output beyond reason (checked by `new`).
     let mut r = StreamResampler::new(from, to)?;
+    crate::sample::check(samples, crate::MAX_INPUT, &Input::memory(), 0)?;
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
     }
@@ -61,6 +63,8 @@ pub struct StreamResampler {
     trim: usize,
     consumed: u64,
     emitted: u64,
+    /// Set when rubato panicked: its state is then unknown, so every later call fails.
+    poisoned: bool,
 }
 
 impl StreamResampler {
@@ -105,6 +109,7 @@ impl StreamResampler {
             trim,
             consumed: 0,
             emitted: 0,
+            poisoned: false,
         })
     }
 
@@ -116,8 +121,11 @@ impl StreamResampler {
     }
 
     /// Resamples `samples`, appending what is ready to `out` (the filter holds back up to one
-    /// block until more input or [`StreamResampler::finish`]).
+    /// block until more input or [`StreamResampler::finish`]). A NaN, infinite or larger than
+    /// [`crate::MAX_INPUT`] sample is an error (its index counted over all input so far), and
+    /// nothing of `samples` is taken.
     pub fn push(&mut self, samples: &[f32], out: &mut Vec<f32>) -> Result<(), FeatureError> {
+        crate::sample::check(samples, crate::MAX_INPUT, &Input::memory(), self.consumed)?;
         self.consumed += samples.len() as u64;
         if self.inner.is_none() {
             out.extend_from_slice(samples);
@@ -160,9 +168,26 @@ impl StreamResampler {
         let mut output = InterleavedSlice::new_mut(&mut self.chunk_out, 1, room)
             .map_err(|e| Self::error(from, to, &e))?;
         let indexing = partial.map(|n| rubato::Indexing::new().partial_len(n));
-        let (_, produced) = r
-            .process_into_buffer(&input, &mut output, indexing.as_ref())
-            .map_err(|e| Self::error(from, to, &e))?;
+        if self.poisoned {
+            return Err(Self::error(from, to, &"an earlier block failed"));
+        }
+        // The input is checked (`push`), so rubato's FFT cannot overflow; should it panic all
+        // the same, the panic is an error, not a crash of the caller's thread.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.process_into_buffer(&input, &mut output, indexing.as_ref())
+        }));
+        let (_, produced) = match run {
+            Ok(r) => r.map_err(|e| Self::error(from, to, &e))?,
+            Err(payload) => {
+                self.poisoned = true;
+                let why = crate::error::panic_message(payload.as_ref());
+                return Err(Self::error(
+                    from,
+                    to,
+                    &format!("the resampler panicked ({why})"),
+                ));
+            }
+        };
         let drop = self.trim.min(produced);
         self.trim -= drop;
         out.extend_from_slice(&self.chunk_out[drop..produced]);
@@ -206,5 +231,29 @@ pub fn resampled_len(n: usize, from: u32, to: u32) -> usize {
         n
     } else {
         (n as u128 * to as u128).div_ceil(from as u128) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last line of defence: should rubato panic all the same (here: fed two samples of
+    /// 3e38 past the input check, which overflow its FFT), the panic is an error and the
+    /// resampler refuses every later call, since its state is unknown.
+    #[test]
+    fn a_panic_inside_rubato_is_an_error() {
+        let mut r = StreamResampler::new(48_000, 16_000).unwrap();
+        let n = r.inner.as_ref().unwrap().input_frames_next();
+        r.pending = vec![0.1; 4 * n];
+        r.pending[n + 100] = 3e38;
+        r.pending[n + 101] = 3e38;
+        let mut out = Vec::new();
+        let e = (0..3)
+            .find_map(|k| r.run(k * n, None, &mut out).err())
+            .expect("rubato overflowed without panicking");
+        assert!(e.to_string().contains("the resampler panicked"), "{e}");
+        let e = r.push(&[0.0; 10_000], &mut out).unwrap_err();
+        assert!(e.to_string().contains("an earlier block failed"), "{e}");
     }
 }

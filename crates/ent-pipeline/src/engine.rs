@@ -302,7 +302,8 @@ impl Engine {
         self.decode_inputs(&ids, &inputs)
     }
 
-    /// Decodes 16 kHz mono waveforms held in memory, named `ids` in errors.
+    /// Decodes 16 kHz mono waveforms held in memory (full scale 1), named `ids` in errors; a
+    /// NaN, infinite or larger than [`ent_features::MAX_SAMPLE`] sample is an error.
     pub fn decode_samples(&self, ids: &[&str], waves: &[&[f32]]) -> Result<Vec<Decoded>> {
         if waves.is_empty() {
             return Ok(vec![]);
@@ -322,6 +323,9 @@ impl Engine {
     ) -> Result<Vec<Decoded>> {
         if waves.is_empty() {
             return Ok(vec![]);
+        }
+        for (id, wave) in ids.iter().zip(waves) {
+            ent_features::sample::check_audio(wave).map_err(|e| e.in_file(Path::new(id)))?;
         }
         let inputs = self.source.inputs_from_samples(waves, &self.dev)?;
         self.decode_inputs(ids, &inputs)

@@ -6,8 +6,9 @@
 //! `2^-(bits-1)`, so 16-bit audio lies in `[-1, 1)`. Channels are averaged into one.
 //!
 //! Every failure is a [`FeatureError`] naming the file: unreadable, unsupported, truncated,
-//! corrupt, empty, or holding a NaN or infinite sample. Truncated and corrupt streams are errors,
-//! not silently shortened audio.
+//! corrupt, empty, or holding a sample that cannot be audio (NaN, infinite, or beyond
+//! [`crate::MAX_SAMPLE`]). Truncated and corrupt streams are errors, not silently shortened audio
+//! ([`AudioStream`] instead steps over damage, silencing and reporting it).
 
 mod source;
 mod stream;

@@ -142,11 +142,7 @@ pub(super) fn catch_parser_panic<T>(
     f: impl FnOnce() -> Result<T, FeatureError>,
 ) -> Result<T, FeatureError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let why = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
+        let why = crate::error::panic_message(payload.as_ref());
         Err(corrupt(
             input,
             format!("{what} failed on malformed data ({why})"),
@@ -249,13 +245,7 @@ pub(super) fn finish(audio: Audio, input: &Input, segment: Segment) -> Result<Au
             detail,
         });
     }
-    if let Some(index) = audio.samples.iter().position(|x| !x.is_finite()) {
-        return Err(FeatureError::NonFinite {
-            input: input.clone(),
-            index,
-            value: audio.samples[index],
-        });
-    }
+    crate::sample::check(&audio.samples, crate::MAX_SAMPLE, input, 0)?;
     Ok(audio)
 }
 

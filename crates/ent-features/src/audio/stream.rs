@@ -23,7 +23,8 @@ const MERGE_WITHIN: f64 = 1.0;
 /// Damaged stretches listed at most; later ones extend the last.
 const MAX_DAMAGE: usize = 100;
 
-/// A stretch of a file that could not be decoded (or held NaN or infinite samples). The
+/// A stretch of a file that could not be decoded (or held samples that cannot be audio: NaN,
+/// infinite, beyond [`crate::MAX_SAMPLE`]). The
 /// unreadable samples are replaced by silence, so later times stay right. Stretches less than
 /// a second apart are listed as one, and at most 100 are listed (the last then runs on).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +85,8 @@ enum Msg {
 /// however long the file is. Decoding runs on a background thread, ahead of the reader.
 ///
 /// The samples equal [`load_resampled`]'s, bit for bit, for a file without damage. Damage
-/// after the start (a corrupt packet, a NaN stretch, a file cut short) does not end the
+/// after the start (a corrupt packet, a stretch of NaN or out-of-range samples, a file cut
+/// short) does not end the
 /// stream: the damaged stretch becomes silence, decoding resumes after it where the format
 /// can seek, and [`AudioStream::damage`] lists each stretch with its time. A file that cannot
 /// be opened or whose first packet is unreadable is an error, as with [`load`].
@@ -202,7 +204,7 @@ impl AudioStream {
                                 e.in_file(self.input.path().unwrap_or(Path::new("")))
                             })?);
                     }
-                    self.silence_non_finite(&mut x);
+                    self.silence_unusable(&mut x);
                     self.received += x.len() as u64;
                     self.push(&x, &mut out)?;
                 }
@@ -260,28 +262,34 @@ impl AudioStream {
         }
     }
 
-    /// Replaces NaN and infinite samples by silence, recording each run as damage.
-    fn silence_non_finite(&mut self, x: &mut [f32]) {
+    /// Replaces samples that cannot be audio (NaN, infinite, beyond [`crate::MAX_SAMPLE`]) by
+    /// silence, recording each run as damage.
+    fn silence_unusable(&mut self, x: &mut [f32]) {
         let rate = self.source_rate as f64;
+        let usable = |v: f32| crate::sample::is_audio(v, crate::MAX_SAMPLE);
         let mut i = 0;
         while i < x.len() {
-            if x[i].is_finite() {
+            if usable(x[i]) {
                 i += 1;
                 continue;
             }
             let first = x[i];
             let start = i;
-            while i < x.len() && !x[i].is_finite() {
+            while i < x.len() && !usable(x[i]) {
                 x[i] = 0.0;
                 i += 1;
             }
             let t0 = (self.received + start as u64) as f64 / rate;
             let t1 = (self.received + i as u64) as f64 / rate;
-            self.record(
-                t0,
-                Some(t1),
-                format!("samples that are not finite ({first})"),
-            );
+            let what = if first.is_finite() {
+                format!(
+                    "samples that cannot be audio ({first:e}, beyond +-{})",
+                    crate::MAX_SAMPLE
+                )
+            } else {
+                format!("samples that are not finite ({first})")
+            };
+            self.record(t0, Some(t1), what);
         }
     }
 

@@ -4,6 +4,7 @@ mod audio;
 mod cmvn;
 mod fbank;
 mod fuzz;
+mod hostile;
 mod resample;
 mod specaug;
 mod stream;
