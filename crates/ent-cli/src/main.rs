@@ -157,7 +157,8 @@ struct EvalArgs {
     /// Utterances per decoding batch.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// Skip utterances whose audio is missing or unreadable (counted) instead of stopping.
+    /// Skip utterances whose audio cannot be used (missing, unreadable, damaged, silent;
+    /// counted) instead of stopping.
     #[arg(long)]
     skip_bad_audio: bool,
     #[command(flatten)]

@@ -81,7 +81,8 @@ pub struct DataConfig {
     pub iemocap_test_session: Option<u32>,
     /// Emotion classes and label aliases.
     pub emotions: EmotionMap,
-    /// Drop missing or unreadable audio (counted) instead of stopping with the full list.
+    /// Drop utterances whose audio cannot be used (missing, unreadable, damaged, silent;
+    /// counted) instead of stopping with the full list.
     pub skip_bad_audio: bool,
     /// Drop utterances with unknown emotion labels instead of stopping.
     pub skip_unknown_emotion: bool,

@@ -27,4 +27,4 @@ pub use config::{
 };
 pub use error::TrainError;
 pub use splits::{Splits, load_splits};
-pub use trainer::{BEST, EvalScores, LAST, METRICS, Summary, Trainer};
+pub use trainer::{BEST, EvalScores, LAST, MAX_UTTERANCE_SECS, METRICS, Summary, Trainer};

@@ -124,6 +124,37 @@ fn check_lattice_budget(
     Ok(())
 }
 
+/// The longest utterance a training or validation batch takes, in seconds (at the slowest
+/// speed factor for training): ten minutes. Everything the model holds grows with the length
+/// (the conformer's attention with its square: at 40 ms per frame, 15,000 frames and a
+/// 225-million-entry score matrix per head), so a longer recording (an hour given as one
+/// utterance) could only end in an out-of-memory kill part-way through; it stops training
+/// before the first step instead, named. Cut such recordings into segments (a Kaldi
+/// `segments` file) or leave them out (`data.max_duration` drops long training utterances).
+pub const MAX_UTTERANCE_SECS: f64 = 600.0;
+
+/// An error naming the first utterance of `utts` longer than [`MAX_UTTERANCE_SECS`] when played
+/// at speed `slowest`.
+fn check_lengths(utts: &[PreparedUtt], slowest: f64, set: &str) -> Result<(), TrainError> {
+    match utts
+        .iter()
+        .find(|u| u.duration / slowest > MAX_UTTERANCE_SECS)
+    {
+        None => Ok(()),
+        Some(u) => Err(TrainError::Config(format!(
+            "{set} utterance {} lasts {:.1} s{}, longer than the {MAX_UTTERANCE_SECS} s a batch \
+             can hold: cut the recording into segments or leave the utterance out",
+            u.id,
+            u.duration,
+            if slowest < 1.0 {
+                format!(" ({:.1} s at speed {slowest})", u.duration / slowest)
+            } else {
+                String::new()
+            },
+        ))),
+    }
+}
+
 /// Salt of the augmentation streams (one per optimiser step and batch).
 const AUGMENT_SALT: u64 = 0xA06D_5EED_0000_0000;
 
@@ -190,6 +221,9 @@ impl Trainer {
         if train.is_empty() {
             return Err(TrainError::Config("no training utterances".into()));
         }
+        // Before any audio is read (the CMVN pass below reads all of it).
+        check_lengths(&train, cfg.augment.slowest(), "training")?;
+        check_lengths(&valid, 1.0, "validation")?;
         let vars = SeededVarMap::new(cfg.seed);
         let model = Model::new(&cfg.model, vars.var_builder(DType::F32, dev))?;
         let mut features =
@@ -251,6 +285,8 @@ impl Trainer {
             }
             train.extend(joined);
         }
+        // Joined examples are longer than their parts.
+        check_lengths(&train, cfg.augment.slowest(), "training")?;
         check_lattice_budget(&cfg, &train, cfg.augment.slowest(), "training")?;
         check_lattice_budget(&cfg, &valid, 1.0, "validation")?;
         std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e.to_string()))?;

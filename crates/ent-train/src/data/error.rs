@@ -240,7 +240,7 @@ pub(crate) fn listing(head: &str, items: impl ExactSizeIterator<Item = String>) 
 fn bad_audio_message(total: usize, files: &[BadAudio]) -> String {
     listing(
         &format!(
-            "{} of {total} audio files are missing or unreadable:",
+            "{} of {total} utterances have audio that cannot be used (set skip_bad_audio to leave them out):",
             files.len()
         ),
         files

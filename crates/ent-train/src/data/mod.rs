@@ -48,7 +48,8 @@ pub use manifest::{
     read_speechbrain, read_zed,
 };
 pub use prepare::{
-    BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, prepare,
+    BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, SILENT_PEAK,
+    prepare,
 };
 pub use text::{UNK_CHAR, Vocab, normalize_text};
 pub use utterance::{EmotionInterval, SentenceSpan, Utterance};

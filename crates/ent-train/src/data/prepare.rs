@@ -25,7 +25,8 @@ pub const MAX_OVERSHOOT_SECS: f64 = 0.5;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BadDataPolicy {
-    /// Drop utterances whose audio is missing or unreadable (instead of failing).
+    /// Drop utterances whose audio cannot be used (instead of failing): missing, unreadable,
+    /// damaged, silent, or not matching their label times (see [`prepare`]).
     pub skip_bad_audio: bool,
     /// Drop utterances whose emotion label is missing or unknown to the [`EmotionMap`].
     pub skip_unknown_emotion: bool,
@@ -218,6 +219,11 @@ fn gender_class(g: &str) -> Option<usize> {
     }
 }
 
+/// An utterance whose every sample stays below one step of 16-bit audio (`2^-15`, -90.3 dBFS)
+/// is silent: it cannot hold its transcript or its emotion, so [`prepare`] counts it as bad
+/// audio.
+pub const SILENT_PEAK: f32 = 1.0 / 32_768.0;
+
 /// What the header (or, where it states no length, a decode) says about a file.
 #[derive(Debug, Clone, Copy)]
 struct FileLength {
@@ -228,12 +234,92 @@ fn file_length(path: &Path) -> Result<FileLength, String> {
     let info = ent_features::probe(path).map_err(|e| e.to_string())?;
     let secs = match info.duration_secs() {
         Some(s) => s,
-        // Ogg and MP3 headers give estimates: measure.
-        None => ent_features::load(path)
-            .map_err(|e| e.to_string())?
-            .duration_secs(),
+        // Ogg and MP3 headers give estimates: measure, a block at a time (an hour-long file
+        // is never held whole).
+        None => {
+            let scan = scan(path, Segment::WHOLE, info.sample_rate)?;
+            scan.samples as f64 / info.sample_rate as f64
+        }
     };
     Ok(FileLength { secs })
+}
+
+/// What reading a stretch of a file found.
+struct Scan {
+    /// Samples read, at the file's rate.
+    samples: u64,
+    /// The largest magnitude among them.
+    peak: f32,
+}
+
+/// Decodes `segment` of `path` at its own rate block by block, as training will read it: an
+/// error for damage (a corrupt or cut-short stretch, samples that cannot be audio), which
+/// `ent_features::load_segment` would refuse, else the length and peak.
+fn scan(path: &Path, segment: Segment, rate: u32) -> Result<Scan, String> {
+    let mut stream =
+        ent_features::AudioStream::open_segment(path, segment, rate).map_err(|e| e.to_string())?;
+    let mut found = Scan {
+        samples: 0,
+        peak: 0.0,
+    };
+    while let Some(block) = stream.next_block().map_err(|e| e.to_string())? {
+        if let Some(d) = stream.damage().first() {
+            return Err(d.to_string());
+        }
+        found.samples += block.len() as u64;
+        found.peak = block.iter().fold(found.peak, |p, x| p.max(x.abs()));
+    }
+    match stream.damage().first() {
+        Some(d) => Err(d.to_string()),
+        None => Ok(found),
+    }
+}
+
+/// Why the samples of `u` cannot be trained on (damaged, empty or silent), if they cannot.
+fn check_samples(u: &Utterance) -> Result<(), String> {
+    let rate = ent_features::probe(&u.audio)
+        .map_err(|e| e.to_string())?
+        .sample_rate;
+    let found = scan(&u.audio, u.segment, rate)?;
+    if found.samples == 0 {
+        return Err("no audio samples".into());
+    }
+    if found.peak < SILENT_PEAK {
+        let db = |x: f32| 20.0 * (x as f64).log10();
+        return Err(format!(
+            "silent: no sample reaches {:.1} dBFS (the loudest is {})",
+            db(SILENT_PEAK),
+            if found.peak > 0.0 {
+                format!("{:.1} dBFS", db(found.peak))
+            } else {
+                "digital silence".into()
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// Why the labels of `u` cannot belong to `duration` seconds of audio: an emotion interval or
+/// a sentence span that starts at or after its end.
+fn check_label_times(u: &Utterance, duration: f64) -> Result<(), String> {
+    let starts = u
+        .intervals
+        .iter()
+        .map(|iv| ("emotion interval", iv.start, iv.end))
+        .chain(
+            u.sentences
+                .iter()
+                .map(|x| ("sentence span", x.start, x.end)),
+        );
+    for (what, start, end) in starts {
+        if start >= duration {
+            return Err(format!(
+                "the labels do not fit the audio: its {what} [{start}, {end}] s starts at or \
+                 after the end of its {duration:.3} s of audio"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The duration of `u` in seconds, or why its audio cannot be used.
@@ -278,10 +364,17 @@ fn utterance_duration(u: &Utterance, file: FileLength) -> Result<f64, String> {
 ///    error, unless `skip_empty_text` drops them;
 /// 4. audio, in parallel, for the utterances still kept: each file's header is read once
 ///    ([`ent_features::probe`]; Ogg and MP3, whose headers state no exact length, are decoded).
-///    Missing, unreadable or truncated files, segments starting past the end, and stated
-///    durations more than [`MAX_OVERSHOOT_SECS`] past the end are all collected; the error lists
-///    every one (id, path, reason) unless `skip_bad_audio` drops them;
-/// 5. utterances of `max_duration` seconds or more are dropped.
+///    Missing, unreadable or truncated files, segments starting past the end, stated
+///    durations more than [`MAX_OVERSHOOT_SECS`] past the end, and emotion intervals or
+///    sentence spans starting after the audio's end are all collected;
+/// 5. utterances of `max_duration` seconds or more are dropped (never decoded);
+/// 6. the samples of every other utterance are decoded, block by block, exactly as training
+///    will read them: damage (a corrupt or cut-short stretch, a sample that cannot be audio,
+///    see [`ent_features::MAX_SAMPLE`]) and silence (no sample reaching [`SILENT_PEAK`]) are
+///    collected with the problems of step 4; the error lists every one (id, path, reason)
+///    unless `skip_bad_audio` drops them.
+///
+/// So every utterance kept loads without error during training.
 ///
 /// Characters outside `vocab` become `<unk>` and are counted in the report. No utterance left
 /// is an error.
@@ -383,19 +476,38 @@ pub fn prepare(
     }
     report.empty_text = empty_text.into_iter().map(|(id, _)| id).collect();
 
-    // Audio: each distinct file once, in parallel.
+    // Audio: each distinct file's header once, in parallel; then the samples of each
+    // utterance that is not too long, in parallel.
     let mut paths: Vec<&Path> = candidates.iter().map(|c| c.utt.audio.as_path()).collect();
     paths.sort_unstable();
     paths.dedup();
     let lengths: HashMap<&Path, Result<FileLength, String>> =
         paths.par_iter().map(|&p| (p, file_length(p))).collect();
+    let timed: Vec<Result<f64, String>> = candidates
+        .iter()
+        .map(|c| {
+            let u = c.utt;
+            let d = lengths[u.audio.as_path()]
+                .clone()
+                .and_then(|len| utterance_duration(u, len))?;
+            check_label_times(u, d)?;
+            Ok(d)
+        })
+        .collect();
+    let too_long = |r: &Result<f64, String>| matches!(r, Ok(d) if policy.max_duration.is_some_and(|m| *d >= m));
+    // An utterance dropped as too long is never decoded (it may be an hour).
+    let scanned: Vec<Result<f64, String>> = candidates
+        .par_iter()
+        .zip(timed)
+        .map(|(c, r)| match r {
+            Ok(d) if !too_long(&Ok(d)) => check_samples(c.utt).map(|()| d),
+            other => other,
+        })
+        .collect();
     let mut bad = Vec::new();
     let mut checked = Vec::with_capacity(candidates.len());
-    for c in candidates {
+    for (c, r) in candidates.into_iter().zip(scanned) {
         let u = c.utt;
-        let r = lengths[u.audio.as_path()]
-            .clone()
-            .and_then(|len| utterance_duration(u, len));
         match r {
             Ok(duration) => checked.push((c, duration)),
             Err(reason) => bad.push(BadAudio {
@@ -424,7 +536,7 @@ pub fn prepare(
     let mut utterances = Vec::with_capacity(checked.len());
     for (c, duration) in checked {
         let u = c.utt;
-        if policy.max_duration.is_some_and(|m| duration >= m) {
+        if too_long(&Ok(duration)) {
             report.too_long.push(u.id.clone());
             continue;
         }

@@ -387,6 +387,94 @@ fn a_failed_checkpoint_write_keeps_the_previous_one() {
     assert!(e.to_string().contains("junk.safetensors"), "{e}");
 }
 
+/// An utterance of an hour in the validation set (or in the training set, when nothing drops
+/// long ones) stops training before the first step, named, instead of running the machine out
+/// of memory part-way through.
+#[test]
+fn an_hour_long_utterance_is_refused_before_the_first_step() {
+    let data = TempDir::new("hour-data");
+    let out = TempDir::new("hour-out");
+    let train = prepared(&data.0, 4);
+    let mut hour = train[0].clone();
+    hour.id = "hour".into();
+    hour.duration = 3600.0;
+    let e = Trainer::new(
+        tiny_config(),
+        train.clone(),
+        vec![hour.clone()],
+        &out.0,
+        &Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("validation utterance hour lasts 3600.0 s, longer than the 600 s"),
+        "{e}"
+    );
+    let mut with_hour = train.clone();
+    with_hour.push(hour);
+    let e = Trainer::new(tiny_config(), with_hour, vec![], &out.0, &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("training utterance hour"), "{e}");
+    // Ten minutes at speed 0.9 is over the limit too.
+    let mut ten = train[0].clone();
+    ten.duration = 599.0;
+    let cfg = TrainConfig {
+        augment: ent_train::AugmentConfig {
+            speed: vec![0.9, 1.0],
+            ..Default::default()
+        },
+        ..tiny_config()
+    };
+    let e = Trainer::new(cfg, vec![ten], vec![], &out.0, &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("at speed 0.9"), "{e}");
+    assert_eq!(ent_train::MAX_UTTERANCE_SECS, 600.0);
+}
+
+/// Hostile files beside good ones, skipped as `skip_bad_audio` asks: preparation counts them,
+/// and training on what is left runs its epochs with finite losses.
+#[test]
+fn training_runs_on_what_survives_hostile_data() {
+    use crate::data::{TempDir as DataDir, float_wav, sparse_wav};
+    let data = DataDir::new("hostile-train");
+    let mut utts = corpus(data.path(), 6);
+    let template = utts[0].clone();
+    let hostile = |id: &str, audio: PathBuf| Utterance {
+        id: id.into(),
+        audio,
+        ..template.clone()
+    };
+    let mut loud: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    loud[100..110].fill(-3e38);
+    utts.push(hostile("huge", float_wav(&data, "huge.wav", &loud)));
+    utts.push(hostile(
+        "silent",
+        sparse_wav(&data, "silent.wav", 1, 16_000),
+    ));
+    utts.push(hostile("empty", data.write("empty.wav", b"")));
+    utts.push(hostile("hour", sparse_wav(&data, "hour.wav", 3600, 16_000)));
+    let policy = ent_train::data::BadDataPolicy {
+        skip_bad_audio: true,
+        ..ent_train::data::BadDataPolicy::training()
+    };
+    let p = prepare(&utts, &Vocab::characters(), &EmotionMap::default(), &policy).unwrap();
+    assert_eq!(p.report.bad_audio.len(), 3, "{}", p.report);
+    assert_eq!(p.report.too_long, ["hour"]);
+    let out = TempDir::new("hostile-out");
+    let mut t = Trainer::new(tiny_config(), p.utterances, vec![], &out.0, &Device::Cpu).unwrap();
+    let summary = t.run().unwrap();
+    assert_eq!(summary.steps, t.total_steps());
+    let log = std::fs::read_to_string(out.0.join(ent_train::METRICS)).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v["kind"] == "step").collect();
+    assert_eq!(steps.len() as u64, summary.steps);
+    for v in steps {
+        assert!(v["loss"].as_f64().unwrap().is_finite(), "{v}");
+    }
+}
+
 /// An absurd learning rate, unclipped: the loss goes to infinity within a step or two.
 fn diverging_optim() -> OptimConfig {
     OptimConfig {

@@ -17,10 +17,10 @@ pub(super) fn fixtures() -> PathBuf {
 }
 
 /// A temporary directory (removed on drop) with helpers to fill it.
-pub(super) struct TempDir(tempfile::TempDir);
+pub(crate) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    pub(super) fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix(&format!("ent-train-data-{tag}-"))
             .tempdir()
@@ -28,12 +28,12 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.path()
     }
 
     /// Writes `contents` to `rel` (parents created) and returns the full path.
-    pub(super) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path().join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("create parent");
@@ -49,7 +49,7 @@ impl TempDir {
 }
 
 /// The 44-byte canonical header, then `frames` samples of a quiet ramp.
-pub(super) fn wav_bytes(rate: u32, frames: usize) -> Vec<u8> {
+pub(crate) fn wav_bytes(rate: u32, frames: usize) -> Vec<u8> {
     let data_len = (frames * 2) as u32;
     let mut b = Vec::with_capacity(44 + frames * 2);
     b.extend_from_slice(b"RIFF");
@@ -68,6 +68,37 @@ pub(super) fn wav_bytes(rate: u32, frames: usize) -> Vec<u8> {
         b.extend_from_slice(&(((i % 200) as i16 - 100) * 10).to_le_bytes());
     }
     b
+}
+
+/// A float WAV (32-bit) at 16 kHz of `samples`.
+pub(crate) fn float_wav(t: &TempDir, rel: &str, samples: &[f32]) -> PathBuf {
+    let path = t.path().join(rel);
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for &x in samples {
+        w.write_sample(x).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+/// A 16-bit WAV whose header states `secs` of audio at `rate`, its data never written (a
+/// sparse file of zeros: digital silence).
+pub(crate) fn sparse_wav(t: &TempDir, rel: &str, secs: u64, rate: u32) -> PathBuf {
+    let frames = (secs * rate as u64) as usize;
+    let mut header = wav_bytes(rate, 0);
+    let data = (frames * 2) as u32;
+    header[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+    header[40..44].copy_from_slice(&data.to_le_bytes());
+    let path = t.write(rel, &header);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(44 + data as u64).unwrap();
+    path
 }
 
 pub(super) fn gzip(text: &str) -> Vec<u8> {

@@ -85,7 +85,7 @@ fn missing_audio_is_listed_all_together() {
     }
     let msg = e.to_string();
     assert!(
-        msg.starts_with("5 of 7 audio files are missing or unreadable:\n"),
+        msg.starts_with("5 of 7 utterances have audio that cannot be used"),
         "{msg}"
     );
     assert_eq!(msg.lines().count(), 6, "{msg}");
@@ -128,7 +128,7 @@ fn long_lists_are_capped() {
     )
     .expect_err("all missing")
     .to_string();
-    assert!(msg.starts_with("60 of 60 audio files"), "{msg}");
+    assert!(msg.starts_with("60 of 60 utterances have audio"), "{msg}");
     assert_eq!(msg.lines().count(), 1 + 50 + 1);
     assert!(msg.ends_with("... and 10 more"), "{msg}");
 }
@@ -308,4 +308,104 @@ fn kaldi_segments_end_to_end() {
         "{:?}",
         p.report
     );
+}
+
+/// Training data as hostile as it comes: corrupt, empty, silent, out-of-range, an hour long, and
+/// labelled past its end. Every problem is listed before training (each with its reason), or,
+/// with `skip_bad_audio`, skipped and counted; an hour-long file under the training policy is
+/// dropped as too long without being decoded. What is kept decodes without error.
+#[test]
+fn hostile_files_are_listed_before_training() {
+    let t = TempDir::new("prep-hostile");
+    let good = t.wav("good.wav", 1.0, 16_000);
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/demo/audio/en-gb-x-gbcwmd-m8_ang_s01.flac");
+    let mut flac = std::fs::read(&demo).unwrap();
+    let mid = flac.len() / 2;
+    flac[mid..mid + 3000].fill(0x55);
+    let corrupt = t.write("corrupt.flac", &flac);
+    let empty = t.write("empty.wav", b"");
+    let no_samples = t.write("no_samples.wav", wav_bytes(16_000, 0));
+    let silent = sparse_wav(&t, "silent.wav", 2, 16_000);
+    let whisper = float_wav(&t, "whisper.wav", &vec![1e-6; 16_000]);
+    let mut loud: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    loud[5000] = 1e30;
+    let huge = float_wav(&t, "huge.wav", &loud);
+    let hour = sparse_wav(&t, "hour.wav", 3600, 16_000);
+    let late = Utterance {
+        intervals: vec![EmotionInterval {
+            emotion: "ang".into(),
+            start: 1.5,
+            end: 2.0,
+        }],
+        ..labelled("late-label", &good, "ang", "LATE")
+    };
+    let utts = vec![
+        labelled("good", &good, "neu", "FINE"),
+        labelled("corrupt", &corrupt, "ang", "A"),
+        labelled("empty", &empty, "sad", "B"),
+        labelled("no-samples", &no_samples, "sad", "C"),
+        labelled("silent", &silent, "hap", "D"),
+        labelled("whisper", &whisper, "hap", "E"),
+        labelled("huge", &huge, "neu", "F"),
+        labelled("hour", &hour, "neu", "G"),
+        late,
+    ];
+    let vocab = Vocab::characters();
+    let map = EmotionMap::default();
+    let e = prepare(&utts, &vocab, &map, &BadDataPolicy::training()).expect_err("bad audio");
+    let DataError::BadAudio { files, .. } = &e else {
+        panic!("expected bad audio, got {e:?}");
+    };
+    let reasons: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.id.as_str(), f.reason.as_str()))
+        .collect();
+    let expect = [
+        ("corrupt", "damaged audio from 0:0"),
+        ("empty", "the file is empty"),
+        ("no-samples", "no audio samples"),
+        ("silent", "digital silence"),
+        (
+            "whisper",
+            "silent: no sample reaches -90.3 dBFS (the loudest is -120.0 dBFS)",
+        ),
+        ("huge", "cannot be audio (1e30"),
+        (
+            "late-label",
+            "emotion interval [1.5, 2] s starts at or after the end of its 1.000 s",
+        ),
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{e}");
+    for ((id, reason), (want_id, want)) in reasons.iter().zip(expect) {
+        assert_eq!(*id, want_id, "{e}");
+        assert!(reason.contains(want), "{id}: {reason}");
+    }
+    assert!(
+        !e.to_string().contains("hour.wav"),
+        "dropped as too long, never decoded: {e}"
+    );
+    // Skipped and counted; what is kept loads.
+    let skip = BadDataPolicy {
+        skip_bad_audio: true,
+        ..BadDataPolicy::training()
+    };
+    let p = prepare(&utts, &vocab, &map, &skip).expect("skips");
+    let kept: Vec<&str> = p.utterances.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(kept, ["good"]);
+    assert_eq!(p.report.bad_audio.len(), 7);
+    assert_eq!(p.report.too_long, ["hour"]);
+    assert!(
+        p.report
+            .to_string()
+            .contains("dropped 7 with bad audio, 1 too long"),
+        "{}",
+        p.report
+    );
+    for u in &p.utterances {
+        ent_train::features::load_audio(&u.audio, u.segment).unwrap();
+    }
+    // Without a length limit (validation, test) the hour is read, block by block: silent.
+    let e = prepare(&utts[7..8], &vocab, &map, &BadDataPolicy::default()).expect_err("hour");
+    assert!(e.to_string().contains("digital silence"), "{e}");
 }
