@@ -496,6 +496,55 @@ fn transcribe_writes_subtitles_with_emotions() {
     }
 }
 
+/// Subtitles that cannot be written: a folder standing where the output folder should be
+/// is refused up front, naming it; a folder standing where the second file's subtitles go
+/// fails that file, naming it, after the first file's subtitles are written whole.
+#[test]
+fn unwritable_subtitles_are_an_error_naming_the_file() {
+    let a = corpus().join("audio/diar_en-gb-x-gbcwmd-m8_00.flac");
+    let b = corpus().join("audio/en-gb-x-gbcwmd-m8_ang_s01.flac");
+    let dir = TempDir::new("subs-blocked");
+    let blocked = dir.0.join("subs");
+    std::fs::write(&blocked, "not a folder").unwrap();
+    let run = |out: &Path| {
+        ent(&[
+            "transcribe",
+            "--format",
+            "srt",
+            "--out",
+            out.to_str().unwrap(),
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ])
+    };
+    let o = run(&blocked);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&blocked.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(&blocked).unwrap(), b"not a folder");
+
+    let out = dir.0.join("out");
+    let second = out.join("en-gb-x-gbcwmd-m8_ang_s01.srt");
+    std::fs::create_dir_all(&second).unwrap();
+    let o = run(&out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot write {}", second.display())),
+        "{err}"
+    );
+    let first = std::fs::read_to_string(out.join("diar_en-gb-x-gbcwmd-m8_00.srt")).unwrap();
+    assert!(
+        first.starts_with("1\n00:00:0") && first.ends_with("\n\n"),
+        "{first}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+}
+
 /// Writes `secs` of 8 kHz float audio: faint noise, the given sentences (16 kHz samples) at
 /// their start times, and NaN over `nan` (start, end) seconds.
 fn long_recording(path: &Path, secs: f64, speech: &[(f64, &[f32])], nan: Option<(f64, f64)>) {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -440,8 +439,7 @@ impl Trainer {
         let mut s =
             serde_json::to_string(line).map_err(|e| TrainError::io(&path, e.to_string()))?;
         s.push('\n');
-        self.log
-            .write_all(s.as_bytes())
+        ent_common::fs::append(&mut self.log, &path, s.as_bytes())
             .map_err(|e| TrainError::io(&path, e.to_string()))
     }
 

@@ -10,6 +10,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ent_features::{Segment, decode, decode_segment};
+use ent_testkit::mutate::{apply, mutation};
 use proptest::prelude::*;
 
 use crate::fixture;
@@ -65,57 +66,6 @@ fn fixture_bytes() -> Vec<Vec<u8>> {
         .iter()
         .map(|n| std::fs::read(fixture(n)).unwrap())
         .collect()
-}
-
-/// A mutation of a fixture: truncation, byte overwrites, or a spliced-in run of bytes.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Truncate(prop::sample::Index),
-    Overwrite(Vec<(prop::sample::Index, u8)>),
-    Splice(prop::sample::Index, Vec<u8>),
-    /// Overwrite in the first 64 bytes (headers), where most length fields live.
-    Header(Vec<(u8, u8)>),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        any::<prop::sample::Index>().prop_map(Mutation::Truncate),
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16)
-            .prop_map(Mutation::Overwrite),
-        (
-            any::<prop::sample::Index>(),
-            prop::collection::vec(any::<u8>(), 1..64)
-        )
-            .prop_map(|(i, v)| Mutation::Splice(i, v)),
-        prop::collection::vec((0u8..64, any::<u8>()), 1..6).prop_map(Mutation::Header),
-    ]
-}
-
-fn apply(mut b: Vec<u8>, m: &Mutation) -> Vec<u8> {
-    match m {
-        Mutation::Truncate(i) => {
-            b.truncate(i.index(b.len() + 1));
-        }
-        Mutation::Overwrite(edits) if !b.is_empty() => {
-            for (i, v) in edits {
-                let at = i.index(b.len());
-                b[at] = *v;
-            }
-        }
-        Mutation::Splice(i, v) => {
-            let at = i.index(b.len() + 1);
-            b.splice(at..at, v.iter().copied());
-        }
-        Mutation::Overwrite(_) => {}
-        Mutation::Header(edits) => {
-            for &(i, v) in edits {
-                if let Some(x) = b.get_mut(i as usize) {
-                    *x = v;
-                }
-            }
-        }
-    }
-    b
 }
 
 fn magic() -> impl Strategy<Value = Vec<u8>> {

@@ -318,37 +318,6 @@ fn integer_full_scale_is_audio() {
     }
 }
 
-/// The Ogg pages' CRC-32 (polynomial 0x04c11db7, no reflection), recomputed after an edit so
-/// that the damaged packet reaches the Vorbis decoder.
-fn fix_ogg_crcs(b: &mut [u8]) {
-    let crc = |data: &[u8]| {
-        data.iter().fold(0u32, |mut c, &byte| {
-            c ^= (byte as u32) << 24;
-            for _ in 0..8 {
-                c = if c & 0x8000_0000 != 0 {
-                    (c << 1) ^ 0x04c1_1db7
-                } else {
-                    c << 1
-                };
-            }
-            c
-        })
-    };
-    let mut pos = 0;
-    while pos + 27 <= b.len() && &b[pos..pos + 4] == b"OggS" {
-        let segments = b[pos + 26] as usize;
-        let body: usize = b[pos + 27..pos + 27 + segments]
-            .iter()
-            .map(|&x| x as usize)
-            .sum();
-        let end = pos + 27 + segments + body;
-        b[pos + 22..pos + 26].fill(0);
-        let c = crc(&b[pos..end]);
-        b[pos + 22..pos + 26].copy_from_slice(&c.to_le_bytes());
-        pos = end;
-    }
-}
-
 /// Lossy formats decode damaged packets into floats of any size: one byte changed in the
 /// MP3 and Ogg fixtures gives samples of 72.7 and -80.2. Decoded whole that is an error; streamed,
 /// reported silence, with the rest of the file kept.
@@ -359,7 +328,7 @@ fn lossy_packets_decoding_beyond_the_bound_are_damage() {
         let mut b = std::fs::read(fixture(name)).unwrap();
         b[at] = byte;
         if name.ends_with(".ogg") {
-            fix_ogg_crcs(&mut b);
+            ent_testkit::mutate::fix_ogg_crcs(&mut b);
         }
         let e = ent_features::decode(&b).unwrap_err();
         assert!(

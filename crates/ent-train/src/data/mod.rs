@@ -48,8 +48,8 @@ pub use manifest::{
     read_speechbrain, read_zed,
 };
 pub use prepare::{
-    BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, Prepared, PreparedUtt, SILENT_PEAK,
-    prepare,
+    BadDataPolicy, DataReport, EmotionSpan, MAX_OVERSHOOT_SECS, MIN_DURATION, Prepared,
+    PreparedUtt, SILENT_PEAK, prepare,
 };
 pub use text::{UNK_CHAR, Vocab, normalize_text};
 pub use utterance::{EmotionInterval, SentenceSpan, Utterance};

@@ -224,6 +224,10 @@ fn gender_class(g: &str) -> Option<usize> {
 /// audio.
 pub const SILENT_PEAK: f32 = 1.0 / 32_768.0;
 
+/// The shortest utterance [`prepare`] keeps, in seconds: shorter audio gives no encoder frame
+/// (one filterbank frame alone is 25 ms; the front ends subsample 4x), nothing to train on.
+pub const MIN_DURATION: f64 = 0.1;
+
 /// What the header (or, where it states no length, a decode) says about a file.
 #[derive(Debug, Clone, Copy)]
 struct FileLength {
@@ -283,6 +287,12 @@ fn check_samples(u: &Utterance) -> Result<(), String> {
     let found = scan(&u.audio, u.segment, rate)?;
     if found.samples == 0 {
         return Err("no audio samples".into());
+    }
+    let secs = found.samples as f64 / rate as f64;
+    if secs < MIN_DURATION {
+        return Err(format!(
+            "too short: {secs:.3} s of audio, at least {MIN_DURATION} s is needed"
+        ));
     }
     if found.peak < SILENT_PEAK {
         let db = |x: f32| 20.0 * (x as f64).log10();
@@ -370,7 +380,8 @@ fn utterance_duration(u: &Utterance, file: FileLength) -> Result<f64, String> {
 /// 5. utterances of `max_duration` seconds or more are dropped (never decoded);
 /// 6. the samples of every other utterance are decoded, block by block, exactly as training
 ///    will read them: damage (a corrupt or cut-short stretch, a sample that cannot be audio,
-///    see [`ent_features::MAX_SAMPLE`]) and silence (no sample reaching [`SILENT_PEAK`]) are
+///    see [`ent_features::MAX_SAMPLE`]), audio shorter than [`MIN_DURATION`] and silence (no
+///    sample reaching [`SILENT_PEAK`]) are
 ///    collected with the problems of step 4; the error lists every one (id, path, reason)
 ///    unless `skip_bad_audio` drops them.
 ///

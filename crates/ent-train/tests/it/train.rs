@@ -387,6 +387,146 @@ fn a_failed_checkpoint_write_keeps_the_previous_one() {
     assert!(e.to_string().contains("junk.safetensors"), "{e}");
 }
 
+/// Every file of an output folder, by name, with its bytes.
+fn folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Two checkpoint files hold the same state: equal metadata, every tensor bit for bit. (The
+/// files' bytes may differ: safetensors writes its metadata map in hash order.)
+fn same_checkpoint(a: &[u8], b: &[u8], what: &str) {
+    let load = |bytes: &[u8]| Checkpoint::from_bytes(bytes, Path::new(what), &Device::Cpu).unwrap();
+    let (a, b) = (load(a), load(b));
+    assert_eq!(a.meta, b.meta, "{what}");
+    for (x, y) in [(&a.model, &b.model), (&a.optim, &b.optim)] {
+        assert_eq!(x.len(), y.len(), "{what}");
+        for (name, t) in x {
+            let bits = |t: &Tensor| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<u64>>()
+            };
+            assert!(bits(t) == bits(&y[name]), "{what}: {name} differs");
+        }
+    }
+}
+
+/// A full disk, or a folder turned read-only, at every write of a run in turn (metrics lines,
+/// `best.safetensors`, `last.safetensors`): training stops with an error naming the file; no
+/// temporary or partial file is left (every metrics line parses); the last checkpoint on disk
+/// loads; and a run resumed from it (from scratch if none was written) ends with checkpoints
+/// byte for byte those of a run never interrupted.
+#[test]
+fn a_write_failing_mid_run_loses_nothing() {
+    use ent_common::fs::faults::{Fault, fail_writes};
+    let data = TempDir::new("faults-data");
+    let train = prepared(&data.0, 5);
+    let valid = prepared(&data.0, 3);
+    let cfg = TrainConfig {
+        save_every_steps: Some(2),
+        ..tiny_config()
+    };
+    let straight = TempDir::new("faults-straight");
+    Trainer::new(
+        cfg.clone(),
+        train.clone(),
+        valid.clone(),
+        &straight.0,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .run()
+    .unwrap();
+    let want = folder(&straight.0);
+    let writes = want[ent_train::METRICS]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 8;
+    let mut struck = 0;
+    for k in 0..writes {
+        let fault = [Fault::DiskFull, Fault::ReadOnly][k % 2];
+        let out = TempDir::new("faults-run");
+        let guard = fail_writes(&out.0, k, fault);
+        let r = Trainer::new(
+            cfg.clone(),
+            train.clone(),
+            valid.clone(),
+            &out.0,
+            &Device::Cpu,
+        )
+        .unwrap()
+        .run();
+        let hit = guard.struck();
+        drop(guard);
+        if hit == 0 {
+            // Fewer writes than k: the run was never struck.
+            r.unwrap();
+            continue;
+        }
+        struck += 1;
+        let e = r.expect_err("the write failed");
+        let msg = e.to_string();
+        let TrainError::Io { path, .. } = &e else {
+            panic!("write {k}: {msg}");
+        };
+        assert!(path.starts_with(&out.0), "write {k}: {msg}");
+        assert!(
+            msg.contains("No space left on device") || msg.contains("Read-only file system"),
+            "write {k}: {msg}"
+        );
+        let files = folder(&out.0);
+        assert!(
+            files.keys().all(|n| !n.contains(".tmp-")),
+            "write {k}: {:?}",
+            files.keys()
+        );
+        let log = String::from_utf8(files[ent_train::METRICS].clone()).unwrap();
+        for line in log.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("write {k}: a partial metrics line {line:?}: {e}"));
+        }
+        let mut resumed = Trainer::new(
+            cfg.clone(),
+            train.clone(),
+            valid.clone(),
+            &out.0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        if files.contains_key(LAST) {
+            let last = Checkpoint::load(&out.0.join(LAST), &Device::Cpu).unwrap();
+            assert!(last.meta.state.is_some());
+            resumed.resume(&out.0.join(LAST)).unwrap();
+        }
+        resumed.run().unwrap();
+        let got = folder(&out.0);
+        for name in [LAST, ent_train::BEST] {
+            same_checkpoint(
+                &got[name],
+                &want[name],
+                &format!("write {k} ({fault:?}): {name}"),
+            );
+        }
+    }
+    assert!(struck >= 10, "only {struck} runs were struck");
+}
+
 /// An utterance of an hour in the validation set (or in the training set, when nothing drops
 /// long ones) stops training before the first step, named, instead of running the machine out
 /// of memory part-way through.

@@ -2,18 +2,14 @@
 //! whole-file decode gives; a longer one is cut at its pauses, each sentence decoded in its own
 //! window at its own time, and a shorter window limit changes nothing on short files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use ent_decode::Search;
 use ent_features::Segment;
 use ent_pipeline::{Engine, Windowing};
 
-fn audio(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data/demo/audio")
-        .join(name)
-}
+use crate::audio;
 
 const FILES: [&str; 3] = [
     "diar_en-gb-x-gbcwmd-m8_00.flac",
