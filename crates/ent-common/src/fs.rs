@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub mod faults;
 
 /// How an injected fault strikes a write (only under the `testing` feature).
+#[cfg_attr(
+    not(feature = "testing"),
+    allow(dead_code, reason = "made only by `faults`, under the testing feature")
+)]
 enum Injected {
     /// Opening the file for writing fails.
     AtOpen(io::Error),

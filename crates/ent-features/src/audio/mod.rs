@@ -13,6 +13,7 @@
 mod source;
 mod stream;
 mod via_symphonia;
+mod vorbis;
 mod wav;
 
 use source::*;

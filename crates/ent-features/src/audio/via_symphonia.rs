@@ -20,11 +20,16 @@ use super::*;
 /// Opens the container with symphonia's probe, the file extension as a hint (`riff`: the
 /// stream starts with a RIFF/WAVE header, see [`format_probe`]).
 pub(super) fn open_format(
-    src: Box<dyn Source>,
+    mut src: Box<dyn Source>,
     extension: Option<&str>,
     riff: bool,
     input: &Input,
 ) -> Result<Box<dyn FormatReader>, FeatureError> {
+    if !riff
+        && let Some(why) = super::vorbis::setup_problem(&mut src).map_err(|e| io_error(input, e))?
+    {
+        return Err(corrupt(input, format!("bad Vorbis setup header: {why}")));
+    }
     let source: Box<dyn MediaSource> =
         Box::new(SeekableSource::new(src).map_err(|e| io_error(input, e))?);
     let mss = MediaSourceStream::new(source, Default::default());

@@ -118,7 +118,25 @@ fn seeds(dir: &Path) -> Vec<(String, Vec<u8>)> {
 enum Outcome {
     Transcribed,
     TranscribedWithDamage,
-    Refused,
+    /// An error, of the kind named.
+    Refused(&'static str),
+}
+
+/// The kind of a refusal, from its message.
+fn kind(message: &str) -> &'static str {
+    [
+        "unsupported audio format",
+        "truncated audio",
+        "corrupt audio",
+        "no audio samples",
+        "too short",
+        "cannot be audio",
+        "not finite",
+        "cannot resample",
+    ]
+    .into_iter()
+    .find(|k| message.contains(k))
+    .unwrap_or("other")
 }
 
 /// Cases by seed file, outcome, and whether `prepare` kept the file.
@@ -149,7 +167,7 @@ fn check(
             if m.contains("panick") || m.contains("internal error") {
                 return Err(format!("error from a guarded panic: {m}"));
             }
-            Outcome::Refused
+            Outcome::Refused(kind(&m))
         }
         Ok(d) => {
             // The file's length, as the stream reads it.
