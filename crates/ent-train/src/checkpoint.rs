@@ -74,9 +74,47 @@ pub struct Checkpoint {
     pub optim: BTreeMap<String, Tensor>,
 }
 
+/// safetensors writes its metadata map in hash order, which differs from one process to the
+/// next; this puts every object of the JSON header in key order, so that the same checkpoint is
+/// the same file. The header keeps its length (the same members, reordered; the padding
+/// safetensors adds stays spaces), so every offset stays valid.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut members: Vec<_> = map.into_iter().collect();
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(
+                    members.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
+            }
+            other => other,
+        }
+    }
+    let len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| bytes.len() >= 8 + n)
+        .ok_or("no safetensors header")?;
+    let header = &mut bytes[8..8 + len];
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(&sorted(value)).map_err(|e| e.to_string())?;
+    if text.len() > len {
+        return Err(format!(
+            "the sorted header is {} bytes, not {len}",
+            text.len()
+        ));
+    }
+    header[..text.len()].copy_from_slice(text.as_bytes());
+    header[text.len()..].fill(b' ');
+    Ok(bytes)
+}
+
 impl Checkpoint {
     /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename, fsync of the
-    /// folder).
+    /// folder). The same checkpoint is always the same bytes.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let mut tensors: Vec<(String, &Tensor)> = Vec::new();
         for (k, t) in &self.model {
@@ -92,6 +130,8 @@ impl Checkpoint {
             serde_json::to_string(&self.meta).map_err(|e| TrainError::io(path, e.to_string()))?,
         );
         let bytes = safetensors::serialize(tensors, Some(info))
+            .map_err(|e| TrainError::io(path, format!("cannot serialise the checkpoint: {e}")))?;
+        let bytes = sorted_header(bytes)
             .map_err(|e| TrainError::io(path, format!("cannot serialise the checkpoint: {e}")))?;
         ent_common::fs::write_atomic(path, &bytes).map_err(|e| TrainError::io(path, e.to_string()))
     }

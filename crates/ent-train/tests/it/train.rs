@@ -401,9 +401,10 @@ fn folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Two checkpoint files hold the same state: equal metadata, every tensor bit for bit. (The
-/// files' bytes may differ: safetensors writes its metadata map in hash order.)
-fn same_checkpoint(a: &[u8], b: &[u8], what: &str) {
+/// Two checkpoint files hold the same state: equal metadata, every tensor bit for bit; and
+/// since a checkpoint is always written the same way, the same bytes.
+fn same_checkpoint(a_bytes: &[u8], b_bytes: &[u8], what: &str) {
+    let (a, b) = (a_bytes, b_bytes);
     let load = |bytes: &[u8]| Checkpoint::from_bytes(bytes, Path::new(what), &Device::Cpu).unwrap();
     let (a, b) = (load(a), load(b));
     assert_eq!(a.meta, b.meta, "{what}");
@@ -424,6 +425,10 @@ fn same_checkpoint(a: &[u8], b: &[u8], what: &str) {
             assert!(bits(t) == bits(&y[name]), "{what}: {name} differs");
         }
     }
+    assert!(
+        a_bytes == b_bytes,
+        "{what}: the same checkpoint, other bytes"
+    );
 }
 
 /// A full disk, or a folder turned read-only, at every write of a run in turn (metrics lines,
