@@ -12,6 +12,7 @@
 //!
 //! The candle-op path in `model.rs` is the reference these are tested against.
 
+use ent_kernels::gemm::{Mat, Threads, matmul};
 use rayon::prelude::*;
 
 use crate::config::Activation;
@@ -121,40 +122,16 @@ impl CpuConv {
         if n_out == 0 {
             return;
         }
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the asserts above bound every element gemm reads: row t of the left operand
-        // covers src[s*t*C_in .. s*t*C_in + K*C_in], the right operand is the packed
-        // [K*C_in, C_out] weight, and the [n_out, C_out] destination is `dst` exactly. The
-        // destination does not alias the inputs (a distinct `&mut`); with read_dst = false its
-        // old contents are not read.
-        unsafe {
-            gemm::gemm(
-                n_out,
-                self.c_out,
-                depth,
-                dst.as_mut_ptr(),
-                1,
-                self.c_out as isize,
-                false,
-                src.as_ptr(),
-                1,
-                (self.stride * self.c_in) as isize,
-                self.weight.as_ptr(),
-                1,
-                self.c_out as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        // Row t of the left operand is the window src[s*t*C_in .. s*t*C_in + K*C_in].
+        matmul(
+            (n_out, self.c_out, depth),
+            dst,
+            self.c_out,
+            false,
+            Mat::strided(src, self.stride * self.c_in, 1),
+            Mat::rows(&self.weight, self.c_out),
+            Threads::Rayon,
+        );
     }
 
     /// Bias, normalisation and activation over the valid rows `dst` (`[n][C_out]`).
@@ -280,37 +257,11 @@ pub(crate) fn activate(act: Activation, x: &mut [f32]) {
     }
 }
 
-/// The exact (erf) GELU in place, `x * (1 + erf(x / sqrt 2)) / 2`, vectorised where the CPU
-/// allows.
-pub(crate) fn gelu(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { gelu_avx512(x) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { gelu_avx2(x) };
-            return;
-        }
-    }
-    gelu_portable(x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(x: &mut [f32]) {
-    gelu_portable(x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(x: &mut [f32]) {
-    gelu_portable(x);
-}
+ent_kernels::simd_dispatch!(
+    /// The exact (erf) GELU in place, `x * (1 + erf(x / sqrt 2)) / 2`, vectorised for the
+    /// widest instruction set the CPU has.
+    pub(crate) fn gelu => gelu_portable(x: &mut [f32]) -> ()
+);
 
 #[inline(always)]
 fn gelu_portable(x: &mut [f32]) {
@@ -478,32 +429,15 @@ impl CpuPosConv {
                     let depth = k * cg;
                     // Row t of the window view reads xg[t*Cg .. t*Cg + K*Cg] and t + K <= T + 2 pad.
                     assert!((frames - 1 + k) * cg <= inputs[g].len());
-                    // SAFETY: every read of the left operand lies in inputs[g] (assert above),
-                    // the right operand is the packed [K*Cg, Cg] weight, the [T, Cg] destination
-                    // is `yg` exactly and aliases neither; read_dst = false.
-                    unsafe {
-                        gemm::gemm(
-                            frames,
-                            cg,
-                            depth,
-                            yg.as_mut_ptr(),
-                            1,
-                            cg as isize,
-                            false,
-                            inputs[g].as_ptr(),
-                            1,
-                            cg as isize,
-                            self.weight[g].as_ptr(),
-                            1,
-                            cg as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    matmul(
+                        (frames, cg, depth),
+                        &mut yg,
+                        cg,
+                        false,
+                        Mat::rows(&inputs[g], cg),
+                        Mat::rows(&self.weight[g], cg),
+                        Threads::One,
+                    );
                     yg
                 })
                 .collect();

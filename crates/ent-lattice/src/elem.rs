@@ -2,8 +2,10 @@
 
 use half::{bf16, f16};
 
+use ent_kernels::Float;
+use ent_kernels::rows as rowops;
+
 use crate::launch::KernelDType;
-use crate::rowops;
 
 mod sealed {
     pub trait Sealed {}
@@ -34,7 +36,7 @@ impl RowNorm {
 /// f64 logits are computed in f64 throughout (useful for gradient checks).
 pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
     /// The type gradients are produced in: f32, or f64 for f64 logits.
-    type Acc: Acc;
+    type Acc: Float;
 
     /// The element type as the CUDA kernels name it.
     #[doc(hidden)]
@@ -47,79 +49,6 @@ pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
     /// buffer) it receives `exp(z_k - max)`; `scratch` is a reusable conversion buffer.
     #[doc(hidden)]
     fn normalise(row: &[Self], out: Option<&mut [Self::Acc]>, scratch: &mut Vec<f32>) -> RowNorm;
-}
-
-/// A gradient buffer of either accumulator type (an implementation detail of [`Acc`]).
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum AccVec {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-/// A gradient element type: f32 or f64.
-pub trait Acc: Copy + Send + Sync + Default + 'static + sealed::Sealed {
-    #[doc(hidden)]
-    fn into_acc_vec(v: Vec<Self>) -> AccVec;
-    #[doc(hidden)]
-    fn scale_row(row: &mut [Self], s: f64);
-    #[doc(hidden)]
-    fn sub(&mut self, v: f64);
-    #[doc(hidden)]
-    fn clamp_row(row: &mut [Self], c: f32);
-    #[doc(hidden)]
-    fn from_f64(v: f64) -> Self;
-}
-
-impl Acc for f32 {
-    fn into_acc_vec(v: Vec<f32>) -> AccVec {
-        AccVec::F32(v)
-    }
-    #[inline]
-    fn scale_row(row: &mut [f32], s: f64) {
-        rowops::scale(row, s as f32);
-    }
-    #[inline]
-    fn sub(&mut self, v: f64) {
-        *self -= v as f32;
-    }
-    #[inline]
-    fn clamp_row(row: &mut [f32], c: f32) {
-        for v in row {
-            *v = v.clamp(-c, c);
-        }
-    }
-    #[inline]
-    fn from_f64(v: f64) -> f32 {
-        v as f32
-    }
-}
-
-impl Acc for f64 {
-    fn into_acc_vec(v: Vec<f64>) -> AccVec {
-        AccVec::F64(v)
-    }
-    #[inline]
-    fn scale_row(row: &mut [f64], s: f64) {
-        for v in row {
-            *v *= s;
-        }
-    }
-    #[inline]
-    fn sub(&mut self, v: f64) {
-        *self -= v;
-    }
-    #[inline]
-    fn clamp_row(row: &mut [f64], c: f32) {
-        let c = c as f64;
-        for v in row {
-            *v = v.clamp(-c, c);
-        }
-    }
-    #[inline]
-    fn from_f64(v: f64) -> f64 {
-        v
-    }
 }
 
 #[inline]

@@ -51,11 +51,12 @@ mod op;
 mod pool;
 mod problem;
 mod rnnt;
-mod rowops;
 
 pub use align::Alignment;
 pub use config::{LatticePoolConfig, NeutralTerm, PoolMode, Reduction, RnntLossConfig};
-pub use elem::{Acc, Logit};
+pub use elem::Logit;
+/// The type a loss's gradient is computed in (f32, f64): ent-kernels' float trait.
+pub use ent_kernels::Float as Acc;
 pub use error::LatticeError;
 pub use gathered::{rnnt_best_path_from_log_probs, rnnt_loss_from_log_probs};
 pub use op::{
@@ -78,5 +79,5 @@ pub mod cpu {
     pub use crate::gathered::rnnt_loss_from_log_probs_slice as rnnt_loss_from_log_probs;
     pub use crate::pool::lattice_max_pool_loss_slice as lattice_max_pool_loss;
     pub use crate::rnnt::rnnt_loss_slice as rnnt_loss;
-    pub use crate::rowops::exp_f32;
+    pub use ent_kernels::math::exp_f32;
 }

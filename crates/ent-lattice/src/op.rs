@@ -9,7 +9,10 @@ use half::{bf16, f16};
 
 use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
-use crate::elem::{Acc, AccVec, Logit};
+use candle_core::WithDType;
+use ent_kernels::Float;
+
+use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::pool::{self, PoolForward, PoolProblem};
 use crate::problem::LatticeDims;
@@ -352,7 +355,9 @@ impl HostArgs {
 /// What the RNN-T forward pass keeps for the backward pass.
 enum Saved {
     /// The gradient buffer holding `exp(z - max)` and the coefficients.
-    Cpu(AccVec, Forward),
+    /// The gradient buffer (f32, or f64 for f64 logits) holding `exp(z - max)`, and the
+    /// forward pass.
+    Cpu(CpuStorage, Forward),
     /// The device scratch of a CUDA forward pass.
     #[cfg(feature = "cuda")]
     Cuda(crate::cuda::OnDevice),
@@ -402,7 +407,10 @@ impl RnntOp {
                     let mut buf = grad_buffer::<E::Acc>(logits.len());
                     let fwd = rnnt::forward(logits, &op.problem, &op.cfg, Some(&mut buf))?;
                     let costs = fwd.costs.clone();
-                    Ok((costs, Some(Saved::Cpu(E::Acc::into_acc_vec(buf), fwd))))
+                    Ok((
+                        costs,
+                        Some(Saved::Cpu(E::Acc::to_cpu_storage_owned(buf), fwd)),
+                    ))
                 } else {
                     let fwd = rnnt::forward(logits, &op.problem, &op.cfg, None)?;
                     Ok((fwd.costs, None))
@@ -419,7 +427,7 @@ impl RnntOp {
 /// On Linux, buffers of several MiB ask for transparent huge pages before the first touch
 /// (`MADV_HUGEPAGE`): faulting in 2 MiB pages instead of 4 KiB ones. A fresh gradient of
 /// 167 MB otherwise costs about as much in page faults as the whole loss computation.
-fn grad_buffer<A: Acc>(n: usize) -> Vec<A> {
+fn grad_buffer<A: Float>(n: usize) -> Vec<A> {
     let v = vec![A::default(); n];
     #[cfg(target_os = "linux")]
     {
@@ -450,10 +458,7 @@ fn costs_storage(costs: &[f64], dtype: DType) -> CpuStorage {
 }
 
 /// A gradient buffer as a tensor of the logits' dtype and shape.
-fn grad_tensor<A: Acc + candle_core::WithDType>(
-    buf: Vec<A>,
-    like: &Tensor,
-) -> candle_core::Result<Tensor> {
+fn grad_tensor<A: Float>(buf: Vec<A>, like: &Tensor) -> candle_core::Result<Tensor> {
     let t = Tensor::from_vec(buf, like.shape(), like.device())?;
     if t.dtype() == like.dtype() {
         Ok(t)
@@ -530,14 +535,18 @@ impl RnntOp {
         let p = &self.problem;
         let clamp = self.cfg.clamp;
         Ok(match saved {
-            Saved::Cpu(AccVec::F32(mut buf), fwd) => {
+            Saved::Cpu(CpuStorage::F32(mut buf), fwd) => {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
             }
-            Saved::Cpu(AccVec::F64(mut buf), fwd) => {
+            Saved::Cpu(CpuStorage::F64(mut buf), fwd) => {
                 rnnt::backward(&mut buf, p, &fwd, &g, clamp);
                 grad_tensor(buf, arg)?
             }
+            Saved::Cpu(other, _) => Err(candle_core::Error::msg(format!(
+                "rnnt_loss: a gradient buffer of {:?}",
+                other.dtype()
+            )))?,
             #[cfg(feature = "cuda")]
             Saved::Cuda(_) => Err(candle_core::Error::msg(
                 "rnnt_loss: CUDA state for a CPU backward pass",

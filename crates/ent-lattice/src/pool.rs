@@ -171,7 +171,7 @@ pub(crate) fn forward<E: Logit>(
 }
 
 /// Writes `sum_b grad_costs[b] * d cost_b / d z` into `out` (`[B][T][U+1][K]`), zero elsewhere.
-pub(crate) fn scatter<A: crate::elem::Acc>(
+pub(crate) fn scatter<A: ent_kernels::Float>(
     out: &mut [A],
     k: usize,
     fwd: &PoolForward,
@@ -181,7 +181,7 @@ pub(crate) fn scatter<A: crate::elem::Acc>(
     for (rows, &g) in fwd.rows.iter().zip(grad_costs) {
         for (node, grad) in rows {
             for (o, &d) in out[node * k..(node + 1) * k].iter_mut().zip(grad) {
-                o.sub(-g * d);
+                *o -= A::from_f64(-g * d);
             }
         }
     }

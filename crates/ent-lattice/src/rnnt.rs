@@ -32,7 +32,9 @@
 use rayon::prelude::*;
 
 use crate::config::{Reduction, RnntLossConfig};
-use crate::elem::{Acc, Logit};
+use ent_kernels::Float;
+
+use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::problem::{self, Index, LatticeDims, Lengths};
 
@@ -299,7 +301,7 @@ pub(crate) fn forward<E: Logit>(
 
 /// Pass C, in place: turns the `exp(z - max)` values stored by [`forward`] into
 /// `grad_costs[b] * d cost_b / d logits`, and zeroes padded rows.
-pub(crate) fn backward<A: Acc>(
+pub(crate) fn backward<A: Float>(
     buf: &mut [A],
     p: &RnntProblem,
     fwd: &Forward,
@@ -330,15 +332,18 @@ pub(crate) fn backward<A: Acc>(
             padded.fill(A::default());
             for (u, row) in valid.chunks_exact_mut(v).enumerate() {
                 let [common, blank, label] = coef[u];
-                A::scale_row(row, common * g);
-                row[p.blank].sub(blank * g);
+                A::scale_row(row, A::from_f64(common * g));
+                row[p.blank] -= A::from_f64(blank * g);
                 if u < ub {
-                    row[y[u] as usize].sub(label * g);
+                    row[y[u] as usize] -= A::from_f64(label * g);
                 }
                 if let Some(c) = clamp {
                     // g * clamp(x, c) = clamp(g * x, |g| c): clamp the unscaled gradient, as
                     // torchaudio does before multiplying by the incoming gradient.
-                    A::clamp_row(row, c * g.abs() as f32);
+                    let c = A::from_f64((c * g.abs() as f32) as f64);
+                    for x in row.iter_mut() {
+                        *x = num_traits::clamp(*x, -c, c);
+                    }
                 }
             }
         });

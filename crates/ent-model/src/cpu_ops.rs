@@ -19,8 +19,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::fused::Elem;
-use crate::lstm::{matmul, slice};
+use ent_kernels::Float;
+use ent_kernels::gemm::{Mat, Threads, matmul};
+
+use crate::lstm::slice;
 
 /// Rows per parallel task: fixed, so that block-wise partial sums do not depend on threads.
 const ROWS: usize = 64;
@@ -59,12 +61,12 @@ fn contiguous(name: &str, l: &Layout) -> candle_core::Result<()> {
 }
 
 /// The flattened contents of a tensor of the op's element type.
-fn host<F: Elem + candle_core::WithDType>(t: &Tensor) -> candle_core::Result<Vec<F>> {
+fn host<F: Float + candle_core::WithDType>(t: &Tensor) -> candle_core::Result<Vec<F>> {
     t.flatten_all()?.to_vec1::<F>()
 }
 
 /// Sums the per-block partial vectors in block order.
-fn sum_parts<F: Elem>(parts: &[Vec<F>], n: usize) -> Vec<F> {
+fn sum_parts<F: Float>(parts: &[Vec<F>], n: usize) -> Vec<F> {
     let mut out = vec![F::ZERO; n];
     for p in parts {
         for (o, &x) in out.iter_mut().zip(p) {
@@ -86,7 +88,7 @@ pub(crate) struct LayerNormOp {
 
 /// Mean and `1 / sqrt(var + eps)` of one row (the biased variance, as PyTorch).
 #[inline(always)]
-fn row_stats<F: Elem>(x: &[F], eps: f64) -> (F, F) {
+fn row_stats<F: Float>(x: &[F], eps: f64) -> (F, F) {
     let n = F::from_f64(x.len() as f64);
     let mut s = F::ZERO;
     for &v in x {
@@ -101,7 +103,7 @@ fn row_stats<F: Elem>(x: &[F], eps: f64) -> (F, F) {
     (mean, F::ONE / (q / n + F::from_f64(eps)).sqrt())
 }
 
-fn ln_forward<F: Elem>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
+fn ln_forward<F: Float>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
     let d = w.len();
     let mut y = vec![F::ZERO; x.len()];
     if d == 0 {
@@ -121,7 +123,7 @@ fn ln_forward<F: Elem>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
 }
 
 /// `(dx, dw, db)` for the incoming gradient `g`.
-fn ln_backward<F: Elem>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>, Vec<F>) {
+fn ln_backward<F: Float>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>, Vec<F>) {
     let d = w.len();
     let inv_d = F::ONE / F::from_f64(d as f64);
     let mut dx = vec![F::ZERO; x.len()];
@@ -205,7 +207,7 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Elem + candle_core::WithDType>(
+        fn run<F: Float + candle_core::WithDType>(
             x: &Tensor,
             w: &Tensor,
             b: &Tensor,
@@ -236,7 +238,7 @@ impl CustomOp3 for LayerNormOp {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SoftmaxLastOp;
 
-fn softmax_forward<F: Elem>(x: &[F], d: usize) -> Vec<F> {
+fn softmax_forward<F: Float>(x: &[F], d: usize) -> Vec<F> {
     let mut y = vec![F::ZERO; x.len()];
     if d == 0 {
         return y;
@@ -258,14 +260,14 @@ fn softmax_forward<F: Elem>(x: &[F], d: usize) -> Vec<F> {
                 }
                 let inv = F::ONE / s;
                 for o in yr.iter_mut() {
-                    *o = *o * inv;
+                    *o *= inv;
                 }
             }
         });
     y
 }
 
-fn softmax_backward<F: Elem>(y: &[F], g: &[F], d: usize) -> Vec<F> {
+fn softmax_backward<F: Float>(y: &[F], g: &[F], d: usize) -> Vec<F> {
     let mut dx = vec![F::ZERO; y.len()];
     if d == 0 {
         return dx;
@@ -330,35 +332,26 @@ impl CustomOp1 for SoftmaxLastOp {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SwishOp;
 
-/// `sigmoid(x)` through `exp(-|x|)`, which never overflows.
-#[inline(always)]
-fn sigmoid<F: Elem>(x: F) -> F {
-    let a = if x < F::ZERO { x } else { F::ZERO - x };
-    let e = a.exp_fast();
-    let s = F::ONE / (F::ONE + e);
-    if x < F::ZERO { e * s } else { s }
-}
-
-fn swish_forward<F: Elem>(x: &[F]) -> Vec<F> {
+fn swish_forward<F: Float>(x: &[F]) -> Vec<F> {
     let mut y = vec![F::ZERO; x.len()];
     y.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .for_each(|(yc, xc)| {
             for (o, &v) in yc.iter_mut().zip(xc) {
-                *o = v * sigmoid(v);
+                *o = v * v.sigmoid();
             }
         });
     y
 }
 
-fn swish_backward<F: Elem>(x: &[F], g: &[F]) -> Vec<F> {
+fn swish_backward<F: Float>(x: &[F], g: &[F]) -> Vec<F> {
     let mut dx = vec![F::ZERO; x.len()];
     dx.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .zip(g.par_chunks(1 << 14))
         .for_each(|((dc, xc), gc)| {
             for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                let s = sigmoid(v);
+                let s = v.sigmoid();
                 *o = gv * s * (F::ONE + v * (F::ONE - s));
             }
         });
@@ -420,7 +413,7 @@ fn taps(c: ConvDims, t: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
-fn conv_forward<F: Elem>(c: ConvDims, y: &[F], w: &[F], bias: &[F]) -> Vec<F> {
+fn conv_forward<F: Float>(c: ConvDims, y: &[F], w: &[F], bias: &[F]) -> Vec<F> {
     let (t_n, d) = (c.t, c.d);
     let mut out = vec![F::ZERO; y.len()];
     if out.is_empty() {
@@ -444,7 +437,7 @@ fn conv_forward<F: Elem>(c: ConvDims, y: &[F], w: &[F], bias: &[F]) -> Vec<F> {
 }
 
 /// `(dy, dw, db)` for the incoming gradient `g`, one task per utterance.
-fn conv_backward<F: Elem>(c: ConvDims, y: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+fn conv_backward<F: Float>(c: ConvDims, y: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
     let (t_n, d, k) = (c.t, c.d, c.k);
     let mut dy = vec![F::ZERO; y.len()];
     if dy.is_empty() {
@@ -526,7 +519,7 @@ impl CustomOp3 for DepthwiseConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Elem + candle_core::WithDType>(
+        fn run<F: Float + candle_core::WithDType>(
             y: &Tensor,
             w: &Tensor,
             b: &Tensor,
@@ -558,13 +551,21 @@ impl CustomOp3 for DepthwiseConvOp {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LinearOp;
 
-fn linear_forward<F: Elem>(x: &[F], w: &[F], b: &[F], (n, i, o): (usize, usize, usize)) -> Vec<F> {
+fn linear_forward<F: Float>(x: &[F], w: &[F], b: &[F], (n, i, o): (usize, usize, usize)) -> Vec<F> {
     let mut y = vec![F::ZERO; n * o];
     if y.is_empty() {
         return y;
     }
     // y[r, c] = sum_k x[r, k] w[c, k]
-    matmul((n, o, i), &mut y, o, false, x, (i, 1), w, (1, i), true);
+    matmul(
+        (n, o, i),
+        &mut y,
+        o,
+        false,
+        Mat::strided(x, i, 1),
+        Mat::strided(w, 1, i),
+        Threads::Rayon,
+    );
     y.par_chunks_mut(ROWS * o).for_each(|yc| {
         for row in yc.chunks_exact_mut(o) {
             for (v, &bb) in row.iter_mut().zip(b) {
@@ -576,7 +577,7 @@ fn linear_forward<F: Elem>(x: &[F], w: &[F], b: &[F], (n, i, o): (usize, usize, 
 }
 
 /// `(dx, dw, db)` for the incoming gradient `g` `[N, out]`.
-fn linear_backward<F: Elem>(
+fn linear_backward<F: Float>(
     x: &[F],
     w: &[F],
     g: &[F],
@@ -588,9 +589,25 @@ fn linear_backward<F: Elem>(
         return (dx, dw, vec![F::ZERO; o]);
     }
     // dx[r, k] = sum_c g[r, c] w[c, k]
-    matmul((n, i, o), &mut dx, i, false, g, (o, 1), w, (i, 1), true);
+    matmul(
+        (n, i, o),
+        &mut dx,
+        i,
+        false,
+        Mat::strided(g, o, 1),
+        Mat::strided(w, i, 1),
+        Threads::Rayon,
+    );
     // dw[c, k] = sum_r g[r, c] x[r, k]
-    matmul((o, i, n), &mut dw, i, false, g, (1, o), x, (i, 1), true);
+    matmul(
+        (o, i, n),
+        &mut dw,
+        i,
+        false,
+        Mat::strided(g, 1, o),
+        Mat::strided(x, i, 1),
+        Threads::Rayon,
+    );
     let parts: Vec<Vec<F>> = g
         .par_chunks(ROWS * o)
         .map(|gc| {
@@ -650,7 +667,7 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Elem + candle_core::WithDType>(
+        fn run<F: Float + candle_core::WithDType>(
             x: &Tensor,
             w: &Tensor,
             b: &Tensor,
@@ -729,7 +746,7 @@ impl Conv2dDims {
     }
 
     /// `cols[p, (c, i, j)] = x[c, s y + i, s x + j]` for `p = y Wo + x`, one utterance.
-    fn im2col<F: Elem>(&self, x: &[F], cols: &mut [F]) {
+    fn im2col<F: Float>(&self, x: &[F], cols: &mut [F]) {
         let k = self.patch();
         for y in 0..self.ho {
             for xo in 0..self.wo {
@@ -753,7 +770,7 @@ impl Conv2dDims {
     }
 
     /// The transpose of [`Conv2dDims::im2col`]: adds `dcols` into `dx`, one utterance.
-    fn col2im<F: Elem>(&self, dcols: &[F], dx: &mut [F]) {
+    fn col2im<F: Float>(&self, dcols: &[F], dx: &mut [F]) {
         let k = self.patch();
         for y in 0..self.ho {
             for xo in 0..self.wo {
@@ -773,7 +790,7 @@ impl Conv2dDims {
     }
 }
 
-fn conv2d_forward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], bias: &[F]) -> Vec<F> {
+fn conv2d_forward<F: Float>(d: Conv2dDims, x: &[F], w: &[F], bias: &[F]) -> Vec<F> {
     let (p, k, per_in) = (d.positions(), d.patch(), d.c * d.h * d.w);
     let mut out = vec![F::ZERO; x.len() / per_in.max(1) * d.o * p];
     if out.is_empty() {
@@ -785,7 +802,15 @@ fn conv2d_forward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], bias: &[F]) -> Vec<F
             let mut cols = vec![F::ZERO; p * k];
             d.im2col(xb, &mut cols);
             // out[o, p] = sum_k w[o, k] cols[p, k]
-            matmul((d.o, p, k), ob, p, false, w, (k, 1), &cols, (1, k), false);
+            matmul(
+                (d.o, p, k),
+                ob,
+                p,
+                false,
+                Mat::strided(w, k, 1),
+                Mat::strided(&cols, 1, k),
+                Threads::One,
+            );
             for (row, &bb) in ob.chunks_exact_mut(p).zip(bias) {
                 for v in row {
                     *v += bb;
@@ -796,7 +821,7 @@ fn conv2d_forward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], bias: &[F]) -> Vec<F
 }
 
 /// `(dx, dw, db)` for the incoming gradient `g` `[B, O, Ho, Wo]`, one task per utterance.
-fn conv2d_backward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+fn conv2d_backward<F: Float>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
     let (p, k, per_in) = (d.positions(), d.patch(), d.c * d.h * d.w);
     let mut dx = vec![F::ZERO; x.len()];
     if dx.is_empty() || p == 0 {
@@ -816,11 +841,9 @@ fn conv2d_backward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F>
                 &mut dw,
                 k,
                 false,
-                gb,
-                (p, 1),
-                &cols,
-                (k, 1),
-                false,
+                Mat::strided(gb, p, 1),
+                Mat::strided(&cols, k, 1),
+                Threads::One,
             );
             let db: Vec<F> = gb
                 .chunks_exact(p)
@@ -838,11 +861,9 @@ fn conv2d_backward<F: Elem>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F>
                 &mut cols,
                 k,
                 false,
-                gb,
-                (1, p),
-                w,
-                (k, 1),
-                false,
+                Mat::strided(gb, 1, p),
+                Mat::strided(w, k, 1),
+                Threads::One,
             );
             d.col2im(&cols, dxb);
             (dw, db)
@@ -891,7 +912,7 @@ impl CustomOp3 for Conv2dOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Elem + candle_core::WithDType>(
+        fn run<F: Float + candle_core::WithDType>(
             d: Conv2dDims,
             x: &Tensor,
             w: &Tensor,

@@ -16,7 +16,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::lstm::{Real, matmul, slice};
+use ent_kernels::Float;
+use ent_kernels::gemm::{Mat, Threads, matmul};
+
+use crate::lstm::slice;
 
 /// Frames per block of the hidden layer.
 pub const T_CHUNK: usize = 16;
@@ -53,118 +56,16 @@ fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
     Ok(Dims { b, t, u1, j, c })
 }
 
-/// `tanh` over a block of the hidden layer, vectorised in f32; and what a log-softmax needs.
-pub(crate) trait Elem: Real + PartialOrd + std::ops::Div<Output = Self> {
-    const NEG_INFINITY: Self;
-
-    fn tanh_fast(self) -> Self;
-
-    /// `exp`, vectorisable in f32 (ent-lattice's branch-free `exp`, 2 ulp).
-    fn exp_fast(self) -> Self;
-
-    fn ln(self) -> Self;
-
-    fn sqrt(self) -> Self;
-
-    fn from_f64(x: f64) -> Self;
-
-    /// [`hidden_rows`] for this type (f32: compiled for AVX-512 and AVX2 as well, the widest
-    /// the CPU has chosen at run time; every version computes the same bits).
-    fn hidden(d: Dims, e: &[Self], p: &[Self], t0: usize, rows: usize, z: &mut [Self]) {
-        hidden_rows(d, e, p, t0, rows, z);
-    }
-}
-
-impl Elem for f64 {
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
-
-    fn tanh_fast(self) -> Self {
-        self.tanh()
-    }
-
-    fn exp_fast(self) -> Self {
-        self.exp()
-    }
-
-    fn ln(self) -> Self {
-        f64::ln(self)
-    }
-
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-
-    fn from_f64(x: f64) -> Self {
-        x
-    }
-}
-
-impl Elem for f32 {
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
-
-    #[inline(always)]
-    fn exp_fast(self) -> Self {
-        ent_lattice::cpu::exp_f32(self)
-    }
-
-    fn ln(self) -> Self {
-        f32::ln(self)
-    }
-
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-
-    fn from_f64(x: f64) -> Self {
-        x as f32
-    }
-
-    /// `1 - 2 / (exp(2|x|) + 1)` with the sign of `x`, through `ent-lattice`'s branch-free
-    /// `exp` (2 ulp): absolute error under 2e-7 (tested against `f64::tanh`), so the loop
-    /// over a block vectorises instead of calling the C library once per element.
-    #[inline(always)]
-    fn tanh_fast(self) -> Self {
-        // Not `min`: a NaN must stay NaN (a diverging run shows as such).
-        let a = if self.abs() > 9.0 { 9.0 } else { self.abs() };
-        let e = ent_lattice::cpu::exp_f32(2.0 * a);
-        let t = 1.0 - 2.0 / (e + 1.0);
-        t.copysign(self)
-    }
-
-    fn hidden(d: Dims, e: &[f32], p: &[f32], t0: usize, rows: usize, z: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { hidden_avx512(d, e, p, t0, rows, z) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { hidden_avx2(d, e, p, t0, rows, z) };
-            }
-        }
-        hidden_rows(d, e, p, t0, rows, z);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn hidden_avx512(d: Dims, e: &[f32], p: &[f32], t0: usize, rows: usize, z: &mut [f32]) {
-    hidden_rows(d, e, p, t0, rows, z);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hidden_avx2(d: Dims, e: &[f32], p: &[f32], t0: usize, rows: usize, z: &mut [f32]) {
-    hidden_rows(d, e, p, t0, rows, z);
-}
+ent_kernels::simd_dispatch!(
+    /// `tanh` over a block of the joint's hidden layer: [`hidden_rows`] compiled for the widest
+    /// instruction set the CPU has (every version computes the same bits).
+    fn hidden [F: Float] => hidden_rows(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &mut [F]) -> ()
+);
 
 /// `z[(ti * U1 + u) * J + k] = tanh(e[t0 + ti, k] + p[u, k])` for the `rows` frames from `t0`
 /// of one utterance (`e` and `p` are that utterance's rows).
 #[inline(always)]
-fn hidden_rows<F: Elem>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &mut [F]) {
+fn hidden_rows<F: Float>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &mut [F]) {
     let j = d.j;
     for ti in 0..rows {
         let er = &e[(t0 + ti) * j..(t0 + ti + 1) * j];
@@ -178,7 +79,7 @@ fn hidden_rows<F: Elem>(d: Dims, e: &[F], p: &[F], t0: usize, rows: usize, z: &m
     }
 }
 
-fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
+fn forward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
     let Dims { t, u1, j, c, .. } = d;
     let mut out = vec![F::ZERO; d.b * t * u1 * c];
     if out.is_empty() {
@@ -199,16 +100,24 @@ fn forward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
                     let rows = oc.len() / (u1 * c);
                     z.resize(rows * u1 * j, F::ZERO);
                     let z = &mut z[..];
-                    F::hidden(d, eb, pb, t0, rows, z);
+                    hidden(d, eb, pb, t0, rows, z);
                     // out[r, n] = sum_k z[r, k] w[n, k]
-                    matmul((rows * u1, c, j), oc, c, false, z, (j, 1), w, (1, j), false);
+                    matmul(
+                        (rows * u1, c, j),
+                        oc,
+                        c,
+                        false,
+                        Mat::strided(z, j, 1),
+                        Mat::strided(w, 1, j),
+                        Threads::One,
+                    );
                 });
         });
     out
 }
 
 /// Gradients `(de, dp, dw)` for the incoming gradient `g` `[B, T, U+1, C]`.
-fn backward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
+fn backward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
     let Dims { t, u1, j, c, .. } = d;
     let mut de = vec![F::ZERO; d.b * t * j];
     let mut dp = vec![F::ZERO; d.b * u1 * j];
@@ -235,11 +144,19 @@ fn backward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Ve
                 let r = rows * u1;
                 let (z, da) = (&mut z[..r * j], &mut da[..r * j]);
                 let gc = &gb[t0 * u1 * c..(t0 + rows) * u1 * c];
-                F::hidden(d, eb, pb, t0, rows, z);
+                hidden(d, eb, pb, t0, rows, z);
                 // da[r, k] = sum_n g[r, n] w[n, k], then times 1 - z^2.
-                matmul((r, j, c), da, j, false, gc, (c, 1), w, (j, 1), false);
+                matmul(
+                    (r, j, c),
+                    da,
+                    j,
+                    false,
+                    Mat::strided(gc, c, 1),
+                    Mat::strided(w, j, 1),
+                    Threads::One,
+                );
                 for (a, &zk) in da.iter_mut().zip(z.iter()) {
-                    *a = *a * (F::ONE - zk * zk);
+                    *a *= F::ONE - zk * zk;
                 }
                 for ti in 0..rows {
                     let der = &mut deb[(t0 + ti) * j..(t0 + ti + 1) * j];
@@ -253,7 +170,15 @@ fn backward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Ve
                     }
                 }
                 // dw[n, k] += sum_r g[r, n] z[r, k]
-                matmul((c, j, r), &mut dw, j, true, gc, (1, c), z, (j, 1), false);
+                matmul(
+                    (c, j, r),
+                    &mut dw,
+                    j,
+                    true,
+                    Mat::strided(gc, 1, c),
+                    Mat::strided(z, j, 1),
+                    Threads::One,
+                );
                 t0 += rows;
             }
             dw
@@ -269,7 +194,7 @@ fn backward<F: Elem>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Ve
 }
 
 /// [`backward`] on tensors: `(de, dp, dw)` on the inputs' device.
-fn grads<F: Elem + candle_core::WithDType>(
+fn grads<F: Float + candle_core::WithDType>(
     d: Dims,
     e: &Tensor,
     p: &Tensor,
@@ -414,7 +339,7 @@ impl FusedJointGather {
     /// The logits of a block (`rows` frames from `t0` of utterance `b`), bias added, into `l`;
     /// the block's hidden layer into `z`.
     #[allow(clippy::too_many_arguments)]
-    fn block_logits<F: Elem>(
+    fn block_logits<F: Float>(
         d: Dims,
         eb: &[F],
         pb: &[F],
@@ -425,18 +350,16 @@ impl FusedJointGather {
         l: &mut [F],
     ) {
         let (j, c) = (d.j, d.c);
-        F::hidden(d, eb, pb, t0, rows, z);
+        hidden(d, eb, pb, t0, rows, z);
         // l[r, n] = sum_k z[r, k] w[n, k]; w[n, k] = wb[n * (J+1) + k]
         matmul(
             (rows * d.u1, c, j),
             l,
             c,
             false,
-            z,
-            (j, 1),
-            wb,
-            (1, j + 1),
-            false,
+            Mat::strided(z, j, 1),
+            Mat::strided(wb, 1, j + 1),
+            Threads::One,
         );
         for row in l.chunks_exact_mut(c) {
             for (n, x) in row.iter_mut().enumerate() {
@@ -445,7 +368,7 @@ impl FusedJointGather {
         }
     }
 
-    fn forward<F: Elem>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
+    fn forward<F: Float>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
         let Dims { t, u1, j, c, .. } = d;
         let mut out = vec![F::ZERO; d.b * t * u1 * 3];
         if out.is_empty() {
@@ -491,7 +414,7 @@ impl FusedJointGather {
 
     /// Gradients `(de, dp, dwb)` for the incoming gradient `g` and the forward output `res`,
     /// both `[B, T, U+1, 3]`.
-    fn backward<F: Elem>(
+    fn backward<F: Float>(
         &self,
         d: Dims,
         e: &[F],
@@ -545,9 +468,17 @@ impl FusedJointGather {
                     }
                     let dl = &*l;
                     // da[r, k] = sum_n dl[r, n] w[n, k], then times 1 - z^2.
-                    matmul((r, j, c), da, j, false, dl, (c, 1), wb, (j + 1, 1), false);
+                    matmul(
+                        (r, j, c),
+                        da,
+                        j,
+                        false,
+                        Mat::strided(dl, c, 1),
+                        Mat::strided(wb, j + 1, 1),
+                        Threads::One,
+                    );
                     for (a, &zk) in da.iter_mut().zip(z.iter()) {
-                        *a = *a * (F::ONE - zk * zk);
+                        *a *= F::ONE - zk * zk;
                     }
                     for ti in 0..rows {
                         let der = &mut deb[(t0 + ti) * j..(t0 + ti + 1) * j];
@@ -566,11 +497,9 @@ impl FusedJointGather {
                         &mut dwb,
                         j + 1,
                         true,
-                        dl,
-                        (1, c),
-                        z,
-                        (j, 1),
-                        false,
+                        Mat::strided(dl, 1, c),
+                        Mat::strided(z, j, 1),
+                        Threads::One,
                     );
                     for row in dl.chunks_exact(c) {
                         for (n, &x) in row.iter().enumerate() {
@@ -591,7 +520,7 @@ impl FusedJointGather {
         (de, dp, dwb)
     }
 
-    fn grads<F: Elem + candle_core::WithDType>(
+    fn grads<F: Float + candle_core::WithDType>(
         &self,
         d: Dims,
         args: [&Tensor; 5],
@@ -617,7 +546,7 @@ impl FusedJointGather {
 
 /// `log sum_c exp(x_c)` of one row, with the row's maximum taken out (NaN in, NaN out).
 #[inline(always)]
-fn log_sum_exp<F: Elem>(row: &[F]) -> F {
+fn log_sum_exp<F: Float>(row: &[F]) -> F {
     let mut m = F::NEG_INFINITY;
     for &x in row {
         if x > m {
@@ -690,61 +619,5 @@ impl CustomOp3 for FusedJointGather {
             other => bail!("fused joint gather: unsupported dtype {other:?}"),
         };
         Ok((Some(de), Some(dp), Some(dwb)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Elem;
-
-    #[test]
-    fn fast_tanh_is_within_2e7_of_f64() {
-        let mut worst = 0f64;
-        let mut x = -12.0f32;
-        while x <= 12.0 {
-            let got = x.tanh_fast() as f64;
-            worst = worst.max((got - (x as f64).tanh()).abs());
-            x += 1.0e-3;
-        }
-        for x in [
-            0.0f32,
-            -0.0,
-            1e-30,
-            -1e-8,
-            f32::MAX,
-            f32::MIN,
-            f32::INFINITY,
-        ] {
-            let got = x.tanh_fast() as f64;
-            worst = worst.max((got - (x as f64).tanh()).abs());
-        }
-        assert!(worst < 2e-7, "{worst}");
-        assert!(f32::NAN.tanh_fast().is_nan());
-    }
-
-    /// The LSTM's f32 sigmoid (through the same `exp`): within 2.5e-7 relative of the f64 value
-    /// over [-80, 100] (below, within 2.5e-37 absolute), exact limits at the infinities, NaN
-    /// stays NaN.
-    #[test]
-    fn fast_sigmoid_is_within_2_5e7_of_f64() {
-        use crate::lstm::Real;
-        let mut worst = 0f64;
-        let mut x = -100.0f32;
-        while x <= 100.0 {
-            let want = 1.0 / (1.0 + (-(x as f64)).exp());
-            let got = Real::sigmoid(x) as f64;
-            // Below -87 the exp is flushed to 0: an absolute error under 1.7e-38.
-            let err = if x < -80.0 {
-                (got - want).abs() * 1e30
-            } else {
-                (got - want).abs() / want
-            };
-            worst = worst.max(err);
-            x += 1.0e-3;
-        }
-        assert!(worst < 2.5e-7, "{worst}");
-        assert_eq!(Real::sigmoid(f32::INFINITY), 1.0);
-        assert_eq!(Real::sigmoid(f32::NEG_INFINITY), 0.0);
-        assert!(Real::sigmoid(f32::NAN).is_nan());
     }
 }

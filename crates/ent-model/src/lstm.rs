@@ -37,6 +37,8 @@ use candle_core::{
     CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, backend::BackendStorage, bail,
 };
 use candle_nn::{Init, VarBuilder};
+use ent_kernels::Float;
+use ent_kernels::gemm::{Mat, Threads, matmul};
 
 /// The recurrence of one LSTM direction as a custom op over `(gx, w_hh)`.
 ///
@@ -184,114 +186,6 @@ pub(crate) fn stepwise(
     Tensor::stack(&outs, 0)
 }
 
-/// Floating-point types the fused op computes in.
-pub(crate) trait Real:
-    Copy
-    + Send
-    + Sync
-    + 'static
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::AddAssign
-{
-    const ZERO: Self;
-    const ONE: Self;
-    fn sigmoid(self) -> Self;
-    fn tanh(self) -> Self;
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    /// Through ent-lattice's branch-free `exp` of `-|x|` (2 ulp, never overflows), so the
-    /// loops over a step's gates vectorise instead of calling the C library per element.
-    #[inline(always)]
-    fn sigmoid(self) -> Self {
-        let e = ent_lattice::cpu::exp_f32(-self.abs());
-        let s = 1.0 / (1.0 + e);
-        if self < 0.0 { e * s } else { s }
-    }
-    /// The fused joint's `tanh` (within 2e-7 of `f64::tanh`).
-    #[inline(always)]
-    fn tanh(self) -> Self {
-        crate::fused::Elem::tanh_fast(self)
-    }
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn sigmoid(self) -> Self {
-        1.0 / (1.0 + (-self).exp())
-    }
-    fn tanh(self) -> Self {
-        f64::tanh(self)
-    }
-}
-
-/// `dst[m, n] (+)= lhs[m, k] * rhs[k, n]`, every matrix given by its element strides
-/// `(row, col)`; `accumulate` keeps the old contents of `dst`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul<F: Real>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [F],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[F],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[F],
-    (rhs_rs, rhs_cs): (usize, usize),
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(last(dst_rs, 1, m, n) < dst.len(), "matmul: dst too short");
-    if k > 0 {
-        assert!(
-            last(lhs_rs, lhs_cs, m, k) < lhs.len(),
-            "matmul: lhs too short"
-        );
-        assert!(
-            last(rhs_rs, rhs_cs, k, n) < rhs.len(),
-            "matmul: rhs too short"
-        );
-    }
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound the last element of each operand inside its slice, and
-    // every element gemm touches lies between the first and the last for these strides. `dst`
-    // is a distinct `&mut` slice, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { F::ONE } else { F::ZERO },
-            F::ONE,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// Dimensions of one recurrence problem.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
@@ -315,7 +209,7 @@ impl LstmRecurrence {
     }
 
     /// Forward pass: returns `h` (`[B, T, H]`) and the saved activations.
-    fn forward<F: Real>(&self, d: Dims, gx: &[F], w_hh: &[F]) -> (Vec<F>, Activations<F>) {
+    fn forward<F: Float>(&self, d: Dims, gx: &[F], w_hh: &[F]) -> (Vec<F>, Activations<F>) {
         let Dims { b, t, h } = d;
         let g4 = 4 * h;
         let mut out = vec![F::ZERO; b * t * h];
@@ -341,11 +235,9 @@ impl LstmRecurrence {
                     &mut a,
                     g4,
                     true,
-                    &h_prev,
-                    (h, 1),
-                    w_hh,
-                    (1, h),
-                    false,
+                    Mat::strided(&h_prev, h, 1),
+                    Mat::strided(w_hh, 1, h),
+                    Threads::One,
                 );
             }
             for bi in (0..b).filter(|&bi| s < self.lens[bi]) {
@@ -359,10 +251,10 @@ impl LstmRecurrence {
                 for j in 0..h {
                     let i = ar[j].sigmoid();
                     let f = ar[h + j].sigmoid();
-                    let g = ar[2 * h + j].tanh();
+                    let g = ar[2 * h + j].tanh_fast();
                     let o = ar[3 * h + j].sigmoid();
                     let c = f * cp[j] + i * g;
-                    let hv = o * c.tanh();
+                    let hv = o * c.tanh_fast();
                     gr[j] = i;
                     gr[h + j] = f;
                     gr[2 * h + j] = g;
@@ -378,7 +270,7 @@ impl LstmRecurrence {
     }
 
     /// Backward pass: returns `(dL/dgx [B, T, 4H], dL/dW_hh [4H, H])`.
-    fn backward<F: Real>(
+    fn backward<F: Float>(
         &self,
         d: Dims,
         act: &Activations<F>,
@@ -409,7 +301,7 @@ impl LstmRecurrence {
                 for j in 0..h {
                     let (i, f, g, o) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
                     let c_prev = prev.map_or(F::ZERO, |p| act.cells[(bi * t + p) * h + j]);
-                    let tc = cr[j].tanh();
+                    let tc = cr[j].tanh_fast();
                     let dh = dor[j] + dhr[j];
                     let dc = dh * o * (F::ONE - tc * tc) + dcr[j];
                     dar[j] = dc * g * i * (F::ONE - i);
@@ -427,11 +319,9 @@ impl LstmRecurrence {
                     &mut dh_rec,
                     h,
                     false,
-                    &da,
-                    (g4, 1),
-                    w_hh,
-                    (h, 1),
-                    false,
+                    Mat::strided(&da, g4, 1),
+                    Mat::strided(w_hh, h, 1),
+                    Threads::One,
                 );
             }
         }
@@ -452,11 +342,9 @@ impl LstmRecurrence {
             &mut dw,
             h,
             false,
-            &dgx,
-            (1, g4),
-            &h_prev,
-            (h, 1),
-            true,
+            Mat::strided(&dgx, 1, g4),
+            Mat::strided(&h_prev, h, 1),
+            Threads::Rayon,
         );
         (dgx, dw)
     }
