@@ -59,7 +59,7 @@ fn cudarc_src(root: &Path) -> Result<PathBuf> {
             "--format-version",
             "1",
             "--features",
-            "ent-lattice/cuda",
+            "ent-kernels/cuda",
         ])
         .output()
         .context("running cargo metadata")?;
@@ -74,7 +74,7 @@ fn cudarc_src(root: &Path) -> Result<PathBuf> {
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "cudarc"))
         .and_then(|p| p["manifest_path"].as_str())
-        .context("cudarc is not in the dependency graph of ent-lattice/cuda")?;
+        .context("cudarc is not in the dependency graph of ent-kernels/cuda")?;
     Ok(Path::new(manifest)
         .parent()
         .context("cudarc manifest has no folder")?
@@ -130,19 +130,21 @@ fn stubs(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `cargo xtask check-cuda`: clippy of ent-lattice, ent-model and ent-train (their GPU tests)
-/// and ent-cli (and the GPU benchmark of ent-benches) with their `cuda` features in the environment of [`cuda_env`]: the CUDA path
-/// compiles, lint-clean, without a GPU.
+/// `cargo xtask check-cuda`: clippy of ent-kernels, ent-lattice, ent-model and ent-train (their
+/// GPU tests) and ent-cli (and the GPU benchmark of ent-benches) with their `cuda` features in
+/// the environment of [`cuda_env`]: the CUDA path compiles, lint-clean, without a GPU.
 pub fn check_cuda(root: &Path) -> Result<()> {
     let env = cuda_env(root)?;
     println!(
-        "== cargo clippy -p ent-lattice -p ent-model -p ent-train -p ent-cli -p ent-benches --all-targets --features cuda -- -D warnings"
+        "== cargo clippy -p ent-kernels -p ent-lattice -p ent-model -p ent-train -p ent-cli -p ent-benches --all-targets --features cuda -- -D warnings"
     );
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args([
             "clippy",
+            "-p",
+            "ent-kernels",
             "-p",
             "ent-lattice",
             "-p",
@@ -155,13 +157,13 @@ pub fn check_cuda(root: &Path) -> Result<()> {
             "ent-benches",
             "--all-targets",
             "--features",
-            "ent-lattice/cuda,ent-model/cuda,ent-train/cuda,ent-cli/cuda,ent-benches/cuda",
+            "ent-kernels/cuda,ent-lattice/cuda,ent-model/cuda,ent-train/cuda,ent-cli/cuda,ent-benches/cuda",
             "--",
             "-D",
             "warnings",
         ]))?;
     println!(
-        "check-cuda: the cuda features of ent-lattice, ent-model, ent-train, ent-cli and the GPU benchmark build lint-clean"
+        "check-cuda: the cuda features of ent-kernels, ent-lattice, ent-model, ent-train, ent-cli and the GPU benchmark build lint-clean"
     );
     Ok(())
 }

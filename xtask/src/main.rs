@@ -39,9 +39,9 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Clippy of ent-lattice, ent-cli and the GPU benchmark with their `cuda` features: the
-    /// toolkit above, link-only stubs of the CUDA libraries (target/cuda-stubs),
-    /// CUDA_COMPUTE_CAP=90; no GPU (the first run compiles candle's CUDA kernels: minutes).
+    /// Clippy of ent-kernels, ent-lattice, ent-model, ent-train, ent-cli and the GPU benchmark
+    /// with their `cuda` features: the toolkit above, link-only stubs of the CUDA libraries
+    /// (target/cuda-stubs), CUDA_COMPUTE_CAP=90; no GPU (the first run compiles candle's CUDA kernels: minutes).
     CheckCuda,
     /// Build target/gpu-bundle (at most 60 MB): the GPU tests, the benchmark and `ent` (with
     /// `cuda`) as stripped binaries with run.sh, for a machine with an NVIDIA GPU, a CUDA 13

@@ -1,6 +1,7 @@
 //! `cargo xtask test-kernels [--mutants]`: the CUDA kernels' own sources, compiled for the host
-//! over emulated CUDA built-ins (ent-lattice's `emulate` feature), tested against the CPU
-//! reference, then the same tests with the kernels built under ThreadSanitizer. No GPU and no
+//! over emulated CUDA built-ins (ent-kernels' `emulate` feature): the lattice losses against
+//! ent-lattice's CPU reference, the LSTM recurrence against its equations; then the same tests
+//! with the kernels built under ThreadSanitizer. No GPU and no
 //! CUDA toolkit needed: the system C++ compiler builds them.
 //!
 //! `--mutants` checks the checks: it breaks the kernels one way at a time (a barrier deleted,
@@ -23,9 +24,11 @@ fn cargo_test(root: &Path, envs: &[(&str, String)]) -> Command {
         .args([
             "test",
             "-p",
+            "ent-kernels",
+            "-p",
             "ent-lattice",
             "--features",
-            "emulate",
+            "ent-kernels/emulate,ent-lattice/emulate",
             "--lib",
             "--test",
             "it",
@@ -36,7 +39,6 @@ fn cargo_test(root: &Path, envs: &[(&str, String)]) -> Command {
     cmd
 }
 
-/// The ThreadSanitizer runtime of the system compiler, or an error saying how to get it.
 fn check_tsan() -> Result<()> {
     let out = Command::new("c++")
         .arg("-print-file-name=libtsan.so")

@@ -112,3 +112,37 @@ impl Default for LatticePoolConfig {
         }
     }
 }
+
+#[cfg(any(feature = "cuda", feature = "emulate"))]
+impl RnntLossConfig {
+    /// The settings the kernels take.
+    pub(crate) fn kernel_params(&self) -> ent_kernels::plan::RnntParams {
+        ent_kernels::plan::RnntParams {
+            blank: self.blank,
+            zero_infinity: self.zero_infinity,
+            fastemit_lambda: self.fastemit_lambda,
+            clamp: self.clamp,
+        }
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "emulate"))]
+impl LatticePoolConfig {
+    /// The settings the kernels take, with the modes encoded as `kernels/pool.cu` reads them.
+    pub(crate) fn kernel_params(&self) -> ent_kernels::plan::PoolParams {
+        ent_kernels::plan::PoolParams {
+            neutral: self.neutral,
+            mode: match self.mode {
+                PoolMode::One => 0,
+                PoolMode::FullT => 1,
+                PoolMode::FullU => 2,
+            },
+            neutral_term: match self.neutral_term {
+                NeutralTerm::Min => 0,
+                NeutralTerm::Max => 1,
+                NeutralTerm::Off => 2,
+            },
+            prob_clamp: self.prob_clamp,
+        }
+    }
+}

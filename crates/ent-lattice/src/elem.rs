@@ -5,7 +5,8 @@ use half::{bf16, f16};
 use ent_kernels::Float;
 use ent_kernels::rows as rowops;
 
-use crate::launch::KernelDType;
+use ent_kernels::KernelDType;
+use ent_kernels::plan::Plain;
 
 mod sealed {
     pub trait Sealed {}
@@ -34,7 +35,7 @@ impl RowNorm {
 
 /// A logit element type: f32, f64, f16 or bf16. Half-precision logits are computed in f32;
 /// f64 logits are computed in f64 throughout (useful for gradient checks).
-pub trait Logit: Copy + Send + Sync + 'static + sealed::Sealed {
+pub trait Logit: Plain + sealed::Sealed {
     /// The type gradients are produced in: f32, or f64 for f64 logits.
     type Acc: Float;
 

@@ -109,3 +109,42 @@ impl From<LatticeError> for candle_core::Error {
         candle_core::Error::msg(e)
     }
 }
+
+impl From<ent_kernels::KernelError> for LatticeError {
+    fn from(e: ent_kernels::KernelError) -> Self {
+        use ent_kernels::KernelError as K;
+        match e {
+            K::Limit { what, max } => LatticeError::KernelLimit { what, max },
+            K::Launch { kernel, reason } => LatticeError::Launch { kernel, reason },
+            K::DType {
+                arg,
+                dtype,
+                expected,
+            } => LatticeError::DType {
+                arg,
+                dtype,
+                expected,
+            },
+            K::Shape { arg, got, expected } => LatticeError::Shape { arg, got, expected },
+            K::EmptyBatch { arg } => LatticeError::EmptyBatch { arg },
+            K::LengthTooLarge {
+                arg,
+                index,
+                value,
+                dim,
+                max,
+            } => LatticeError::LengthTooLarge {
+                arg,
+                index,
+                value,
+                dim,
+                max,
+            },
+            K::TooLarge { arg, dims } => LatticeError::TooLarge { arg, dims },
+            other => LatticeError::Launch {
+                kernel: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}

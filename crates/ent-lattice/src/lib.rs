@@ -46,7 +46,6 @@ mod elem;
 pub mod emulated;
 mod error;
 mod gathered;
-pub mod launch;
 mod op;
 mod pool;
 mod problem;
@@ -64,14 +63,6 @@ pub use op::{
     rnnt_loss_with_grad,
 };
 pub use problem::{Index, LatticeDims};
-
-/// The LSTM recurrence kernels (`kernels/lstm.cu`) on candle's CUDA storages: what
-/// ent-model's LSTM op runs on a GPU. Launch plans in [`launch::lstm_plan`]; the same kernels
-/// run on the CPU under the `emulate` feature ([`emulated::lstm_forward`]).
-#[cfg(feature = "cuda")]
-pub mod lstm_cuda {
-    pub use crate::cuda::{LstmForward, lstm_backward, lstm_forward};
-}
 
 /// The losses on plain slices, without candle tensors.
 pub mod cpu {

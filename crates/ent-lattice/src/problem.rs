@@ -2,49 +2,7 @@
 
 use crate::error::LatticeError;
 
-/// The sizes of a padded batch of lattices: logits are laid out row-major as
-/// `[batch][frames][targets + 1][classes]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LatticeDims {
-    /// `B`, the number of utterances.
-    pub batch: usize,
-    /// `T`, the padded number of encoder frames.
-    pub frames: usize,
-    /// `U`, the padded target length; the lattice has `U + 1` predictor positions.
-    pub targets: usize,
-    /// `V` (vocabulary size, blank included) for the RNN-T loss, `K` (emotion classes) for
-    /// the pooling loss.
-    pub classes: usize,
-}
-
-impl LatticeDims {
-    /// `U + 1`, the number of predictor positions.
-    pub fn positions(&self) -> usize {
-        self.targets + 1
-    }
-
-    /// `B * T * (U + 1)`, the number of lattice nodes (rows of `classes` logits).
-    pub fn nodes(&self) -> Result<usize, LatticeError> {
-        [self.batch, self.frames, self.positions()]
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| self.too_large())
-    }
-
-    /// `B * T * (U + 1) * classes`, the number of logits, checked against overflow.
-    pub fn numel(&self) -> Result<usize, LatticeError> {
-        self.nodes()?
-            .checked_mul(self.classes)
-            .ok_or_else(|| self.too_large())
-    }
-
-    fn too_large(&self) -> LatticeError {
-        LatticeError::TooLarge {
-            arg: "logits",
-            dims: vec![self.batch, self.frames, self.positions(), self.classes],
-        }
-    }
-}
+pub use ent_kernels::LatticeDims;
 
 mod sealed {
     pub trait Sealed {}

@@ -406,7 +406,7 @@ impl CustomOp2 for LstmRecurrence {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let d = dims(l1, l2)?;
-        let fwd = ent_lattice::lstm_cuda::lstm_forward(
+        let fwd = ent_kernels::cuda::lstm_forward(
             (s1, l1),
             (s2, l2),
             cuda::lstm_dims(d),
@@ -595,7 +595,7 @@ mod cuda {
     use std::sync::Arc;
 
     use candle_core::{CudaStorage, DType, Layout, Shape};
-    use ent_lattice::launch::{self, KernelDType, LstmDims};
+    use ent_kernels::plan::{self as launch, KernelDType, LstmDims};
 
     use super::Dims;
 
@@ -650,7 +650,7 @@ mod cuda {
         ) -> candle_core::Result<(CudaStorage, Shape)> {
             let (b, t, h) = l1.shape().dims3()?;
             let dims = lstm_dims(Dims { b, t, h });
-            let dgx = ent_lattice::lstm_cuda::lstm_backward(
+            let dgx = ent_kernels::cuda::lstm_backward(
                 (s1, l1),
                 (s2, l2),
                 (&self.state.0, &self.state.1),

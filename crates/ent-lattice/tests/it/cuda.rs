@@ -183,7 +183,7 @@ proptest! {
 fn with_grad_equals_backward() {
     let Some(dev) = gpu() else { return };
     let (b, t, u, v) = (3, 7, 4, 33);
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let z: Vec<f32> = (0..b * t * (u + 1) * v)
         .map(|_| rng.uniform(-3.0, 3.0) as f32)
         .collect();
@@ -282,7 +282,7 @@ fn more_than_2_pow_31_logits() {
     let z = Tensor::rand(-3f32, 3f32, (b, t, u + 1, v), &dev)
         .and_then(|z| z.to_dtype(DType::F16))
         .unwrap();
-    let mut rng = Rng(31);
+    let mut rng = Rng::new(31);
     let targets: Vec<u32> = (0..b * u).map(|_| 1 + rng.below(v - 1) as u32).collect();
     let cfg = RnntLossConfig {
         reduction: Reduction::None,

@@ -4,7 +4,7 @@
 //! infinite logits, padding poisoned with NaN, aligned and misaligned logits, random incoming
 //! gradients. A [`Runner`] runs a case on one executor.
 
-use ent_lattice::launch::KernelDType;
+use ent_kernels::KernelDType;
 use ent_lattice::{
     Alignment, LatticeDims, LatticePoolConfig, Logit, NeutralTerm, PoolMode, Reduction,
     RnntLossConfig, cpu,
@@ -17,26 +17,7 @@ use crate::reference;
 use crate::rnnt::is_valid_cell;
 
 /// SplitMix64, for the parts of a case drawn from its seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.uniform(0.0, 1.0) < p
-    }
-}
+pub use ent_testkit::Rng;
 
 /// A logit type as the tests see it: conversion and the tolerances against the CPU reference.
 pub trait Elem: Logit + candle_core::WithDType + Copy + std::fmt::Debug {
@@ -231,7 +212,7 @@ pub struct RnntCase {
 
 pub fn rnnt_case() -> impl Strategy<Value = RnntCase> {
     (shape(40), dtype(), any::<bool>(), any::<u64>()).prop_map(|(dims, dt, misalign, seed)| {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let lattice = Lattice::draw(dims, &mut rng);
         let blank = rng.below(dims.classes);
         let targets = (0..dims.batch * dims.targets)
@@ -457,7 +438,7 @@ pub fn pool_case() -> impl Strategy<Value = PoolCase> {
         ],
     )
         .prop_map(|(dims, dt, misalign, seed, mode, neutral_term)| {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let lattice = Lattice::draw(dims, &mut rng);
             let labels = (0..dims.batch)
                 .map(|_| rng.below(dims.classes) as u32)

@@ -9,8 +9,6 @@ mod candle_api;
 mod cuda;
 #[cfg(feature = "emulate")]
 mod emulated;
-#[cfg(feature = "emulate")]
-mod emulated_lstm;
 mod errors;
 mod gathered;
 #[cfg(any(feature = "emulate", feature = "cuda"))]

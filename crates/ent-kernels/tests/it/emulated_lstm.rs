@@ -4,11 +4,10 @@
 //! `cargo xtask test-kernels` runs these with the other emulated tests, and under
 //! ThreadSanitizer.
 
-use ent_lattice::emulated;
-use ent_lattice::launch::{LSTM_MAX_BLOCK, LstmDims};
+use ent_kernels::emulated;
+use ent_kernels::plan::{LSTM_MAX_BLOCK, LstmDims};
+use ent_testkit::Rng;
 use proptest::prelude::*;
-
-use crate::kernel_cases::Rng;
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -28,7 +27,7 @@ struct Case {
 
 impl Case {
     fn draw(b: usize, t: usize, h: usize, reverse: bool, seed: u64) -> Case {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut uni = |scale: f64, n: usize| -> Vec<f64> {
             (0..n).map(|_| rng.uniform(-scale, scale)).collect()
         };
@@ -104,7 +103,7 @@ impl Case {
         bt % self.dims.frames < self.lens[bt / self.dims.frames]
     }
 
-    fn run<F: ent_lattice::Logit + Copy>(
+    fn run<F: ent_kernels::Float + ent_kernels::plan::Plain>(
         &self,
         cast: impl Fn(f64) -> F,
         max_block: u32,

@@ -18,7 +18,7 @@ fn main() {
     let root = manifest
         .parent()
         .and_then(Path::parent)
-        .expect("ent-lattice lives in crates/ of the workspace")
+        .expect("ent-kernels lives in crates/ of the workspace")
         .to_path_buf();
     // ENT_KERNELS_DIR builds another copy of the sources (`cargo xtask test-kernels
     // --mutants` points it at mutated ones).
@@ -85,7 +85,7 @@ fn ptx(root: &Path, kernels: &Path) {
         cmd.arg(&src).arg("-o").arg(&dst);
         let status = cmd.status().unwrap_or_else(|e| {
             panic!(
-                "could not run {} ({e}): the `cuda` feature of ent-lattice compiles kernels/*.cu \
+                "could not run {} ({e}): the `cuda` feature of ent-kernels compiles kernels/*.cu \
                  with nvcc; run `cargo xtask cuda-toolkit` (CUDA 13.0 from PyPI, no GPU \
                  needed) or set NVCC or CUDA_HOME",
                 nvcc.display()
