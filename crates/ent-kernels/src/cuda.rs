@@ -9,7 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
-use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout};
 use half::{bf16, f16};
 
 use crate::error::KernelError;
@@ -40,6 +40,7 @@ pub fn kernel_dtype(dtype: DType) -> Result<KernelDType, KernelError> {
 }
 
 /// Plans run on one device's stream.
+#[derive(Debug)]
 pub struct Cuda {
     dev: CudaDevice,
     stream: Arc<CudaStream>,
@@ -170,6 +171,7 @@ pub fn alloc_storage(
 
 /// A plan with its uploads and scratch on the device: what the RNN-T forward pass leaves
 /// for the gradient (node log-probabilities, alpha, beta, log P).
+#[derive(Debug)]
 pub struct OnDevice {
     /// The plan.
     pub plan: Plan,
@@ -216,7 +218,7 @@ impl OnDevice {
 }
 
 /// The caller's buffers a run wrote.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Outputs {
     /// The costs, when the launches write them.
     pub costs: Option<CudaStorage>,

@@ -18,6 +18,8 @@
 //! - [`math`]: `exp` and `tanh` in f32 that vectorise.
 //! - [`rows`]: maximum, `exp` sums and scaling over rows (the lattice losses' hot loops).
 //! - [`gemm`]: the one matrix product.
+//! - [`op`]: one way to write a custom op ([`op::CpuOp`], run as candle's custom ops by
+//!   [`op::Op`]).
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -27,6 +29,7 @@ mod error;
 pub mod float;
 pub mod gemm;
 pub mod math;
+pub mod op;
 pub mod plan;
 pub mod rows;
 pub mod simd;

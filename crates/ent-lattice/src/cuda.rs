@@ -8,8 +8,10 @@
 
 use std::sync::Arc;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, DType, Layout, Shape};
 use ent_kernels::cuda::{OnDevice, kernel_dtype, missing};
+use ent_kernels::op::{CpuOp, Forward};
 use ent_kernels::plan::{self, Role, Uploads};
 
 use crate::config::{LatticePoolConfig, RnntLossConfig};
@@ -174,36 +176,28 @@ impl GradOp {
     }
 }
 
-impl candle_core::CustomOp2 for GradOp {
+impl CpuOp for GradOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn cpu_fwd(
+    fn forward<F: ent_kernels::Float>(
         &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        Err(candle_core::Error::msg(format!(
-            "{} runs on CUDA tensors only",
-            self.name
-        )))
+        _: &[&[F]],
+        _: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        candle_core::bail!("{} runs on CUDA tensors only", self.name)
     }
 
-    fn cuda_fwd(
+    fn cuda_forward(
         &self,
-        s: &CudaStorage,
-        l: &Layout,
-        g: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        x: &[(&CudaStorage, &Layout)],
+    ) -> candle_core::Result<(CudaStorage, Shape, Option<()>)> {
         let d = self.dims;
-        let grad = (self.run)(s, l, g, gl)?;
-        Ok((
-            grad,
-            Shape::from((d.batch, d.frames, d.positions(), d.classes)),
-        ))
+        let grad = (self.run)(x[0].0, x[0].1, x[1].0, x[1].1)?;
+        let shape = Shape::from((d.batch, d.frames, d.positions(), d.classes));
+        Ok((grad, shape, None))
     }
 }

@@ -10,10 +10,9 @@
 //! [`crate::rnnt`] (FastEmit's `1 + lambda` included in `L`); the caller chains it through its
 //! own log-softmax. The alpha and beta recursions are the same code as the loss on logits.
 
-use std::sync::Mutex;
-
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{DType, Tensor, WithDType};
+use ent_kernels::Float;
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Op};
 use rayon::prelude::*;
 
 use crate::align::{self, Alignment};
@@ -247,11 +246,10 @@ pub fn rnnt_loss_from_log_probs(
         lens,
         cfg: cfg.clone(),
         keep_gradient: lp_blank.track_op() || lp_label.track_op(),
-        saved: Mutex::new(None),
     };
     let costs = lp_blank
         .contiguous()?
-        .apply_op2(&lp_label.contiguous()?, op)?;
+        .apply_op2(&lp_label.contiguous()?, Op::new(op))?;
     op::reduce(costs, cfg.reduction, dims.batch)
 }
 
@@ -283,7 +281,6 @@ struct NodeRnnt {
     lens: Lengths,
     cfg: RnntLossConfig,
     keep_gradient: bool,
-    saved: Mutex<Option<Vec<Coef>>>,
 }
 
 impl NodeRnnt {
@@ -297,73 +294,45 @@ impl NodeRnnt {
     }
 }
 
-fn storage_f64(s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<f64>> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::msg("node log-probabilities must be contiguous"))?;
-    Ok(match s {
-        CpuStorage::F32(v) => v[start..end].iter().map(|&x| x as f64).collect(),
-        CpuStorage::F64(v) => v[start..end].to_vec(),
-        other => Err(LatticeError::DType {
-            arg: "lp_blank",
-            dtype: format!("{:?}", other.dtype()),
-            expected: DTYPES,
-        })?,
-    })
-}
+impl CpuOp for NodeRnnt {
+    type Saved = Vec<Coef>;
 
-impl CustomOp2 for NodeRnnt {
     fn name(&self) -> &'static str {
         "rnnt-loss-from-log-probs"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (lb, ll) = (storage_f64(s1, l1)?, storage_f64(s2, l2)?);
-        let (c, coefs) = self.run(&lb, &ll, self.keep_gradient);
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("rnnt_loss_from_log_probs: poisoned state"))? =
-            coefs;
-        let out = match s1.dtype() {
-            DType::F64 => CpuStorage::F64(c),
-            _ => CpuStorage::F32(c.iter().map(|&x| x as f32).collect()),
-        };
-        Ok((out, Shape::from(self.dims.batch)))
+        x: &[&[F]],
+        _: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, Vec<Coef>>> {
+        let wide = |v: &[F]| -> Vec<f64> { v.iter().map(|&x| WithDType::to_f64(x)).collect() };
+        let (c, coefs) = self.run(&wide(x[0]), &wide(x[1]), self.keep_gradient);
+        let f = Forward::new(c.iter().map(|&v| F::from_f64(v)).collect(), self.dims.batch);
+        Ok(match coefs {
+            Some(c) => f.keep(c),
+            None => f,
+        })
     }
 
-    fn bwd(
+    fn host_backward<F: Float>(
         &self,
-        lp_blank: &Tensor,
-        lp_label: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad_res.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::msg("rnnt_loss_from_log_probs: poisoned state"))?
-            .take();
-        let coefs = match saved {
+        a: &BackwardArgs<'_>,
+        saved: &mut Option<Vec<Coef>>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        let wide = |v: Vec<F>| -> Vec<f64> { v.into_iter().map(WithDType::to_f64).collect() };
+        let g = wide(a.grad::<F>()?);
+        let coefs = match saved.take() {
             Some(c) => c,
             // A second backward pass over the same graph: recompute.
             None => {
-                let (lb, ll) = host_nodes(lp_blank, lp_label)?;
+                let (lb, ll) = (wide(a.input::<F>(0)?), wide(a.input::<F>(1)?));
                 self.run(&lb, &ll, true).1.unwrap_or_default()
             }
         };
         let per_utt = self.dims.frames * self.dims.positions();
         let (gb, gl) = node_grads(&coefs, &g, per_utt);
-        let as_arg = |v: Vec<f64>, like: &Tensor| {
-            Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())
-        };
-        Ok((Some(as_arg(gb, lp_blank)?), Some(as_arg(gl, lp_label)?)))
+        let narrow = |v: Vec<f64>| -> Vec<F> { v.into_iter().map(F::from_f64).collect() };
+        Ok(vec![Some(narrow(gb)), Some(narrow(gl))])
     }
 }

@@ -1,16 +1,17 @@
 //! The candle entry points: argument checks on tensors, and custom ops whose backward pass is
 //! the hand-written gradient (no per-node autograd graph is built).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+#[cfg(feature = "cuda")]
+use candle_core::Shape;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor};
-use half::{bf16, f16};
+use candle_core::{CpuStorage, CpuStorageRef, DType, Device, Layout, Storage, Tensor, WithDType};
+use ent_kernels::Float;
+use ent_kernels::op::{CpuOp, Forward as OpForward, Op};
 
 use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
-use candle_core::WithDType;
-use ent_kernels::Float;
 
 use crate::elem::Logit;
 use crate::error::LatticeError;
@@ -181,7 +182,7 @@ pub fn rnnt_loss(
         keep_gradient: logits.track_op(),
         ..op
     };
-    let costs = logits.contiguous()?.apply_op1(op)?;
+    let costs = logits.contiguous()?.apply_op1(Op::new(op))?;
     reduce(costs, cfg.reduction, b)
 }
 
@@ -200,10 +201,11 @@ pub fn rnnt_loss_with_grad(
     cfg: &RnntLossConfig,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let (op, b) = RnntOp::new(logits, targets, logit_lens, target_lens, cfg)?;
+    let op = Op::new(op);
     let z = logits.detach().contiguous()?;
     let costs = z.apply_op1_no_bwd(&op)?;
     let g = Tensor::full(rnnt::reduction_scale(cfg.reduction, b), b, z.device())?;
-    let grad = op.gradient(&z, &g)?;
+    let grad = op.inner().gradient(&z, &g, &mut *op.state()?)?;
     Ok((reduce(costs, cfg.reduction, b)?, grad))
 }
 
@@ -354,20 +356,18 @@ impl HostArgs {
 
 /// What the RNN-T forward pass keeps for the backward pass.
 enum Saved {
-    /// The gradient buffer holding `exp(z - max)` and the coefficients.
     /// The gradient buffer (f32, or f64 for f64 logits) holding `exp(z - max)`, and the
     /// forward pass.
     Cpu(CpuStorage, Forward),
     /// The device scratch of a CUDA forward pass.
     #[cfg(feature = "cuda")]
-    Cuda(crate::cuda::OnDevice),
+    Cuda(ent_kernels::cuda::OnDevice),
 }
 
 struct RnntOp {
     problem: Arc<RnntProblem>,
     cfg: RnntLossConfig,
     keep_gradient: bool,
-    saved: Mutex<Option<Saved>>,
 }
 
 impl RnntOp {
@@ -386,38 +386,167 @@ impl RnntOp {
             problem: Arc::new(problem),
             cfg: cfg.clone(),
             keep_gradient: true,
-            saved: Mutex::new(None),
         };
         Ok((op, h.dims.batch))
     }
 
-    /// Runs the forward pass on a CPU storage; returns the costs and, when `keep`, the state.
-    fn forward_storage(
+    /// The forward pass on host logits; the costs and, when `keep`, the state.
+    fn run<E: Logit>(
         &self,
-        s: &CpuStorage,
-        l: &Layout,
+        logits: &[E],
         keep: bool,
     ) -> candle_core::Result<(Vec<f64>, Option<Saved>)> {
-        struct Fwd<'a>(&'a RnntOp, bool);
-        impl OnLogits for Fwd<'_> {
-            type Out = (Vec<f64>, Option<Saved>);
-            fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<Self::Out> {
-                let (op, keep) = (self.0, self.1);
-                if keep {
-                    let mut buf = grad_buffer::<E::Acc>(logits.len());
-                    let fwd = rnnt::forward(logits, &op.problem, &op.cfg, Some(&mut buf))?;
-                    let costs = fwd.costs.clone();
-                    Ok((
-                        costs,
-                        Some(Saved::Cpu(E::Acc::to_cpu_storage_owned(buf), fwd)),
-                    ))
-                } else {
-                    let fwd = rnnt::forward(logits, &op.problem, &op.cfg, None)?;
-                    Ok((fwd.costs, None))
-                }
-            }
+        if !keep {
+            let fwd = rnnt::forward(logits, &self.problem, &self.cfg, None)?;
+            return Ok((fwd.costs, None));
         }
-        on_cpu_logits("logits", s, l, Fwd(self, keep))
+        let mut buf = grad_buffer::<E::Acc>(logits.len());
+        let fwd = rnnt::forward(logits, &self.problem, &self.cfg, Some(&mut buf))?;
+        let costs = fwd.costs.clone();
+        Ok((
+            costs,
+            Some(Saved::Cpu(E::Acc::to_cpu_storage_owned(buf), fwd)),
+        ))
+    }
+
+    /// The forward pass again, on the logits `arg` (halves in f32), keeping the state.
+    fn recompute(&self, arg: &Tensor) -> candle_core::Result<Saved> {
+        let saved = match arg.dtype() {
+            DType::F64 => self.run(&arg.flatten_all()?.to_vec1::<f64>()?, true)?.1,
+            _ => {
+                self.run(
+                    &arg.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+                    true,
+                )?
+                .1
+            }
+        };
+        saved.ok_or_else(|| candle_core::Error::msg("rnnt_loss: no state kept"))
+    }
+
+    /// `sum_b grad_res[b] * d cost_b / d logits` for the logits `arg` of the forward pass,
+    /// from its state (taken) or recomputed.
+    fn gradient(
+        &self,
+        arg: &Tensor,
+        grad_res: &Tensor,
+        saved: &mut Option<Saved>,
+    ) -> candle_core::Result<Tensor> {
+        if arg.device().is_cuda() {
+            return self.bwd_cuda(arg, grad_res, saved);
+        }
+        let g = grad_costs(grad_res)?;
+        let saved = match saved.take() {
+            Some(s) => s,
+            // A second backward pass over the same graph: recompute.
+            None => self.recompute(arg)?,
+        };
+        let p = &self.problem;
+        let clamp = self.cfg.clamp;
+        Ok(match saved {
+            Saved::Cpu(CpuStorage::F32(mut buf), fwd) => {
+                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
+                grad_tensor(buf, arg)?
+            }
+            Saved::Cpu(CpuStorage::F64(mut buf), fwd) => {
+                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
+                grad_tensor(buf, arg)?
+            }
+            Saved::Cpu(other, _) => Err(candle_core::Error::msg(format!(
+                "rnnt_loss: a gradient buffer of {:?}",
+                other.dtype()
+            )))?,
+            #[cfg(feature = "cuda")]
+            Saved::Cuda(_) => Err(candle_core::Error::msg(
+                "rnnt_loss: CUDA state for a CPU backward pass",
+            ))?,
+        })
+    }
+
+    /// The gradient of CUDA logits, on the device, from the forward pass's scratch (or a
+    /// recomputed forward pass on a second backward).
+    fn bwd_cuda(
+        &self,
+        arg: &Tensor,
+        grad_res: &Tensor,
+        saved: &mut Option<Saved>,
+    ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        {
+            let state = match saved.take() {
+                Some(Saved::Cuda(st)) => Some(st),
+                _ => None,
+            };
+            let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
+            let op = crate::cuda::GradOp::rnnt(self.problem.clone(), self.cfg.clone(), state);
+            arg.apply_op2_no_bwd(&g, &Op::new(op))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (arg, grad_res, saved);
+            Err(LatticeError::CudaNotEnabled { arg: "logits" })?
+        }
+    }
+}
+
+/// The costs `c` of `F`'s logits as `F`.
+fn costs_of<F: Float>(costs: &[f64]) -> Vec<F> {
+    costs.iter().map(|&c| F::from_f64(c)).collect()
+}
+
+impl CpuOp for RnntOp {
+    type Saved = Saved;
+    const HALVES: bool = true;
+
+    fn name(&self) -> &'static str {
+        "rnnt-loss"
+    }
+
+    fn forward<F: Float>(
+        &self,
+        x: &[&[F]],
+        _: &[&[usize]],
+    ) -> candle_core::Result<OpForward<F, Saved>> {
+        let (costs, saved) = match F::cpu_storage_ref(x[0]) {
+            CpuStorageRef::F32(z) => self.run(z, self.keep_gradient)?,
+            CpuStorageRef::F64(z) => self.run(z, self.keep_gradient)?,
+            _ => Err(candle_core::Error::msg(format!(
+                "rnnt_loss: logits of {:?}",
+                F::DTYPE
+            )))?,
+        };
+        let b = costs.len();
+        let f = OpForward::new(costs_of(&costs), b);
+        Ok(match saved {
+            Some(s) => f.keep(s),
+            None => f,
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_forward(
+        &self,
+        x: &[(&candle_core::CudaStorage, &Layout)],
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape, Option<Saved>)> {
+        let (s, l) = x[0];
+        let (costs, state) = crate::cuda::rnnt_forward(&self.problem, &self.cfg, s, l)?;
+        let b = self.problem.dims.batch;
+        let saved = self.keep_gradient.then_some(Saved::Cuda(state));
+        Ok((
+            crate::cuda::costs_as(costs, b, s.dtype())?,
+            Shape::from(b),
+            saved,
+        ))
+    }
+
+    fn backward(
+        &self,
+        x: &[&Tensor],
+        _: &Tensor,
+        grad: &Tensor,
+        saved: &mut Option<Saved>,
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(self.gradient(x[0], grad, saved)?)])
     }
 }
 
@@ -447,16 +576,6 @@ fn grad_buffer<A: Float>(n: usize) -> Vec<A> {
     v
 }
 
-/// Builds a CPU storage of `dtype` from f64 values.
-fn costs_storage(costs: &[f64], dtype: DType) -> CpuStorage {
-    match dtype {
-        DType::F16 => CpuStorage::F16(costs.iter().map(|&c| f16::from_f64(c)).collect()),
-        DType::BF16 => CpuStorage::BF16(costs.iter().map(|&c| bf16::from_f64(c)).collect()),
-        DType::F64 => CpuStorage::F64(costs.to_vec()),
-        _ => CpuStorage::F32(costs.iter().map(|&c| c as f32).collect()),
-    }
-}
-
 /// A gradient buffer as a tensor of the logits' dtype and shape.
 fn grad_tensor<A: Float>(buf: Vec<A>, like: &Tensor) -> candle_core::Result<Tensor> {
     let t = Tensor::from_vec(buf, like.shape(), like.device())?;
@@ -467,112 +586,8 @@ fn grad_tensor<A: Float>(buf: Vec<A>, like: &Tensor) -> candle_core::Result<Tens
     }
 }
 
-/// Locks an op's saved state; a poisoned lock (a panic in another thread) is an error.
-fn lock<'a, T>(m: &'a Mutex<T>, op: &str) -> candle_core::Result<MutexGuard<'a, T>> {
-    m.lock()
-        .map_err(|_| candle_core::Error::msg(format!("{op}: poisoned state")))
-}
-
 fn grad_costs(grad_res: &Tensor) -> candle_core::Result<Vec<f64>> {
     grad_res.to_dtype(DType::F64)?.to_vec1::<f64>()
-}
-
-impl CustomOp1 for RnntOp {
-    fn name(&self) -> &'static str {
-        "rnnt-loss"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (costs, saved) = self.forward_storage(s, l, self.keep_gradient)?;
-        *lock(&self.saved, "rnnt_loss")? = saved;
-        Ok((costs_storage(&costs, s.dtype()), Shape::from(costs.len())))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (costs, state) = crate::cuda::rnnt_forward(&self.problem, &self.cfg, s, l)?;
-        if self.keep_gradient {
-            *lock(&self.saved, "rnnt_loss")? = Some(Saved::Cuda(state));
-        }
-        let b = self.problem.dims.batch;
-        Ok((crate::cuda::costs_as(costs, b, s.dtype())?, Shape::from(b)))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        self.gradient(arg, grad_res).map(Some)
-    }
-}
-
-impl RnntOp {
-    /// `sum_b grad_res[b] * d cost_b / d logits` for the logits `arg` of the forward pass.
-    fn gradient(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
-        if arg.device().is_cuda() {
-            return self.bwd_cuda(arg, grad_res);
-        }
-        let g = grad_costs(grad_res)?;
-        let saved = lock(&self.saved, "rnnt_loss")?.take();
-        let saved = match saved {
-            Some(s) => s,
-            // A second backward pass over the same graph: recompute.
-            None => {
-                let (storage, layout) = arg.storage_and_layout();
-                match &*storage {
-                    Storage::Cpu(s) => self.forward_storage(s, layout, true)?.1,
-                    _ => None,
-                }
-                .ok_or_else(|| candle_core::Error::msg("rnnt_loss: backward on a non-CPU tensor"))?
-            }
-        };
-        let p = &self.problem;
-        let clamp = self.cfg.clamp;
-        Ok(match saved {
-            Saved::Cpu(CpuStorage::F32(mut buf), fwd) => {
-                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
-                grad_tensor(buf, arg)?
-            }
-            Saved::Cpu(CpuStorage::F64(mut buf), fwd) => {
-                rnnt::backward(&mut buf, p, &fwd, &g, clamp);
-                grad_tensor(buf, arg)?
-            }
-            Saved::Cpu(other, _) => Err(candle_core::Error::msg(format!(
-                "rnnt_loss: a gradient buffer of {:?}",
-                other.dtype()
-            )))?,
-            #[cfg(feature = "cuda")]
-            Saved::Cuda(_) => Err(candle_core::Error::msg(
-                "rnnt_loss: CUDA state for a CPU backward pass",
-            ))?,
-        })
-    }
-
-    /// The gradient of CUDA logits, on the device, from the forward pass's scratch (or a
-    /// recomputed forward pass on a second backward).
-    fn bwd_cuda(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        {
-            let state = match lock(&self.saved, "rnnt_loss")?.take() {
-                Some(Saved::Cuda(st)) => Some(st),
-                _ => None,
-            };
-            let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
-            let op = crate::cuda::GradOp::rnnt(self.problem.clone(), self.cfg.clone(), state);
-            arg.apply_op2_no_bwd(&g, &op)
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = (arg, grad_res);
-            Err(LatticeError::CudaNotEnabled { arg: "logits" })?
-        }
-    }
 }
 
 /// Emotion-lattice max pooling loss (docs/method.md §3), differentiable through candle's
@@ -592,7 +607,7 @@ pub fn lattice_max_pool_loss(
     cfg: &LatticePoolConfig,
 ) -> candle_core::Result<Tensor> {
     let (op, b) = PoolOp::new(emotion_logits, labels, logit_lens, target_lens, cfg)?;
-    let costs = emotion_logits.contiguous()?.apply_op1(op)?;
+    let costs = emotion_logits.contiguous()?.apply_op1(Op::new(op))?;
     reduce(costs, cfg.reduction, b)
 }
 
@@ -612,7 +627,6 @@ impl PoolOp {
         let op = PoolOp {
             problem,
             cfg: cfg.clone(),
-            saved: Mutex::new(None),
         };
         Ok((op, b))
     }
@@ -628,63 +642,79 @@ pub fn lattice_max_pool_loss_with_grad(
     cfg: &LatticePoolConfig,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let (op, b) = PoolOp::new(emotion_logits, labels, logit_lens, target_lens, cfg)?;
+    let op = Op::new(op);
     let z = emotion_logits.detach().contiguous()?;
     let costs = z.apply_op1_no_bwd(&op)?;
     let g = Tensor::full(rnnt::reduction_scale(cfg.reduction, b), b, z.device())?;
-    let grad = op.gradient(&z, &g)?;
+    let grad = op.inner().gradient(&z, &g, op.state()?.as_ref())?;
     Ok((reduce(costs, cfg.reduction, b)?, grad))
 }
 
 struct PoolOp {
     problem: PoolProblem,
     cfg: LatticePoolConfig,
-    saved: Mutex<Option<Arc<PoolForward>>>,
 }
 
-impl CustomOp1 for PoolOp {
+impl CpuOp for PoolOp {
+    type Saved = Arc<PoolForward>;
+    const HALVES: bool = true;
+
     fn name(&self) -> &'static str {
         "lattice-max-pool-loss"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        struct Fwd<'a>(&'a PoolOp);
-        impl OnLogits for Fwd<'_> {
-            type Out = PoolForward;
-            fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<PoolForward> {
-                Ok(pool::forward(logits, &self.0.problem, &self.0.cfg)?)
-            }
-        }
-        let fwd = on_cpu_logits("emotion_logits", s, l, Fwd(self))?;
-        let storage = costs_storage(&fwd.costs, s.dtype());
-        let n = fwd.costs.len();
-        *lock(&self.saved, "lattice_max_pool_loss")? = Some(Arc::new(fwd));
-        Ok((storage, Shape::from(n)))
+    fn forward<F: Float>(
+        &self,
+        x: &[&[F]],
+        _: &[&[usize]],
+    ) -> candle_core::Result<OpForward<F, Arc<PoolForward>>> {
+        let fwd = match F::cpu_storage_ref(x[0]) {
+            CpuStorageRef::F32(z) => pool::forward(z, &self.problem, &self.cfg)?,
+            CpuStorageRef::F64(z) => pool::forward(z, &self.problem, &self.cfg)?,
+            _ => Err(candle_core::Error::msg(format!(
+                "lattice_max_pool_loss: emotion logits of {:?}",
+                F::DTYPE
+            )))?,
+        };
+        let costs = costs_of(&fwd.costs);
+        let b = costs.len();
+        Ok(OpForward::new(costs, b).keep(Arc::new(fwd)))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda_forward(
         &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        x: &[(&candle_core::CudaStorage, &Layout)],
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape, Option<Arc<PoolForward>>)> {
+        let (s, l) = x[0];
         let costs = crate::cuda::pool_forward(&self.problem, &self.cfg, s, l)?;
         let b = self.problem.dims.batch;
-        Ok((crate::cuda::costs_as(costs, b, s.dtype())?, Shape::from(b)))
+        Ok((
+            crate::cuda::costs_as(costs, b, s.dtype())?,
+            Shape::from(b),
+            None,
+        ))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        self.gradient(arg, grad_res).map(Some)
+        x: &[&Tensor],
+        _: &Tensor,
+        grad: &Tensor,
+        saved: &mut Option<Arc<PoolForward>>,
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(self.gradient(x[0], grad, saved.as_ref())?)])
     }
 }
 
 impl PoolOp {
     /// `sum_b grad_res[b] * d cost_b / d emotion_logits`, in the logits' dtype.
-    fn gradient(&self, arg: &Tensor, grad_res: &Tensor) -> candle_core::Result<Tensor> {
+    fn gradient(
+        &self,
+        arg: &Tensor,
+        grad_res: &Tensor,
+        saved: Option<&Arc<PoolForward>>,
+    ) -> candle_core::Result<Tensor> {
         if arg.device().is_cuda() {
             // The selection is recomputed on the device (O(B T (U+1) K), cheap), so the
             // forward pass keeps nothing.
@@ -692,7 +722,9 @@ impl PoolOp {
             {
                 let g = grad_res.to_dtype(DType::F64)?.contiguous()?;
                 let op = crate::cuda::GradOp::pool(self.problem.clone(), self.cfg.clone());
-                return arg.apply_op2_no_bwd(&g, &op)?.to_dtype(arg.dtype());
+                return arg
+                    .apply_op2_no_bwd(&g, &Op::new(op))?
+                    .to_dtype(arg.dtype());
             }
             #[cfg(not(feature = "cuda"))]
             Err(LatticeError::CudaNotEnabled {
@@ -700,20 +732,18 @@ impl PoolOp {
             })?;
         }
         let g = grad_costs(grad_res)?;
-        let fwd = lock(&self.saved, "lattice_max_pool_loss")?
-            .clone()
-            .ok_or_else(|| {
-                candle_core::Error::msg("lattice_max_pool_loss: backward before forward")
-            })?;
+        let fwd = saved.ok_or_else(|| {
+            candle_core::Error::msg("lattice_max_pool_loss: backward before forward")
+        })?;
         let k = self.problem.dims.classes;
         let n = arg.elem_count();
         if arg.dtype() == DType::F64 {
             let mut buf = vec![0f64; n];
-            pool::scatter(&mut buf, k, &fwd, &g);
+            pool::scatter(&mut buf, k, fwd, &g);
             grad_tensor(buf, arg)
         } else {
             let mut buf = vec![0f32; n];
-            pool::scatter(&mut buf, k, &fwd, &g);
+            pool::scatter(&mut buf, k, fwd, &g);
             grad_tensor(buf, arg)
         }
     }

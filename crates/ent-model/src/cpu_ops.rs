@@ -15,14 +15,11 @@
 //! [`crate::nn::softmax_unfused`], [`crate::nn::swish_unfused`],
 //! [`crate::nn::depthwise_conv_unfused`]).
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor, bail};
-use rayon::prelude::*;
-
+use candle_core::{DType, Shape, Tensor, bail};
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
-
-use crate::lstm::slice;
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward};
+use rayon::prelude::*;
 
 /// Rows per parallel task: fixed, so that block-wise partial sums do not depend on threads.
 const ROWS: usize = 64;
@@ -36,33 +33,11 @@ pub(crate) fn fusable(x: &Tensor, others: &[&Tensor]) -> bool {
             .all(|o| o.dtype() == x.dtype() && o.device().is_cpu())
 }
 
-/// Runs `f` on the f32 or f64 slices of a CPU op's storages.
-macro_rules! dispatch {
-    ($name:expr, $s:expr, |$t:ident| $body:expr) => {
-        match $s {
-            CpuStorage::F32(_) => {
-                type $t = f32;
-                CpuStorage::F32($body)
-            }
-            CpuStorage::F64(_) => {
-                type $t = f64;
-                CpuStorage::F64($body)
-            }
-            other => bail!("{}: unsupported dtype {:?}", $name, other.dtype()),
-        }
-    };
-}
+/// The gradients of `(x, w, b)` from a backward pass that gives all three.
+type Grads3<F> = candle_core::Result<Vec<Option<Vec<F>>>>;
 
-fn contiguous(name: &str, l: &Layout) -> candle_core::Result<()> {
-    if !l.is_contiguous() {
-        bail!("{name}: inputs must be contiguous");
-    }
-    Ok(())
-}
-
-/// The flattened contents of a tensor of the op's element type.
-fn host<F: Float + candle_core::WithDType>(t: &Tensor) -> candle_core::Result<Vec<F>> {
-    t.flatten_all()?.to_vec1::<F>()
+fn all3<F>((dx, dw, db): (Vec<F>, Vec<F>, Vec<F>)) -> Grads3<F> {
+    Ok(vec![Some(dx), Some(dw), Some(db)])
 }
 
 /// Sums the per-block partial vectors in block order.
@@ -164,69 +139,40 @@ fn ln_backward<F: Float>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>
     (dx, sum_parts(&dws, d), sum_parts(&dbs, d))
 }
 
-impl CustomOp3 for LayerNormOp {
+impl CpuOp for LayerNormOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "layer-norm"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        for l in [l1, l2, l3] {
-            contiguous("layer norm", l)?;
-        }
-        let d = l2.shape().elem_count();
-        if l1.dims().last() != Some(&d) || l3.shape().elem_count() != d {
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let d = x[1].len();
+        if dims[0].last() != Some(&d) || x[2].len() != d {
             bail!(
                 "layer norm: shapes {:?}, {:?}, {:?}",
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
+                dims[0],
+                dims[1],
+                dims[2]
             );
         }
-        let out = dispatch!("layer norm", s1, |F| ln_forward::<F>(
-            slice(s1, l1)?,
-            slice(s2, l2)?,
-            slice(s3, l3)?,
-            self.eps
-        ));
-        Ok((out, l1.shape().clone()))
+        Ok(Forward::new(
+            ln_forward(x[0], x[1], x[2], self.eps),
+            dims[0],
+        ))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Float + candle_core::WithDType>(
-            x: &Tensor,
-            w: &Tensor,
-            b: &Tensor,
-            g: &Tensor,
-            eps: f64,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let (dx, dw, db) = ln_backward(&host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?, eps);
-            let dev = x.device();
-            Ok((
-                Some(Tensor::from_vec(dx, x.shape(), dev)?),
-                Some(Tensor::from_vec(dw, w.shape(), dev)?),
-                Some(Tensor::from_vec(db, b.shape(), dev)?),
-            ))
-        }
-        match x.dtype() {
-            DType::F32 => run::<f32>(x, w, b, grad, self.eps),
-            DType::F64 => run::<f64>(x, w, b, grad, self.eps),
-            other => bail!("layer norm: unsupported dtype {other:?}"),
-        }
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+        all3(ln_backward(
+            &a.input(0)?,
+            &a.input(1)?,
+            &a.grad()?,
+            self.eps,
+        ))
     }
 }
 
@@ -293,34 +239,29 @@ fn softmax_backward<F: Float>(y: &[F], g: &[F], d: usize) -> Vec<F> {
     dx
 }
 
-impl CustomOp1 for SoftmaxLastOp {
+impl CpuOp for SoftmaxLastOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "softmax-last"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        contiguous("softmax", l)?;
-        let d = l.dims().last().copied().unwrap_or(1);
-        let out = dispatch!("softmax", s, |F| softmax_forward::<F>(slice(s, l)?, d));
-        Ok((out, l.shape().clone()))
+    fn forward<F: Float>(
+        &self,
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let d = dims[0].last().copied().unwrap_or(1);
+        Ok(Forward::new(softmax_forward(x[0], d), dims[0]))
     }
 
-    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let d = x.dims().last().copied().unwrap_or(1);
-        let dx = match x.dtype() {
-            DType::F32 => Tensor::from_vec(
-                softmax_backward(&host::<f32>(res)?, &host::<f32>(grad)?, d),
-                x.shape(),
-                x.device(),
-            )?,
-            DType::F64 => Tensor::from_vec(
-                softmax_backward(&host::<f64>(res)?, &host::<f64>(grad)?, d),
-                x.shape(),
-                x.device(),
-            )?,
-            other => bail!("softmax: unsupported dtype {other:?}"),
-        };
-        Ok(Some(dx))
+    fn host_backward<F: Float>(
+        &self,
+        a: &BackwardArgs<'_>,
+        _: &mut Option<()>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        let d = a.dims(0).last().copied().unwrap_or(1);
+        Ok(vec![Some(softmax_backward(&a.output()?, &a.grad()?, d))])
     }
 }
 
@@ -358,32 +299,27 @@ fn swish_backward<F: Float>(x: &[F], g: &[F]) -> Vec<F> {
     dx
 }
 
-impl CustomOp1 for SwishOp {
+impl CpuOp for SwishOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "swish"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        contiguous("swish", l)?;
-        let out = dispatch!("swish", s, |F| swish_forward::<F>(slice(s, l)?));
-        Ok((out, l.shape().clone()))
+    fn forward<F: Float>(
+        &self,
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        Ok(Forward::new(swish_forward(x[0]), dims[0]))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dx = match x.dtype() {
-            DType::F32 => Tensor::from_vec(
-                swish_backward(&host::<f32>(x)?, &host::<f32>(grad)?),
-                x.shape(),
-                x.device(),
-            )?,
-            DType::F64 => Tensor::from_vec(
-                swish_backward(&host::<f64>(x)?, &host::<f64>(grad)?),
-                x.shape(),
-                x.device(),
-            )?,
-            other => bail!("swish: unsupported dtype {other:?}"),
-        };
-        Ok(Some(dx))
+    fn host_backward<F: Float>(
+        &self,
+        a: &BackwardArgs<'_>,
+        _: &mut Option<()>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        Ok(vec![Some(swish_backward(&a.input(0)?, &a.grad()?))])
     }
 }
 
@@ -474,73 +410,38 @@ fn conv_backward<F: Float>(c: ConvDims, y: &[F], w: &[F], g: &[F]) -> (Vec<F>, V
     (dy, sum_parts(&dws, k * d), sum_parts(&dbs, d))
 }
 
-impl CustomOp3 for DepthwiseConvOp {
+impl DepthwiseConvOp {
+    fn dims(x: &[usize], w: &[usize], b: &[usize]) -> candle_core::Result<ConvDims> {
+        match (x, w) {
+            ([_, t, d], [k, d2]) if d2 == d && b.iter().product::<usize>() == *d => Ok(ConvDims {
+                t: *t,
+                d: *d,
+                k: *k,
+            }),
+            _ => bail!("depthwise convolution: shapes {x:?}, {w:?}, {b:?}"),
+        }
+    }
+}
+
+impl CpuOp for DepthwiseConvOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "depthwise-conv"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        for l in [l1, l2, l3] {
-            contiguous("depthwise convolution", l)?;
-        }
-        let (_, t, d) = l1.shape().dims3()?;
-        let (k, d2) = l2.shape().dims2()?;
-        if d2 != d || l3.shape().elem_count() != d {
-            bail!(
-                "depthwise convolution: shapes {:?}, {:?}, {:?}",
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
-        }
-        let c = ConvDims { t, d, k };
-        let out = dispatch!("depthwise convolution", s1, |F| conv_forward::<F>(
-            c,
-            slice(s1, l1)?,
-            slice(s2, l2)?,
-            slice(s3, l3)?
-        ));
-        Ok((out, l1.shape().clone()))
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let c = Self::dims(dims[0], dims[1], dims[2])?;
+        Ok(Forward::new(conv_forward(c, x[0], x[1], x[2]), dims[0]))
     }
 
-    fn bwd(
-        &self,
-        y: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Float + candle_core::WithDType>(
-            y: &Tensor,
-            w: &Tensor,
-            b: &Tensor,
-            g: &Tensor,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let (_, t, d) = y.dims3()?;
-            let (k, _) = w.dims2()?;
-            let c = ConvDims { t, d, k };
-            let (dy, dw, db) = conv_backward(c, &host::<F>(y)?, &host::<F>(w)?, &host::<F>(g)?);
-            let dev = y.device();
-            Ok((
-                Some(Tensor::from_vec(dy, y.shape(), dev)?),
-                Some(Tensor::from_vec(dw, w.shape(), dev)?),
-                Some(Tensor::from_vec(db, b.shape(), dev)?),
-            ))
-        }
-        match y.dtype() {
-            DType::F32 => run::<f32>(y, w, b, grad),
-            DType::F64 => run::<f64>(y, w, b, grad),
-            other => bail!("depthwise convolution: unsupported dtype {other:?}"),
-        }
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+        let c = Self::dims(a.dims(0), a.dims(1), a.dims(2))?;
+        all3(conv_backward(c, &a.input(0)?, &a.input(1)?, &a.grad()?))
     }
 }
 
@@ -623,72 +524,38 @@ fn linear_backward<F: Float>(
     (dx, dw, sum_parts(&parts, o))
 }
 
-impl CustomOp3 for LinearOp {
+impl LinearOp {
+    /// `(N, in, out)`.
+    fn dims(x: &[usize], w: &[usize], b: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
+        match (x, w) {
+            ([n, i], [o, i2]) if i2 == i && b.iter().product::<usize>() == *o => Ok((*n, *i, *o)),
+            _ => bail!("linear: shapes {x:?}, {w:?}, {b:?}"),
+        }
+    }
+}
+
+impl CpuOp for LinearOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "linear"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        for l in [l1, l2, l3] {
-            contiguous("linear", l)?;
-        }
-        let (n, i) = l1.shape().dims2()?;
-        let (o, i2) = l2.shape().dims2()?;
-        if i2 != i || l3.shape().elem_count() != o {
-            bail!(
-                "linear: shapes {:?}, {:?}, {:?}",
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
-        }
-        let out = dispatch!("linear", s1, |F| linear_forward::<F>(
-            slice(s1, l1)?,
-            slice(s2, l2)?,
-            slice(s3, l3)?,
-            (n, i, o)
-        ));
-        Ok((out, Shape::from((n, o))))
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let (n, i, o) = Self::dims(dims[0], dims[1], dims[2])?;
+        Ok(Forward::new(
+            linear_forward(x[0], x[1], x[2], (n, i, o)),
+            (n, o),
+        ))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Float + candle_core::WithDType>(
-            x: &Tensor,
-            w: &Tensor,
-            b: &Tensor,
-            g: &Tensor,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let (n, i) = x.dims2()?;
-            let (o, _) = w.dims2()?;
-            let (dx, dw, db) =
-                linear_backward(&host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?, (n, i, o));
-            let dev = x.device();
-            Ok((
-                Some(Tensor::from_vec(dx, x.shape(), dev)?),
-                Some(Tensor::from_vec(dw, w.shape(), dev)?),
-                Some(Tensor::from_vec(db, b.shape(), dev)?),
-            ))
-        }
-        match x.dtype() {
-            DType::F32 => run::<f32>(x, w, b, grad),
-            DType::F64 => run::<f64>(x, w, b, grad),
-            other => bail!("linear: unsupported dtype {other:?}"),
-        }
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+        let d = Self::dims(a.dims(0), a.dims(1), a.dims(2))?;
+        all3(linear_backward(&a.input(0)?, &a.input(1)?, &a.grad()?, d))
     }
 }
 
@@ -873,65 +740,28 @@ fn conv2d_backward<F: Float>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F
     (dx, sum_parts(&dws, d.o * k), sum_parts(&dbs, d.o))
 }
 
-impl CustomOp3 for Conv2dOp {
+impl CpuOp for Conv2dOp {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "conv2d"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        for l in [l1, l2, l3] {
-            contiguous("conv2d", l)?;
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let d = Conv2dDims::new(dims[0], dims[1], self.stride)?;
+        if x[2].len() != d.o {
+            bail!("conv2d: bias {:?} for {} outputs", dims[2], d.o);
         }
-        let d = Conv2dDims::new(l1.dims(), l2.dims(), self.stride)?;
-        if l3.shape().elem_count() != d.o {
-            bail!("conv2d: bias {:?} for {} outputs", l3.dims(), d.o);
-        }
-        let b = l1.dims()[0];
-        let out = dispatch!("conv2d", s1, |F| conv2d_forward::<F>(
-            d,
-            slice(s1, l1)?,
-            slice(s2, l2)?,
-            slice(s3, l3)?
-        ));
-        Ok((out, Shape::from((b, d.o, d.ho, d.wo))))
+        let shape = Shape::from((dims[0][0], d.o, d.ho, d.wo));
+        Ok(Forward::new(conv2d_forward(d, x[0], x[1], x[2]), shape))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<F: Float + candle_core::WithDType>(
-            d: Conv2dDims,
-            x: &Tensor,
-            w: &Tensor,
-            b: &Tensor,
-            g: &Tensor,
-        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-            let (dx, dw, db) = conv2d_backward(d, &host::<F>(x)?, &host::<F>(w)?, &host::<F>(g)?);
-            let dev = x.device();
-            Ok((
-                Some(Tensor::from_vec(dx, x.shape(), dev)?),
-                Some(Tensor::from_vec(dw, w.shape(), dev)?),
-                Some(Tensor::from_vec(db, b.shape(), dev)?),
-            ))
-        }
-        let d = Conv2dDims::new(x.dims(), w.dims(), self.stride)?;
-        match x.dtype() {
-            DType::F32 => run::<f32>(d, x, w, b, grad),
-            DType::F64 => run::<f64>(d, x, w, b, grad),
-            other => bail!("conv2d: unsupported dtype {other:?}"),
-        }
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+        let d = Conv2dDims::new(a.dims(0), a.dims(1), self.stride)?;
+        all3(conv2d_backward(d, &a.input(0)?, &a.input(1)?, &a.grad()?))
     }
 }

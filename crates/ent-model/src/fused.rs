@@ -12,14 +12,12 @@
 //! (utterance, block) in the forward pass and over utterances in the backward pass; every sum
 //! is taken in a fixed order, so results do not depend on the number of threads.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, bail};
+use candle_core::bail;
 use rayon::prelude::*;
 
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
-
-use crate::lstm::slice;
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward};
 
 /// Frames per block of the hidden layer.
 pub const T_CHUNK: usize = 16;
@@ -38,22 +36,25 @@ pub(crate) struct Dims {
     c: usize,
 }
 
-fn dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
-    let (b, t, j) = l1.shape().dims3()?;
-    let (b2, u1, j2) = l2.shape().dims3()?;
-    let (c, j3) = l3.shape().dims2()?;
-    if b2 != b || j2 != j || j3 != j {
-        bail!(
-            "fused joint: shapes {:?}, {:?}, {:?} do not fit together",
-            l1.shape(),
-            l2.shape(),
-            l3.shape()
-        );
+/// The shapes of a joint call, `e` `[B, T, J]`, `p` `[B, U+1, J]` and the output weight
+/// `[C, J + bias]` (`bias` 1 when it holds the bias as its last column).
+fn joint_dims(
+    name: &str,
+    e: &[usize],
+    p: &[usize],
+    w: &[usize],
+    bias: usize,
+) -> candle_core::Result<Dims> {
+    match (e, p, w) {
+        ([b, t, j], [b2, u1, j2], [c, j3]) if b2 == b && j2 == j && *j3 == j + bias => Ok(Dims {
+            b: *b,
+            t: *t,
+            u1: *u1,
+            j: *j,
+            c: *c,
+        }),
+        _ => bail!("{name}: shapes {e:?}, {p:?}, {w:?} do not fit together"),
     }
-    if !(l1.is_contiguous() && l2.is_contiguous() && l3.is_contiguous()) {
-        bail!("fused joint: inputs must be contiguous");
-    }
-    Ok(Dims { b, t, u1, j, c })
 }
 
 ent_kernels::simd_dispatch!(
@@ -193,76 +194,34 @@ fn backward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, V
     (de, dp, dw)
 }
 
-/// [`backward`] on tensors: `(de, dp, dw)` on the inputs' device.
-fn grads<F: Float + candle_core::WithDType>(
-    d: Dims,
-    e: &Tensor,
-    p: &Tensor,
-    w: &Tensor,
-    grad: &Tensor,
-) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<F>();
-    let (de, dp, dw) = backward(d, &flat(e)?, &flat(p)?, &flat(w)?, &flat(grad)?);
-    let dev = e.device();
-    Ok((
-        Tensor::from_vec(de, (d.b, d.t, d.j), dev)?,
-        Tensor::from_vec(dp, (d.b, d.u1, d.j), dev)?,
-        Tensor::from_vec(dw, (d.c, d.j), dev)?,
-    ))
-}
+impl CpuOp for FusedJoint {
+    type Saved = ();
 
-impl CustomOp3 for FusedJoint {
     fn name(&self) -> &'static str {
         "fused-joint"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = dims(l1, l2, l3)?;
-        let shape = Shape::from((d.b, d.t, d.u1, d.c));
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(
-                d,
-                slice::<f32>(s1, l1)?,
-                slice::<f32>(s2, l2)?,
-                slice::<f32>(s3, l3)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(
-                d,
-                slice::<f64>(s1, l1)?,
-                slice::<f64>(s2, l2)?,
-                slice::<f64>(s3, l3)?,
-            )),
-            other => bail!("fused joint: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, shape))
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let d = joint_dims("fused joint", dims[0], dims[1], dims[2], 0)?;
+        Ok(Forward::new(
+            forward(d, x[0], x[1], x[2]),
+            (d.b, d.t, d.u1, d.c),
+        ))
     }
 
-    fn bwd(
+    fn host_backward<F: Float>(
         &self,
-        e: &Tensor,
-        p: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, j) = e.dims3()?;
-        let (_, u1, _) = p.dims3()?;
-        let (c, _) = w.dims2()?;
-        let d = Dims { b, t, u1, j, c };
-        let (de, dp, dw) = match e.dtype() {
-            candle_core::DType::F32 => grads::<f32>(d, e, p, w, grad)?,
-            candle_core::DType::F64 => grads::<f64>(d, e, p, w, grad)?,
-            other => bail!("fused joint: unsupported dtype {other:?}"),
-        };
-        Ok((Some(de), Some(dp), Some(dw)))
+        a: &BackwardArgs<'_>,
+        _: &mut Option<()>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        let d = joint_dims("fused joint", a.dims(0), a.dims(1), a.dims(2), 0)?;
+        let (e, p, w, g) = (a.input(0)?, a.input(1)?, a.input(2)?, a.grad()?);
+        let (de, dp, dw) = backward(d, &e, &p, &w, &g);
+        Ok(vec![Some(de), Some(dp), Some(dw)])
     }
 }
 
@@ -283,25 +242,6 @@ pub(crate) struct FusedJointGather {
     pub blank: Option<usize>,
     /// `[B][U+1]`: the column read as the label at `(b, u)`, or [`NO_LABEL`].
     pub labels: std::sync::Arc<Vec<u32>>,
-}
-
-/// The shapes of a gather call: `Dims` with `c` the joint's outputs.
-fn gather_dims(l1: &Layout, l2: &Layout, l3: &Layout) -> candle_core::Result<Dims> {
-    let (b, t, j) = l1.shape().dims3()?;
-    let (b2, u1, j2) = l2.shape().dims3()?;
-    let (c, j3) = l3.shape().dims2()?;
-    if b2 != b || j2 != j || j3 != j + 1 {
-        bail!(
-            "fused joint gather: shapes {:?}, {:?}, {:?} do not fit together",
-            l1.shape(),
-            l2.shape(),
-            l3.shape()
-        );
-    }
-    if !(l1.is_contiguous() && l2.is_contiguous() && l3.is_contiguous()) {
-        bail!("fused joint gather: inputs must be contiguous");
-    }
-    Ok(Dims { b, t, u1, j, c })
 }
 
 impl FusedJointGather {
@@ -368,7 +308,7 @@ impl FusedJointGather {
         }
     }
 
-    fn forward<F: Float>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
+    fn gather_forward<F: Float>(&self, d: Dims, e: &[F], p: &[F], wb: &[F]) -> Vec<F> {
         let Dims { t, u1, j, c, .. } = d;
         let mut out = vec![F::ZERO; d.b * t * u1 * 3];
         if out.is_empty() {
@@ -414,7 +354,7 @@ impl FusedJointGather {
 
     /// Gradients `(de, dp, dwb)` for the incoming gradient `g` and the forward output `res`,
     /// both `[B, T, U+1, 3]`.
-    fn backward<F: Float>(
+    fn gather_backward<F: Float>(
         &self,
         d: Dims,
         e: &[F],
@@ -519,29 +459,6 @@ impl FusedJointGather {
         }
         (de, dp, dwb)
     }
-
-    fn grads<F: Float + candle_core::WithDType>(
-        &self,
-        d: Dims,
-        args: [&Tensor; 5],
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<F>();
-        let [e, p, wb, res, grad] = args;
-        let (de, dp, dwb) = self.backward(
-            d,
-            &flat(e)?,
-            &flat(p)?,
-            &flat(wb)?,
-            &flat(res)?,
-            &flat(grad)?,
-        );
-        let dev = e.device();
-        Ok((
-            Tensor::from_vec(de, (d.b, d.t, d.j), dev)?,
-            Tensor::from_vec(dp, (d.b, d.u1, d.j), dev)?,
-            Tensor::from_vec(dwb, (d.c, d.j + 1), dev)?,
-        ))
-    }
 }
 
 /// `log sum_c exp(x_c)` of one row, with the row's maximum taken out (NaN in, NaN out).
@@ -565,59 +482,32 @@ fn log_sum_exp<F: Float>(row: &[F]) -> F {
     m + s.ln()
 }
 
-impl CustomOp3 for FusedJointGather {
+impl CpuOp for FusedJointGather {
+    type Saved = ();
+
     fn name(&self) -> &'static str {
         "fused-joint-gather"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = gather_dims(l1, l2, l3)?;
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, ()>> {
+        let d = joint_dims("fused joint gather", dims[0], dims[1], dims[2], 1)?;
         self.check(d)?;
-        let shape = Shape::from((d.b, d.t, d.u1, 3));
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
-                d,
-                slice::<f32>(s1, l1)?,
-                slice::<f32>(s2, l2)?,
-                slice::<f32>(s3, l3)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
-                d,
-                slice::<f64>(s1, l1)?,
-                slice::<f64>(s2, l2)?,
-                slice::<f64>(s3, l3)?,
-            )),
-            other => bail!("fused joint gather: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, shape))
+        let out = self.gather_forward(d, x[0], x[1], x[2]);
+        Ok(Forward::new(out, (d.b, d.t, d.u1, 3)))
     }
 
-    fn bwd(
+    fn host_backward<F: Float>(
         &self,
-        e: &Tensor,
-        p: &Tensor,
-        wb: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, j) = e.dims3()?;
-        let (_, u1, _) = p.dims3()?;
-        let (c, _) = wb.dims2()?;
-        let d = Dims { b, t, u1, j, c };
-        let args = [e, p, wb, res, grad];
-        let (de, dp, dwb) = match e.dtype() {
-            candle_core::DType::F32 => self.grads::<f32>(d, args)?,
-            candle_core::DType::F64 => self.grads::<f64>(d, args)?,
-            other => bail!("fused joint gather: unsupported dtype {other:?}"),
-        };
-        Ok((Some(de), Some(dp), Some(dwb)))
+        a: &BackwardArgs<'_>,
+        _: &mut Option<()>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        let d = joint_dims("fused joint gather", a.dims(0), a.dims(1), a.dims(2), 1)?;
+        let (e, p, wb) = (a.input(0)?, a.input(1)?, a.input(2)?);
+        let (de, dp, dwb) = self.gather_backward(d, &e, &p, &wb, &a.output()?, &a.grad()?);
+        Ok(vec![Some(de), Some(dp), Some(dwb)])
     }
 }

@@ -66,7 +66,7 @@ impl Joint {
         let z = e.contiguous()?.apply_op3(
             &p.contiguous()?,
             &self.out.weight().contiguous()?,
-            crate::fused::FusedJoint,
+            ent_kernels::op::Op::new(crate::fused::FusedJoint),
         )?;
         match self.out.bias() {
             Some(b) => z.broadcast_add(b),
@@ -107,7 +107,7 @@ impl Joint {
         e.contiguous()?.apply_op3(
             &p.contiguous()?,
             &wb.contiguous()?,
-            crate::fused::FusedJointGather { blank, labels },
+            ent_kernels::op::Op::new(crate::fused::FusedJointGather { blank, labels }),
         )
     }
 

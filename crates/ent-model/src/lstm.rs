@@ -31,14 +31,15 @@
 //! kernels' shared memory) the same maths runs step by step in candle ops, which is correct but
 //! has the quadratic backward pass.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use candle_core::{
-    CpuStorage, CustomOp2, DType, Layout, Shape, Tensor, backend::BackendStorage, bail,
-};
+use candle_core::{CpuStorage, DType, Tensor, bail};
+#[cfg(feature = "cuda")]
+use candle_core::{Layout, Shape};
 use candle_nn::{Init, VarBuilder};
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Op};
 
 /// The recurrence of one LSTM direction as a custom op over `(gx, w_hh)`.
 ///
@@ -50,15 +51,20 @@ use ent_kernels::gemm::{Mat, Threads, matmul};
 pub struct LstmRecurrence {
     lens: Arc<[usize]>,
     reverse: bool,
-    saved: Mutex<Option<Saved>>,
 }
 
-/// What the forward pass keeps for the backward pass.
+/// What the forward pass keeps for the backward pass: the gate activations `[B, T, 4H]` and
+/// cell states `[B, T, H]` at every valid frame, in the input's dtype.
 #[derive(Debug)]
-enum Saved {
-    F32(Activations<f32>),
-    F64(Activations<f64>),
-    /// Gates and cells on the GPU.
+pub enum Saved {
+    /// On the host.
+    Host {
+        /// The gates.
+        gates: CpuStorage,
+        /// The cells.
+        cells: CpuStorage,
+    },
+    /// On the GPU.
     #[cfg(feature = "cuda")]
     Cuda(Arc<(candle_core::CudaStorage, candle_core::CudaStorage)>),
 }
@@ -112,9 +118,8 @@ pub fn lstm_recurrence(
     let op = LstmRecurrence {
         lens: lens.into(),
         reverse,
-        saved: Mutex::new(None),
     };
-    gx.contiguous()?.apply_op2(&w_hh.contiguous()?, op)
+    gx.contiguous()?.apply_op2(&w_hh.contiguous()?, Op::new(op))
 }
 
 /// `dL/dW_hh` `[4H, H]` from the gradient of the input projection `dgx` `[B, T, 4H]` (zero at
@@ -209,7 +214,7 @@ impl LstmRecurrence {
     }
 
     /// Forward pass: returns `h` (`[B, T, H]`) and the saved activations.
-    fn forward<F: Float>(&self, d: Dims, gx: &[F], w_hh: &[F]) -> (Vec<F>, Activations<F>) {
+    fn run_forward<F: Float>(&self, d: Dims, gx: &[F], w_hh: &[F]) -> (Vec<F>, Activations<F>) {
         let Dims { b, t, h } = d;
         let g4 = 4 * h;
         let mut out = vec![F::ZERO; b * t * h];
@@ -270,10 +275,10 @@ impl LstmRecurrence {
     }
 
     /// Backward pass: returns `(dL/dgx [B, T, 4H], dL/dW_hh [4H, H])`.
-    fn backward<F: Float>(
+    fn run_backward<F: Float>(
         &self,
         d: Dims,
-        act: &Activations<F>,
+        (gates, cells): (&[F], &[F]),
         out: &[F],
         w_hh: &[F],
         dout: &[F],
@@ -293,14 +298,14 @@ impl LstmRecurrence {
                 }
                 let tt = self.frame(bi, s);
                 let prev = (s > 0).then(|| self.frame(bi, s - 1));
-                let gr = &act.gates[(bi * t + tt) * g4..(bi * t + tt + 1) * g4];
-                let cr = &act.cells[(bi * t + tt) * h..(bi * t + tt + 1) * h];
+                let gr = &gates[(bi * t + tt) * g4..(bi * t + tt + 1) * g4];
+                let cr = &cells[(bi * t + tt) * h..(bi * t + tt + 1) * h];
                 let dor = &dout[(bi * t + tt) * h..(bi * t + tt + 1) * h];
                 let dhr = &dh_rec[bi * h..(bi + 1) * h];
                 let dcr = &mut dc_rec[bi * h..(bi + 1) * h];
                 for j in 0..h {
                     let (i, f, g, o) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
-                    let c_prev = prev.map_or(F::ZERO, |p| act.cells[(bi * t + p) * h + j]);
+                    let c_prev = prev.map_or(F::ZERO, |p| cells[(bi * t + p) * h + j]);
                     let tc = cr[j].tanh_fast();
                     let dh = dor[j] + dhr[j];
                     let dc = dh * o * (F::ONE - tc * tc) + dcr[j];
@@ -350,133 +355,94 @@ impl LstmRecurrence {
     }
 }
 
-fn dims(l1: &Layout, l2: &Layout) -> candle_core::Result<Dims> {
-    let (b, t, _) = l1.shape().dims3()?;
-    let (_, h) = l2.shape().dims2()?;
-    if !l1.is_contiguous() || !l2.is_contiguous() {
-        bail!("lstm: inputs must be contiguous");
+/// The dimensions of `gx` `[B, T, 4H]` and `w_hh` `[4H, H]`.
+fn dims(gx: &[usize], w_hh: &[usize]) -> candle_core::Result<Dims> {
+    match (gx, w_hh) {
+        ([b, t, g4], [g4w, h]) if *g4 == 4 * h && g4w == g4 => Ok(Dims {
+            b: *b,
+            t: *t,
+            h: *h,
+        }),
+        _ => bail!("lstm: gx {gx:?} and w_hh {w_hh:?}; expected [B, T, 4H] and [4H, H]"),
     }
-    Ok(Dims { b, t, h })
 }
 
-pub(crate) fn slice<'a, F: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-) -> candle_core::Result<&'a [F]> {
-    let all = s.as_slice::<F>()?;
-    let start = l.start_offset();
-    Ok(&all[start..start + l.shape().elem_count()])
-}
+impl CpuOp for LstmRecurrence {
+    type Saved = Saved;
 
-impl CustomOp2 for LstmRecurrence {
     fn name(&self) -> &'static str {
         "lstm-recurrence"
     }
 
-    fn cpu_fwd(
+    fn forward<F: Float>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = dims(l1, l2)?;
-        let shape = Shape::from((d.b, d.t, d.h));
-        let (storage, saved) = match s1 {
-            CpuStorage::F32(_) => {
-                let (out, act) = self.forward(d, slice::<f32>(s1, l1)?, slice::<f32>(s2, l2)?);
-                (CpuStorage::F32(out), Saved::F32(act))
-            }
-            CpuStorage::F64(_) => {
-                let (out, act) = self.forward(d, slice::<f64>(s1, l1)?, slice::<f64>(s2, l2)?);
-                (CpuStorage::F64(out), Saved::F64(act))
-            }
-            other => bail!("lstm: unsupported dtype {:?}", other.dtype()),
+        x: &[&[F]],
+        dims: &[&[usize]],
+    ) -> candle_core::Result<Forward<F, Saved>> {
+        let d = self::dims(dims[0], dims[1])?;
+        let (out, act) = self.run_forward(d, x[0], x[1]);
+        let saved = Saved::Host {
+            gates: F::to_cpu_storage_owned(act.gates),
+            cells: F::to_cpu_storage_owned(act.cells),
         };
-        *self.saved.lock().expect("lstm saved state poisoned") = Some(saved);
-        Ok((storage, shape))
+        Ok(Forward::new(out, (d.b, d.t, d.h)).keep(saved))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda_forward(
         &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let d = dims(l1, l2)?;
+        x: &[(&candle_core::CudaStorage, &Layout)],
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape, Option<Saved>)> {
+        let d = dims(x[0].1.dims(), x[1].1.dims())?;
         let fwd = ent_kernels::cuda::lstm_forward(
-            (s1, l1),
-            (s2, l2),
+            x[0],
+            x[1],
             cuda::lstm_dims(d),
             &self.lens,
             self.reverse,
         )?;
-        *self.saved.lock().expect("lstm saved state poisoned") =
-            Some(Saved::Cuda(Arc::new((fwd.gates, fwd.cells))));
-        Ok((fwd.hidden, Shape::from((d.b, d.t, d.h))))
+        let saved = Saved::Cuda(Arc::new((fwd.gates, fwd.cells)));
+        Ok((fwd.hidden, Shape::from((d.b, d.t, d.h)), Some(saved)))
     }
 
-    fn bwd(
+    /// On the GPU the backward kernel, then `dW_hh` as one GEMM; on the host
+    /// [`CpuOp::host_backward`]. The saved state stays: a second backward pass reads it too.
+    fn backward(
         &self,
-        gx: &Tensor,
-        w_hh: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (b, t, g4) = gx.dims3()?;
-        let h = g4 / 4;
-        let d = Dims { b, t, h };
-        let guard = self.saved.lock().expect("lstm saved state poisoned");
-        let Some(saved) = guard.as_ref() else {
-            bail!("lstm: backward called before forward");
-        };
+        x: &[&Tensor],
+        out: &Tensor,
+        grad: &Tensor,
+        saved: &mut Option<Saved>,
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
         #[cfg(feature = "cuda")]
-        if let Saved::Cuda(state) = saved {
+        if let Some(Saved::Cuda(state)) = saved.as_ref() {
             let op = cuda::Backward {
                 lens: self.lens.clone(),
                 reverse: self.reverse,
                 state: state.clone(),
             };
-            drop(guard);
-            let dgx = grad_res.contiguous()?.apply_op2(&w_hh.contiguous()?, op)?;
-            let dw = recurrent_weight_grad(&dgx, res, self.reverse)?;
-            return Ok((Some(dgx), Some(dw)));
+            let dgx = grad
+                .contiguous()?
+                .apply_op2(&x[1].contiguous()?, Op::new(op))?;
+            let dw = recurrent_weight_grad(&dgx, out, self.reverse)?;
+            return Ok(vec![Some(dgx), Some(dw)]);
         }
-        let dev = gx.device();
-        let grad_res = grad_res.contiguous()?;
-        let (dgx, dw) = match saved {
-            Saved::F32(act) => {
-                let (dgx, dw) = self.backward(
-                    d,
-                    act,
-                    &res.flatten_all()?.to_vec1::<f32>()?,
-                    &w_hh.flatten_all()?.to_vec1::<f32>()?,
-                    &grad_res.flatten_all()?.to_vec1::<f32>()?,
-                );
-                (
-                    Tensor::from_vec(dgx, (b, t, g4), dev)?,
-                    Tensor::from_vec(dw, (g4, h), dev)?,
-                )
-            }
-            Saved::F64(act) => {
-                let (dgx, dw) = self.backward(
-                    d,
-                    act,
-                    &res.flatten_all()?.to_vec1::<f64>()?,
-                    &w_hh.flatten_all()?.to_vec1::<f64>()?,
-                    &grad_res.flatten_all()?.to_vec1::<f64>()?,
-                );
-                (
-                    Tensor::from_vec(dgx, (b, t, g4), dev)?,
-                    Tensor::from_vec(dw, (g4, h), dev)?,
-                )
-            }
-            #[cfg(feature = "cuda")]
-            Saved::Cuda(_) => unreachable!("handled above"),
+        ent_kernels::op::backward_on_host(self, x, out, grad, saved)
+    }
+
+    fn host_backward<F: Float>(
+        &self,
+        a: &BackwardArgs<'_>,
+        saved: &mut Option<Saved>,
+    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        let d = dims(a.dims(0), a.dims(1))?;
+        let Some(Saved::Host { gates, cells }) = saved.as_ref() else {
+            bail!("lstm: backward called before forward");
         };
-        Ok((Some(dgx), Some(dw)))
+        let act = (gates.as_slice::<F>()?, cells.as_slice::<F>()?);
+        let (out, w_hh, grad) = (a.output::<F>()?, a.input::<F>(1)?, a.grad::<F>()?);
+        let (dgx, dw) = self.run_backward(d, act, &out, &w_hh, &grad);
+        Ok(vec![Some(dgx), Some(dw)])
     }
 }
 
@@ -589,12 +555,13 @@ impl BiLstm {
     }
 }
 
-/// The recurrence on CUDA tensors: `kernels/lstm.cu` through ent-lattice's launch plans.
+/// The recurrence on CUDA tensors: `kernels/lstm.cu` through ent-kernels' launch plans.
 #[cfg(feature = "cuda")]
 mod cuda {
     use std::sync::Arc;
 
     use candle_core::{CudaStorage, DType, Layout, Shape};
+    use ent_kernels::op::{CpuOp, Forward};
     use ent_kernels::plan::{self as launch, KernelDType, LstmDims};
 
     use super::Dims;
@@ -626,39 +593,36 @@ mod cuda {
         pub state: Arc<(CudaStorage, CudaStorage)>,
     }
 
-    impl candle_core::CustomOp2 for Backward {
+    impl CpuOp for Backward {
+        type Saved = ();
+
         fn name(&self) -> &'static str {
             "lstm-recurrence-grad"
         }
 
-        fn cpu_fwd(
+        fn forward<F: ent_kernels::Float>(
             &self,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            _: &[&[F]],
+            _: &[&[usize]],
+        ) -> candle_core::Result<Forward<F, ()>> {
             candle_core::bail!("lstm-recurrence-grad runs on CUDA tensors only")
         }
 
-        fn cuda_fwd(
+        fn cuda_forward(
             &self,
-            s1: &CudaStorage,
-            l1: &Layout,
-            s2: &CudaStorage,
-            l2: &Layout,
-        ) -> candle_core::Result<(CudaStorage, Shape)> {
-            let (b, t, h) = l1.shape().dims3()?;
+            x: &[(&CudaStorage, &Layout)],
+        ) -> candle_core::Result<(CudaStorage, Shape, Option<()>)> {
+            let (b, t, h) = x[0].1.shape().dims3()?;
             let dims = lstm_dims(Dims { b, t, h });
             let dgx = ent_kernels::cuda::lstm_backward(
-                (s1, l1),
-                (s2, l2),
+                x[0],
+                x[1],
                 (&self.state.0, &self.state.1),
                 dims,
                 &self.lens,
                 self.reverse,
             )?;
-            Ok((dgx, Shape::from((b, t, 4 * h))))
+            Ok((dgx, Shape::from((b, t, 4 * h)), None))
         }
     }
 }

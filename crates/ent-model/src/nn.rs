@@ -107,7 +107,7 @@ impl Module for Linear {
         let y = x.contiguous()?.reshape((n, i))?.apply_op3(
             &self.weight.contiguous()?,
             &bias.contiguous()?,
-            crate::cpu_ops::LinearOp,
+            ent_kernels::op::Op::new(crate::cpu_ops::LinearOp),
         )?;
         let mut out = dims;
         *out.last_mut().expect("rank > 0") = self.weight.dim(0)?;
@@ -168,7 +168,7 @@ impl LayerNorm {
             return x.contiguous()?.apply_op3(
                 &self.weight.contiguous()?,
                 &self.bias.contiguous()?,
-                crate::cpu_ops::LayerNormOp { eps: self.eps },
+                ent_kernels::op::Op::new(crate::cpu_ops::LayerNormOp { eps: self.eps }),
             );
         }
         self.forward_unfused(x)
@@ -212,7 +212,9 @@ pub fn masked_mean(x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
 /// f64) one op with a hand-written backward pass (`cpu_ops.rs`), else [`softmax_unfused`].
 pub fn softmax(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     if dim + 1 == x.rank() && crate::cpu_ops::fusable(x, &[]) {
-        return x.contiguous()?.apply_op1(crate::cpu_ops::SoftmaxLastOp);
+        return x
+            .contiguous()?
+            .apply_op1(ent_kernels::op::Op::new(crate::cpu_ops::SoftmaxLastOp));
     }
     softmax_unfused(x, dim)
 }
@@ -285,7 +287,7 @@ pub fn conv2d(
         return x.contiguous()?.apply_op3(
             &w.contiguous()?,
             &bias.contiguous()?,
-            crate::cpu_ops::Conv2dOp { stride },
+            ent_kernels::op::Op::new(crate::cpu_ops::Conv2dOp { stride }),
         );
     }
     conv2d_unfused(x, w, b, stride)
@@ -327,7 +329,7 @@ pub fn depthwise_conv(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result
         return y.contiguous()?.apply_op3(
             &w.contiguous()?,
             &b.contiguous()?,
-            crate::cpu_ops::DepthwiseConvOp,
+            ent_kernels::op::Op::new(crate::cpu_ops::DepthwiseConvOp),
         );
     }
     depthwise_conv_unfused(y, w, b)
@@ -356,7 +358,9 @@ pub fn depthwise_conv_unfused(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core
 /// hand-written backward pass (`cpu_ops.rs`), elsewhere [`swish_unfused`].
 pub fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
     if crate::cpu_ops::fusable(x, &[]) {
-        return x.contiguous()?.apply_op1(crate::cpu_ops::SwishOp);
+        return x
+            .contiguous()?
+            .apply_op1(ent_kernels::op::Op::new(crate::cpu_ops::SwishOp));
     }
     swish_unfused(x)
 }
