@@ -84,16 +84,7 @@ fn rnnt(c: &mut Criterion) {
             &mut group,
             &p,
             |p, out| {
-                cpu::rnnt_loss(
-                    &p.logits,
-                    p.shape.dims,
-                    &p.targets,
-                    &p.logit_lens,
-                    &p.target_lens,
-                    &cfg,
-                    Some(out),
-                )
-                .expect("loss");
+                cpu::rnnt_loss(p.batch(), &cfg, Some(out)).expect("loss");
             },
             |t| rnnt_loss(&t.logits, &t.targets, &t.logit_lens, &t.target_lens, &cfg),
         );
@@ -118,16 +109,7 @@ fn pool(c: &mut Criterion) {
             &mut group,
             &p,
             |p, out| {
-                cpu::lattice_max_pool_loss(
-                    &p.logits,
-                    p.shape.dims,
-                    &p.targets,
-                    &p.logit_lens,
-                    &p.target_lens,
-                    &cfg,
-                    Some(out),
-                )
-                .expect("loss");
+                cpu::lattice_max_pool_loss(p.batch(), &cfg, Some(out)).expect("loss");
             },
             |t| lattice_max_pool_loss(&t.logits, &t.targets, &t.logit_lens, &t.target_lens, &cfg),
         );

@@ -139,6 +139,19 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// The batch the slice entry points take.
+    pub fn batch(&self) -> ent_lattice::LatticeBatch<'_, f32> {
+        ent_lattice::LatticeBatch {
+            logits: &self.logits,
+            dims: self.shape.dims,
+            targets: &self.targets,
+            logit_lens: &self.logit_lens,
+            target_lens: &self.target_lens,
+        }
+    }
+}
+
 /// The floor: read every logit once and write a tensor of the same size, in parallel over the
 /// same threads the loss uses. Any loss with a gradient must do at least this much.
 pub fn plain_pass(src: &[f32], dst: &mut [f32]) {

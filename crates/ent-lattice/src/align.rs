@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::RnntLossConfig;
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{Index, LatticeDims};
+use crate::problem::{Index, LatticeBatch, LatticeDims};
 use crate::rnnt::{self, NodeLogProbs, RnntProblem, check_buffer};
 
 /// One utterance's best alignment.
@@ -33,13 +33,16 @@ pub struct Alignment {
 /// The most probable alignment of each utterance, on plain slices. Arguments as for
 /// [`crate::cpu::rnnt_loss`]; `blank` is the blank index.
 pub fn rnnt_best_path_slice<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     blank: usize,
 ) -> Result<Vec<Alignment>, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = validate(dims, targets, logit_lens, target_lens, blank)?;
     check_buffer("logits", logits.len(), &dims)?;
     let NodeLogProbs {

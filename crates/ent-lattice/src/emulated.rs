@@ -11,7 +11,7 @@ use crate::config::{LatticePoolConfig, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::pool;
-use crate::problem::{Index, LatticeDims};
+use crate::problem::{Index, LatticeBatch};
 use crate::rnnt::{self, check_buffer};
 
 /// The results of [`rnnt_loss`].
@@ -36,17 +36,19 @@ pub struct PoolRun {
 /// The RNN-T loss through the emulated kernels; arguments as for [`crate::cpu::rnnt_loss`],
 /// with `grad_costs` the incoming gradient of each utterance's cost (the gradient is computed
 /// only when it is given).
-#[allow(clippy::too_many_arguments)]
 pub fn rnnt_loss<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     cfg: &RnntLossConfig,
     grad_costs: Option<&[f64]>,
     opts: &Options,
 ) -> Result<RnntRun<E>, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = rnnt::validate(dims, targets, logit_lens, target_lens, cfg)?;
     check_buffer("logits", logits.len(), &dims)?;
     let plan = plan::rnnt_plan(dims, E::KERNEL, &cfg.kernel_params())?;
@@ -77,17 +79,19 @@ pub fn rnnt_loss<E: Logit, I: Index>(
 
 /// Lattice max pooling through the emulated kernel; arguments as for
 /// [`crate::cpu::lattice_max_pool_loss`], with `grad_costs` as for [`rnnt_loss`].
-#[allow(clippy::too_many_arguments)]
 pub fn lattice_max_pool_loss<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    labels: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     cfg: &LatticePoolConfig,
     grad_costs: Option<&[f64]>,
     opts: &Options,
 ) -> Result<PoolRun, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets: labels,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = pool::validate(dims, labels, logit_lens, target_lens, cfg)?;
     check_buffer("emotion_logits", logits.len(), &dims)?;
     let plan = plan::pool_plan(dims, E::KERNEL, &cfg.kernel_params())?;
@@ -129,16 +133,18 @@ pub fn lattice_max_pool_loss<E: Logit, I: Index>(
 
 /// The best alignments through the emulated normaliser kernel (the Viterbi pass runs on the
 /// host, as with a GPU); arguments as for [`crate::cpu::rnnt_best_path`].
-#[allow(clippy::too_many_arguments)]
 pub fn rnnt_best_path<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     blank: usize,
     opts: &Options,
 ) -> Result<Vec<Alignment>, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = align::validate(dims, targets, logit_lens, target_lens, blank)?;
     check_buffer("logits", logits.len(), &dims)?;
     let plan = plan::best_path_plan(dims, E::KERNEL, blank)?;

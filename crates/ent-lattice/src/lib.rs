@@ -62,7 +62,7 @@ pub use op::{
     lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_best_path, rnnt_loss,
     rnnt_loss_with_grad,
 };
-pub use problem::{Index, LatticeDims};
+pub use problem::{Index, LatticeBatch, LatticeDims};
 
 /// The losses on plain slices, without candle tensors.
 pub mod cpu {

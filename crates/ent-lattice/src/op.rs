@@ -16,7 +16,7 @@ use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::pool::{self, PoolForward, PoolProblem};
-use crate::problem::LatticeDims;
+use crate::problem::{LatticeBatch, LatticeDims};
 use crate::rnnt::{self, Forward, RnntProblem};
 
 const LOGIT_DTYPES: &str = "f32, f16, bf16, f64";
@@ -231,10 +231,14 @@ pub fn rnnt_best_path(
         type Out = Vec<Alignment>;
         fn run<E: Logit>(self, logits: &[E]) -> candle_core::Result<Vec<Alignment>> {
             let (h, blank) = (self.0, self.1);
-            let (t, ll, tl) = (&h.targets, &h.logit_lens, &h.target_lens);
-            Ok(align::rnnt_best_path_slice(
-                logits, h.dims, t, ll, tl, blank,
-            )?)
+            let batch = LatticeBatch {
+                logits,
+                dims: h.dims,
+                targets: &h.targets,
+                logit_lens: &h.logit_lens,
+                target_lens: &h.target_lens,
+            };
+            Ok(align::rnnt_best_path_slice(batch, blank)?)
         }
     }
     let logits = logits.detach().contiguous()?;

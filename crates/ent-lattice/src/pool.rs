@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::{LatticePoolConfig, NeutralTerm, PoolMode};
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{self, Index, LatticeDims, Lengths};
+use crate::problem::{self, Index, LatticeBatch, LatticeDims, Lengths};
 use crate::rnnt::check_buffer;
 
 /// A validated pooling problem.
@@ -189,8 +189,8 @@ pub(crate) fn scatter<A: ent_kernels::Float>(
 
 /// Emotion-lattice max pooling on plain slices.
 ///
-/// - `logits`: `[B][T][U+1][K]` row-major, raw emotion-joint outputs (f32, f64, f16, bf16).
-/// - `labels`: `[B]`, each below `K`; `logit_lens`, `target_lens`: `[B]` as for the RNN-T loss.
+/// - `batch`: the emotion logits, the utterance labels (in `targets`) and the lengths (see
+///   [`LatticeBatch`]).
 /// - `grad`: if given, overwritten with the gradient of the loss reduced by `cfg.reduction`
 ///   (for [`Reduction::None`](crate::Reduction::None), of each utterance's own cost):
 ///   non-zero only at the selected nodes.
@@ -198,14 +198,17 @@ pub(crate) fn scatter<A: ent_kernels::Float>(
 /// Returns the per-utterance losses (not reduced). NaN in an utterance's valid cells makes its
 /// loss and gradient NaN.
 pub fn lattice_max_pool_loss_slice<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    labels: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     cfg: &LatticePoolConfig,
     grad: Option<&mut [E::Acc]>,
 ) -> Result<Vec<f64>, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets: labels,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = validate(dims, labels, logit_lens, target_lens, cfg)?;
     let fwd = forward(logits, &p, cfg)?;
     if let Some(grad) = grad {

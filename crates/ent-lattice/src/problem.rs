@@ -4,6 +4,38 @@ use crate::error::LatticeError;
 
 pub use ent_kernels::LatticeDims;
 
+/// A padded batch of lattices on the host, borrowed: what the slice entry points
+/// ([`crate::cpu`]) and the emulated ones take.
+///
+/// ```
+/// use ent_lattice::{cpu, LatticeBatch, LatticeDims, RnntLossConfig};
+/// // B = 1, T = 2, U = 1, V = 3: uniform logits, two alignments of probability (1/3)^3.
+/// let batch = LatticeBatch {
+///     logits: &[0.0f32; 12],
+///     dims: LatticeDims { batch: 1, frames: 2, targets: 1, classes: 3 },
+///     targets: &[1u32],
+///     logit_lens: &[2],
+///     target_lens: &[1],
+/// };
+/// let costs = cpu::rnnt_loss(batch, &RnntLossConfig::default(), None).unwrap();
+/// assert!((costs[0] - -(2.0f64 / 27.0).ln()).abs() < 1e-6);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LatticeBatch<'a, E, I = u32> {
+    /// `[B][T][U+1][V]` (RNN-T: raw joint outputs) or `[B][T][U+1][K]` (pooling: raw
+    /// emotion-joint outputs), row-major; f32, f64, f16 or bf16.
+    pub logits: &'a [E],
+    /// The sizes of `logits`.
+    pub dims: LatticeDims,
+    /// RNN-T: `[B][U]` target labels, entries past `target_lens[b]` ignored; pooling: `[B]`
+    /// utterance labels, each below `K`.
+    pub targets: &'a [I],
+    /// `[B]`: the valid frames of each utterance, `1..=T`.
+    pub logit_lens: &'a [I],
+    /// `[B]`: the valid targets of each utterance, `0..=U`.
+    pub target_lens: &'a [I],
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for u8 {}

@@ -31,12 +31,12 @@
 
 use rayon::prelude::*;
 
-use crate::config::{Reduction, RnntLossConfig};
 use ent_kernels::Float;
 
+use crate::config::{Reduction, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{self, Index, LatticeDims, Lengths};
+use crate::problem::{self, Index, LatticeBatch, LatticeDims, Lengths};
 
 /// A validated RNN-T problem: dimensions, lengths and targets.
 #[derive(Clone, Debug)]
@@ -481,11 +481,8 @@ pub(crate) fn reduction_scale(reduction: Reduction, batch: usize) -> f64 {
 
 /// The RNN-T loss on plain slices, for callers who manage their own memory.
 ///
-/// - `logits`: `[B][T][U+1][V]` row-major, raw joint outputs (the log-softmax is fused in);
-///   f32, f64, f16 or bf16.
-/// - `targets`: `[B][U]`; entries past `target_lens[b]` are ignored.
-/// - `logit_lens`, `target_lens`: `[B]`, with `1 <= logit_lens[b] <= T` and
-///   `target_lens[b] <= U`.
+/// - `batch`: the logits (raw joint outputs: the log-softmax is fused in), targets and
+///   lengths (see [`LatticeBatch`]).
 /// - `grad`: if given, `[B][T][U+1][V]`, overwritten with the gradient of the loss reduced by
 ///   `cfg.reduction` (for [`Reduction::None`], each utterance's block holds the gradient of its
 ///   own cost); padded rows are zero.
@@ -495,14 +492,17 @@ pub(crate) fn reduction_scale(reduction: Reduction, batch: usize) -> f64 {
 /// cost and gradient NaN; `-inf` is a valid logit (probability zero), and a target made
 /// unreachable by `-inf` logits costs `+inf` (0 with `zero_infinity`) with zero gradient.
 pub fn rnnt_loss_slice<E: Logit, I: Index>(
-    logits: &[E],
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    batch: LatticeBatch<'_, E, I>,
     cfg: &RnntLossConfig,
     grad: Option<&mut [E::Acc]>,
 ) -> Result<Vec<f64>, LatticeError> {
+    let LatticeBatch {
+        logits,
+        dims,
+        targets,
+        logit_lens,
+        target_lens,
+    } = batch;
     let p = validate(dims, targets, logit_lens, target_lens, cfg)?;
     match grad {
         None => Ok(forward(logits, &p, cfg, None)?.costs),

@@ -1,7 +1,7 @@
 //! The best alignment (Viterbi) against the enumeration of every alignment path.
 
 use candle_core::{Device, Tensor};
-use ent_lattice::{LatticeDims, cpu, rnnt_best_path};
+use ent_lattice::{LatticeBatch, LatticeDims, cpu, rnnt_best_path};
 use proptest::prelude::*;
 
 use crate::reference::{self, Utt};
@@ -25,9 +25,7 @@ proptest! {
     /// near-tie may be resolved either way.
     #[test]
     fn viterbi_is_the_best_enumerated_path(p in arbitrary_problem()) {
-        let got = cpu::rnnt_best_path(
-            &p.logits, p.dims, &p.targets, &p.logit_lens, &p.target_lens, p.blank,
-        ).unwrap();
+        let got = cpu::rnnt_best_path(p.batch(), p.blank).unwrap();
         prop_assert_eq!(got.len(), p.dims.batch);
         let logits: Vec<f64> = p.logits.iter().map(|&v| v as f64).collect();
         let per = p.dims.frames * p.dims.positions() * p.dims.classes;
@@ -79,7 +77,17 @@ fn path_follows_the_confident_nodes() {
         targets: 2,
         classes: v,
     };
-    let got = cpu::rnnt_best_path(&z, dims, &[1u32, 2], &[3u32], &[2u32], 0).unwrap();
+    let got = cpu::rnnt_best_path(
+        LatticeBatch {
+            logits: &z,
+            dims,
+            targets: &[1u32, 2],
+            logit_lens: &[3u32],
+            target_lens: &[2u32],
+        },
+        0,
+    )
+    .unwrap();
     assert_eq!(got[0].blank_positions, vec![0, 2, 2]);
 
     // The tensor entry point agrees, for f64 logits as well.

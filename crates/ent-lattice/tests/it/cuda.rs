@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ent_lattice::{
-    Alignment, LatticeDims, LatticePoolConfig, Reduction, RnntLossConfig, cpu,
+    Alignment, LatticeBatch, LatticeDims, LatticePoolConfig, Reduction, RnntLossConfig, cpu,
     lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_best_path, rnnt_loss,
     rnnt_loss_with_grad,
 };
@@ -317,11 +317,13 @@ fn more_than_2_pow_31_logits() {
         classes: v,
     };
     let want = cpu::rnnt_loss(
-        &utt,
-        one,
-        &targets[u..],
-        &[t as u32],
-        &[u as u32],
+        LatticeBatch {
+            logits: &utt,
+            dims: one,
+            targets: &targets[u..],
+            logit_lens: &[t as u32],
+            target_lens: &[u as u32],
+        },
         &cfg,
         Some(&mut want_grad),
     )

@@ -4,7 +4,9 @@
 
 use ent_kernels::plan::{self as launch, KernelDType};
 use ent_lattice::emulated::{self, Options};
-use ent_lattice::{Alignment, LatticeDims, LatticePoolConfig, PoolMode, Reduction, RnntLossConfig};
+use ent_lattice::{
+    Alignment, LatticeBatch, LatticeDims, LatticePoolConfig, PoolMode, Reduction, RnntLossConfig,
+};
 use proptest::prelude::*;
 
 use crate::kernel_cases::{
@@ -25,11 +27,7 @@ impl Runner for Emulated {
     fn rnnt<E: Elem>(&self, c: &RnntCase, logits: &[E]) -> Result<RnntOut, String> {
         let l = &c.lattice;
         let run = emulated::rnnt_loss(
-            logits,
-            l.dims,
-            &c.targets,
-            &l.logit_lens,
-            &l.target_lens,
+            l.batch(logits, &c.targets),
             &c.cfg,
             Some(&c.grad_costs),
             &options(c.misalign),
@@ -52,11 +50,7 @@ impl Runner for Emulated {
     fn pool<E: Elem>(&self, c: &PoolCase, logits: &[E]) -> Result<PoolOut, String> {
         let l = &c.lattice;
         let run = emulated::lattice_max_pool_loss(
-            logits,
-            l.dims,
-            &c.labels,
-            &l.logit_lens,
-            &l.target_lens,
+            l.batch(logits, &c.labels),
             &c.cfg,
             Some(&c.grad_costs),
             &options(c.misalign),
@@ -73,11 +67,7 @@ impl Runner for Emulated {
     fn best_path<E: Elem>(&self, c: &RnntCase, logits: &[E]) -> Result<Vec<Alignment>, String> {
         let l = &c.lattice;
         emulated::rnnt_best_path(
-            logits,
-            l.dims,
-            &c.targets,
-            &l.logit_lens,
-            &l.target_lens,
+            l.batch(logits, &c.targets),
             c.cfg.blank,
             &options(c.misalign),
         )
@@ -179,11 +169,13 @@ fn pooling_class_limit() {
     };
     let z = vec![0.5f32; dims.numel().unwrap()];
     let e = emulated::lattice_max_pool_loss(
-        &z,
-        dims,
-        &[0u32, 1],
-        &[3u32, 3],
-        &[2u32, 2],
+        LatticeBatch {
+            logits: &z,
+            dims,
+            targets: &[0u32, 1],
+            logit_lens: &[3u32, 3],
+            target_lens: &[2u32, 2],
+        },
         &LatticePoolConfig::default(),
         None,
         &Options::default(),
@@ -198,11 +190,7 @@ fn pooling_class_limit() {
 fn matches_torchaudio() {
     for case in crate::peer::peer_cases() {
         let run = emulated::rnnt_loss(
-            &case.logits,
-            case.dims,
-            &case.targets,
-            &case.logit_lens,
-            &case.target_lens,
+            case.batch(),
             &case.cfg,
             Some(&vec![1.0; case.dims.batch]),
             &Options::default(),

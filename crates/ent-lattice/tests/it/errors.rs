@@ -2,7 +2,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use ent_lattice::{
-    LatticeDims, LatticePoolConfig, RnntLossConfig, cpu, lattice_max_pool_loss, rnnt_loss,
+    LatticeBatch, LatticeDims, LatticePoolConfig, RnntLossConfig, cpu, lattice_max_pool_loss,
+    rnnt_loss,
 };
 
 struct Args {
@@ -255,11 +256,13 @@ fn slice_buffers() {
         classes: 3,
     };
     let e = cpu::rnnt_loss(
-        &[0.0f32; 11],
-        dims,
-        &[1u32],
-        &[2u32],
-        &[1u32],
+        LatticeBatch {
+            logits: &[0.0f32; 11],
+            dims,
+            targets: &[1u32],
+            logit_lens: &[2u32],
+            target_lens: &[1u32],
+        },
         &RnntLossConfig::default(),
         None,
     )
@@ -271,11 +274,13 @@ fn slice_buffers() {
     );
     let mut g = vec![0.0f32; 13];
     let e = cpu::rnnt_loss(
-        &[0.0f32; 12],
-        dims,
-        &[1u32],
-        &[2u32],
-        &[1u32],
+        LatticeBatch {
+            logits: &[0.0f32; 12],
+            dims,
+            targets: &[1u32],
+            logit_lens: &[2u32],
+            target_lens: &[1u32],
+        },
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -286,11 +291,13 @@ fn slice_buffers() {
         "{e}"
     );
     let e = cpu::rnnt_loss(
-        &[0.0f32; 12],
-        dims,
-        &[1u32, 2],
-        &[2u32],
-        &[1u32],
+        LatticeBatch {
+            logits: &[0.0f32; 12],
+            dims,
+            targets: &[1u32, 2],
+            logit_lens: &[2u32],
+            target_lens: &[1u32],
+        },
         &RnntLossConfig::default(),
         None,
     )

@@ -6,8 +6,8 @@
 
 use ent_kernels::KernelDType;
 use ent_lattice::{
-    Alignment, LatticeDims, LatticePoolConfig, Logit, NeutralTerm, PoolMode, Reduction,
-    RnntLossConfig, cpu,
+    Alignment, LatticeBatch, LatticeDims, LatticePoolConfig, Logit, NeutralTerm, PoolMode,
+    Reduction, RnntLossConfig, cpu,
 };
 use half::{bf16, f16};
 use proptest::prelude::*;
@@ -182,6 +182,17 @@ impl Lattice {
         self.values.iter().map(|&v| E::of(v)).collect()
     }
 
+    /// The batch of `logits` (this lattice's values in the logits' type) with `targets`.
+    pub fn batch<'a, E>(&'a self, logits: &'a [E], targets: &'a [u32]) -> LatticeBatch<'a, E> {
+        LatticeBatch {
+            logits,
+            dims: self.dims,
+            targets,
+            logit_lens: &self.logit_lens,
+            target_lens: &self.target_lens,
+        }
+    }
+
     pub fn per_utt(&self) -> usize {
         self.dims.frames * self.dims.positions() * self.dims.classes
     }
@@ -297,11 +308,7 @@ impl RnntCase {
         let logits = l.typed::<E>();
         let mut want_grad = vec![E::Acc::default(); logits.len()];
         let want = cpu::rnnt_loss(
-            &logits,
-            l.dims,
-            &self.targets,
-            &l.logit_lens,
-            &l.target_lens,
+            l.batch(&logits, &self.targets),
             &self.cfg,
             Some(&mut want_grad),
         )
@@ -357,8 +364,17 @@ impl RnntCase {
         let l = &self.lattice;
         let logits = l.typed::<E>();
         let (lens, tlens) = (&l.logit_lens, &l.target_lens);
-        let want = cpu::rnnt_best_path(&logits, l.dims, &self.targets, lens, tlens, self.cfg.blank)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let want = cpu::rnnt_best_path(
+            LatticeBatch {
+                logits: &logits,
+                dims: l.dims,
+                targets: &self.targets,
+                logit_lens: lens,
+                target_lens: tlens,
+            },
+            self.cfg.blank,
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = r.best_path(self, &logits).map_err(TestCaseError::fail)?;
         prop_assert_eq!(got.len(), want.len());
         let per = l.per_utt();
@@ -479,11 +495,13 @@ impl PoolCase {
         let mut want_grad = vec![E::Acc::default(); logits.len()];
         let (lens, tlens) = (&l.logit_lens, &l.target_lens);
         let want = cpu::lattice_max_pool_loss(
-            &logits,
-            l.dims,
-            &self.labels,
-            lens,
-            tlens,
+            LatticeBatch {
+                logits: &logits,
+                dims: l.dims,
+                targets: &self.labels,
+                logit_lens: lens,
+                target_lens: tlens,
+            },
             &self.cfg,
             Some(&mut want_grad),
         )

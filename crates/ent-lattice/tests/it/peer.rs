@@ -3,7 +3,7 @@
 //! indices, a gradient clamp, a single frame and a 40-symbol vocabulary. The fixture is made
 //! by `tests/fixtures/make_torchaudio_fixture.py`.
 
-use ent_lattice::{LatticeDims, Reduction, RnntLossConfig, cpu};
+use ent_lattice::{LatticeBatch, LatticeDims, Reduction, RnntLossConfig, cpu};
 use serde_json::Value;
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -34,6 +34,24 @@ pub struct PeerCase {
     pub target_lens: Vec<u32>,
     costs: Vec<f64>,
     grads: Vec<f64>,
+}
+
+impl PeerCase {
+    /// The batch of the fixture's logits.
+    pub fn batch(&self) -> LatticeBatch<'_, f32> {
+        self.batch_with(&self.logits)
+    }
+
+    /// The batch with the fixture's logits as `logits` (another type).
+    pub fn batch_with<'a, E>(&'a self, logits: &'a [E]) -> LatticeBatch<'a, E> {
+        LatticeBatch {
+            logits,
+            dims: self.dims,
+            targets: &self.targets,
+            logit_lens: &self.logit_lens,
+            target_lens: &self.target_lens,
+        }
+    }
 }
 
 pub fn peer_cases() -> Vec<PeerCase> {
@@ -97,34 +115,16 @@ impl PeerCase {
 #[test]
 fn matches_torchaudio() {
     for case in peer_cases() {
-        let (name, dims, cfg, logits) = (&case.name, case.dims, &case.cfg, &case.logits);
+        let (name, cfg, logits) = (&case.name, &case.cfg, &case.logits);
         let mut grad = vec![0.0f32; logits.len()];
-        let costs = cpu::rnnt_loss(
-            logits,
-            dims,
-            &case.targets,
-            &case.logit_lens,
-            &case.target_lens,
-            cfg,
-            Some(&mut grad),
-        )
-        .unwrap();
+        let costs = cpu::rnnt_loss(case.batch(), cfg, Some(&mut grad)).unwrap();
         case.check(&costs, &grad);
         // Our f32 path against our f64 path (which matches brute force to 1e-13): an order of
         // magnitude tighter than torchaudio's own error (measured: at most 8.1e-8 on the
         // gradients, 1.6e-8 relative on the costs).
         let l64: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
         let mut g64 = vec![0.0f64; l64.len()];
-        let c64 = cpu::rnnt_loss(
-            &l64,
-            dims,
-            &case.targets,
-            &case.logit_lens,
-            &case.target_lens,
-            cfg,
-            Some(&mut g64),
-        )
-        .unwrap();
+        let c64 = cpu::rnnt_loss(case.batch_with(&l64), cfg, Some(&mut g64)).unwrap();
         for (c, e) in costs.iter().zip(&c64) {
             assert!(
                 (c - e).abs() <= 1e-7 * e.abs(),

@@ -1,7 +1,9 @@
 //! Emotion-lattice max pooling: hand-computed selections, the brute-force reference for all
 //! modes, finite differences.
 
-use ent_lattice::{LatticeDims, LatticePoolConfig, NeutralTerm, PoolMode, Reduction, cpu};
+use ent_lattice::{
+    LatticeBatch, LatticeDims, LatticePoolConfig, NeutralTerm, PoolMode, Reduction, cpu,
+};
 use proptest::prelude::*;
 
 use crate::reference::{self, Mode, Utt};
@@ -42,11 +44,13 @@ fn lattice() -> (Vec<f32>, LatticeDims) {
 fn run(z: &[f32], dims: LatticeDims, label: u32, cfg: &LatticePoolConfig) -> (f64, Vec<f32>) {
     let mut g = vec![f32::NAN; z.len()];
     let c = cpu::lattice_max_pool_loss(
-        z,
-        dims,
-        &[label],
-        &[dims.frames as u32],
-        &[dims.targets as u32],
+        LatticeBatch {
+            logits: z,
+            dims,
+            targets: &[label],
+            logit_lens: &[dims.frames as u32],
+            target_lens: &[dims.targets as u32],
+        },
         cfg,
         Some(&mut g),
     )
@@ -186,7 +190,7 @@ proptest! {
         }
         let c = LatticePoolConfig { neutral, mode, neutral_term: term, reduction: Reduction::Sum, ..Default::default() };
         let mut grad = vec![f32::NAN; logits.len()];
-        let costs = cpu::lattice_max_pool_loss(&logits, dims, &labels, &t_lens, &u_lens, &c, Some(&mut grad)).unwrap();
+        let costs = cpu::lattice_max_pool_loss(LatticeBatch { logits: &logits, dims, targets: &labels, logit_lens: &t_lens, target_lens: &u_lens }, &c, Some(&mut grad)).unwrap();
         let z64: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
         let per = dims.frames * dims.positions() * dims.classes;
         let targets = vec![0usize; dims.targets];
@@ -230,18 +234,30 @@ fn finite_differences_f64() {
             ..Default::default()
         };
         let loss = |z: &[f64]| -> f64 {
-            cpu::lattice_max_pool_loss(z, dims, &[1u32, 3], &[3u32, 2], &[2u32, 1], &c, None)
-                .unwrap()
-                .iter()
-                .sum()
+            cpu::lattice_max_pool_loss(
+                LatticeBatch {
+                    logits: z,
+                    dims,
+                    targets: &[1u32, 3],
+                    logit_lens: &[3u32, 2],
+                    target_lens: &[2u32, 1],
+                },
+                &c,
+                None,
+            )
+            .unwrap()
+            .iter()
+            .sum()
         };
         let mut g = vec![0.0f64; n];
         cpu::lattice_max_pool_loss(
-            &z,
-            dims,
-            &[1u32, 3],
-            &[3u32, 2],
-            &[2u32, 1],
+            LatticeBatch {
+                logits: &z,
+                dims,
+                targets: &[1u32, 3],
+                logit_lens: &[3u32, 2],
+                target_lens: &[2u32, 1],
+            },
             &c,
             Some(&mut g),
         )

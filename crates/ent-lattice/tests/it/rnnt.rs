@@ -1,7 +1,7 @@
 //! The RNN-T loss on slices: hand-derived cases, the brute-force reference, finite
 //! differences, the exact invariants and padding independence.
 
-use ent_lattice::{LatticeDims, Reduction, RnntLossConfig, cpu};
+use ent_lattice::{LatticeBatch, LatticeDims, Reduction, RnntLossConfig, cpu};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -28,6 +28,16 @@ pub fn is_valid_cell(dims: &LatticeDims, lens: (&[u32], &[u32]), i: usize) -> bo
 }
 
 impl Problem {
+    pub fn batch(&self) -> LatticeBatch<'_, f32> {
+        LatticeBatch {
+            logits: &self.logits,
+            dims: self.dims,
+            targets: &self.targets,
+            logit_lens: &self.logit_lens,
+            target_lens: &self.target_lens,
+        }
+    }
+
     pub fn cfg(&self) -> RnntLossConfig {
         RnntLossConfig {
             blank: self.blank,
@@ -67,16 +77,8 @@ impl Problem {
 
     pub fn run(&self) -> (Vec<f64>, Vec<f32>) {
         let mut grad = vec![f32::NAN; self.logits.len()];
-        let costs = cpu::rnnt_loss(
-            &self.logits,
-            self.dims,
-            &self.targets,
-            &self.logit_lens,
-            &self.target_lens,
-            &self.cfg(),
-            Some(&mut grad),
-        )
-        .expect("valid problem");
+        let costs =
+            cpu::rnnt_loss(self.batch(), &self.cfg(), Some(&mut grad)).expect("valid problem");
         (costs, grad)
     }
 
@@ -211,7 +213,7 @@ proptest! {
             }
             let targets = &p.targets[b * d.targets..b * d.targets + ub];
             let mut g = vec![0.0f32; logits.len()];
-            let c = cpu::rnnt_loss(&logits, alone, targets, &[tb as u32], &[ub as u32], &p.cfg(), Some(&mut g)).unwrap();
+            let c = cpu::rnnt_loss(LatticeBatch { logits: &logits, dims: alone, targets, logit_lens: &[tb as u32], target_lens: &[ub as u32] }, &p.cfg(), Some(&mut g)).unwrap();
             prop_assert_eq!(c[0], costs[b]);
             prop_assert_eq!(g, want_grad);
         }
@@ -232,11 +234,13 @@ fn single(
 ) -> (f64, Vec<f32>) {
     let mut g = vec![0.0; logits.len()];
     let c = cpu::rnnt_loss(
-        logits,
-        dims,
-        targets,
-        &[dims.frames as u32],
-        &[dims.targets as u32],
+        LatticeBatch {
+            logits,
+            dims,
+            targets,
+            logit_lens: &[dims.frames as u32],
+            target_lens: &[dims.targets as u32],
+        },
         cfg,
         Some(&mut g),
     )
@@ -358,11 +362,13 @@ fn reductions_scale_the_gradient() {
             ..Default::default()
         };
         let c = cpu::rnnt_loss(
-            &logits,
-            dims,
-            &[1u32, 2],
-            &[2u32, 2],
-            &[1u32, 1],
+            LatticeBatch {
+                logits: &logits,
+                dims,
+                targets: &[1u32, 2],
+                logit_lens: &[2u32, 2],
+                target_lens: &[1u32, 1],
+            },
             &cfg,
             Some(&mut g),
         )
@@ -407,18 +413,30 @@ fn finite_differences_f64() {
             ..Default::default()
         };
         let loss = |z: &[f64]| -> f64 {
-            cpu::rnnt_loss(z, dims, &targets, &t_lens, &u_lens, &cfg, None)
-                .unwrap()
-                .iter()
-                .sum()
+            cpu::rnnt_loss(
+                LatticeBatch {
+                    logits: z,
+                    dims,
+                    targets: &targets,
+                    logit_lens: &t_lens,
+                    target_lens: &u_lens,
+                },
+                &cfg,
+                None,
+            )
+            .unwrap()
+            .iter()
+            .sum()
         };
         let mut grad = vec![0.0f64; n];
         cpu::rnnt_loss(
-            &logits,
-            dims,
-            &targets,
-            &t_lens,
-            &u_lens,
+            LatticeBatch {
+                logits: &logits,
+                dims,
+                targets: &targets,
+                logit_lens: &t_lens,
+                target_lens: &u_lens,
+            },
             &cfg,
             Some(&mut grad),
         )
@@ -455,11 +473,13 @@ fn f64_matches_brute_force_tightly() {
     let mut g = vec![0.0f64; n];
     let t32: Vec<u32> = targets.iter().map(|&v| v as u32).collect();
     let c = cpu::rnnt_loss(
-        &logits,
-        dims,
-        &t32,
-        &[5u32],
-        &[4u32],
+        LatticeBatch {
+            logits: &logits,
+            dims,
+            targets: &t32,
+            logit_lens: &[5u32],
+            target_lens: &[4u32],
+        },
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -513,11 +533,13 @@ fn nan_logit_poisons_only_its_utterance() {
     z[4] = f32::NAN; // utterance 0
     let mut g = vec![0.0f32; 24];
     let c = cpu::rnnt_loss(
-        &z,
-        dims,
-        &[1u32, 1],
-        &[2u32, 2],
-        &[1u32, 1],
+        LatticeBatch {
+            logits: &z,
+            dims,
+            targets: &[1u32, 1],
+            logit_lens: &[2u32, 2],
+            target_lens: &[1u32, 1],
+        },
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -548,16 +570,29 @@ fn half_inputs_compute_in_f32() {
     let run32 = |z: &[f32]| single(z, dims, &[1, 2], &cfg);
     let (mut g16, mut gb) = (vec![0.0f32; 45], vec![0.0f32; 45]);
     let c16 = cpu::rnnt_loss(
-        &z16,
-        dims,
-        &[1u32, 2],
-        &[3u32],
-        &[2u32],
+        LatticeBatch {
+            logits: &z16,
+            dims,
+            targets: &[1u32, 2],
+            logit_lens: &[3u32],
+            target_lens: &[2u32],
+        },
         &cfg,
         Some(&mut g16),
     )
     .unwrap();
-    let cb = cpu::rnnt_loss(&zb, dims, &[1u32, 2], &[3u32], &[2u32], &cfg, Some(&mut gb)).unwrap();
+    let cb = cpu::rnnt_loss(
+        LatticeBatch {
+            logits: &zb,
+            dims,
+            targets: &[1u32, 2],
+            logit_lens: &[3u32],
+            target_lens: &[2u32],
+        },
+        &cfg,
+        Some(&mut gb),
+    )
+    .unwrap();
     assert_eq!((c16[0], g16), run32(&z32));
     assert_eq!((cb[0], gb), run32(&zb32));
 }
@@ -606,11 +641,13 @@ fn huge_batch_past_2_pow_31() {
     let targets: Vec<u32> = (0..2000).map(|i| 1 + (i % 1000 % 999) as u32).collect();
     let mut grad = vec![0.0f32; n];
     let c = cpu::rnnt_loss(
-        &logits,
-        dims,
-        &targets,
-        &[1100u32, 1100],
-        &[1000u32, 1000],
+        LatticeBatch {
+            logits: &logits,
+            dims,
+            targets: &targets,
+            logit_lens: &[1100u32, 1100],
+            target_lens: &[1000u32, 1000],
+        },
         &RnntLossConfig::default(),
         Some(&mut grad),
     )
