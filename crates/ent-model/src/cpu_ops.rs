@@ -11,9 +11,9 @@
 //! bias by broadcasting, so its backward pass sums a `[B, in, out]` weight gradient over `B`
 //! and the bias gradient over `B` and `T`; here the rows of any leading shape are one GEMM each
 //! way.) The plain-op versions stay as the reference the tests compare against
-//! and as the path on other devices and dtypes ([`crate::nn::LayerNorm::forward_unfused`],
-//! [`crate::nn::softmax_unfused`], [`crate::nn::swish_unfused`],
-//! [`crate::nn::depthwise_conv_unfused`]).
+//! and as the path on other devices and dtypes (`LayerNorm::forward_candle`,
+//! `softmax_candle`, `swish_candle`,
+//! `depthwise_conv_candle`).
 
 use candle_core::{DType, Shape, Tensor, bail};
 use ent_kernels::Float;

@@ -3,7 +3,7 @@
 //! `out[b, t, u, :] = W tanh(e[b, t, :] + p[b, u, :])` for the projected encoder frames
 //! `e` `[B, T, J]`, the projected predictor states `p` `[B, U+1, J]` and the output weight `W`
 //! `[C, J]` (the output bias is added outside). The unfused formulation
-//! ([`crate::Joint::forward_unfused`]) materialises the `[B, T, U+1, J]` sum, its `tanh` and,
+//! (`Joint::forward_candle`, `testing::joint_unfused`) materialises the `[B, T, U+1, J]` sum, its `tanh` and,
 //! in the backward pass, their gradients: with ENT's sizes (B 8, T 250, U+1 61, J 768) 375 MB
 //! each. Here the hidden layer lives only in blocks of [`T_CHUNK`] frames: the forward pass
 //! computes a block's `tanh` and multiplies it by `W^T` (one GEMM); the backward pass recomputes

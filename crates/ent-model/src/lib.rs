@@ -37,10 +37,57 @@ pub use model::{
 pub use nn::{Mode, SeededVarMap};
 
 /// What the tests reach inside the crate (feature `testing`, which the crate's own tests turn
-/// on): the LSTM recurrence in step-wise candle ops, the reference of the fused op.
+/// on): the references the single ops are checked against, in plain candle operations that
+/// candle differentiates (the LSTM recurrence step by step, the joint, the linear layer, layer
+/// norm, softmax, the convolutions, Swish); [`Model::forward_unfused`] is the reference of the
+/// whole forward pass.
 #[cfg(feature = "testing")]
 pub mod testing {
-    use candle_core::Tensor;
+    use candle_core::{Result, Tensor};
+
+    use crate::Joint;
+    use crate::nn::{LayerNorm, Linear};
+
+    /// [`Joint::forward`] in candle ops: the `[B, T, U+1, J]` sum, its `tanh` and the logits
+    /// all stored.
+    pub fn joint_unfused(joint: &Joint, h: &Tensor, g: &Tensor) -> Result<Tensor> {
+        joint.forward_candle(h, g)
+    }
+
+    /// candle-nn's linear layer with this layer's weight and bias.
+    pub fn linear_unfused(linear: &Linear, x: &Tensor) -> Result<Tensor> {
+        linear.forward_candle(x)
+    }
+
+    /// Layer norm over the last axis in candle ops.
+    pub fn layer_norm_unfused(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+        norm.forward_candle(x)
+    }
+
+    /// Softmax over `dim` in candle ops.
+    pub fn softmax_unfused(x: &Tensor, dim: usize) -> Result<Tensor> {
+        crate::nn::softmax_candle(x, dim)
+    }
+
+    /// The front end's strided 2-D convolution through candle's `conv2d`.
+    pub fn conv2d_unfused(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        stride: usize,
+    ) -> Result<Tensor> {
+        crate::nn::conv2d_candle(x, w, b, stride)
+    }
+
+    /// The conformer's depthwise convolution in candle ops.
+    pub fn depthwise_conv_unfused(y: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        crate::nn::depthwise_conv_candle(y, w, b)
+    }
+
+    /// Swish, `x sigmoid(x)`, in candle ops.
+    pub fn swish_unfused(x: &Tensor) -> Result<Tensor> {
+        crate::nn::swish_candle(x)
+    }
 
     /// The LSTM recurrence over `gx` (`[B, T, 4H]`) with `w_hh` in step-wise candle ops.
     pub fn stepwise(

@@ -3,7 +3,7 @@
 //! candle-nn's `LayerNorm`, `RmsNorm` and `softmax_last_dim` record no backward pass, so nothing
 //! here uses them: on the CPU (f32, f64) linear layers, convolutions, layer norm, softmax and
 //! Swish are single ops with hand-written backward passes (`cpu_ops.rs`), elsewhere plain tensor
-//! ops, which candle differentiates (the `*_unfused` versions, kept as the references). Dropout draws its mask from the caller's seeded generator, so a training run
+//! ops, which candle differentiates (the `*_candle` versions, kept as the references and reached by the tests through `testing`). Dropout draws its mask from the caller's seeded generator, so a training run
 //! is reproducible and resumable bit for bit.
 
 use candle_core::{D, DType, Device, Tensor};
@@ -56,7 +56,7 @@ impl<'a> Mode<'a> {
 /// A linear layer `y = x W^T + b` over the last axis of `x` (`weight` `[out, in]`, `bias`
 /// `[out]` or none). On the CPU (f32, f64) the rows of any leading shape are one op with a
 /// hand-written backward pass (`cpu_ops.rs`: one GEMM each way and a row sum for the bias);
-/// elsewhere [`Linear::forward_unfused`], candle-nn's layer.
+/// elsewhere `Linear::forward_candle`, candle-nn's layer.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
@@ -80,7 +80,7 @@ impl Linear {
     }
 
     /// [`Linear`]'s output through candle-nn's linear layer: the reference of the fused op.
-    pub fn forward_unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward_candle(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)
     }
 }
@@ -99,7 +99,7 @@ impl Module for Linear {
             || self.weight.elem_count() == 0
             || !crate::cpu_ops::fusable(x, &[&self.weight, &bias])
         {
-            return self.forward_unfused(x);
+            return self.forward_candle(x);
         }
         let dims = x.dims().to_vec();
         let i = dims[dims.len() - 1];
@@ -162,7 +162,7 @@ impl LayerNorm {
     }
 
     /// Normalises `x` (`[..., dim]`): on the CPU (f32, f64) one op with a hand-written backward
-    /// pass (`cpu_ops.rs`), elsewhere [`LayerNorm::forward_unfused`].
+    /// pass (`cpu_ops.rs`), elsewhere `LayerNorm::forward_candle`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if crate::cpu_ops::fusable(x, &[&self.weight, &self.bias]) {
             return x.contiguous()?.apply_op3(
@@ -171,11 +171,11 @@ impl LayerNorm {
                 ent_kernels::op::Op::new(crate::cpu_ops::LayerNormOp { eps: self.eps }),
             );
         }
-        self.forward_unfused(x)
+        self.forward_candle(x)
     }
 
     /// [`LayerNorm::forward`] in plain tensor operations: the reference of the fused op.
-    pub fn forward_unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward_candle(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -209,18 +209,18 @@ pub fn masked_mean(x: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
 }
 
 /// Softmax over `dim` (max-subtracted for stability): over the last axis of a CPU tensor (f32,
-/// f64) one op with a hand-written backward pass (`cpu_ops.rs`), else [`softmax_unfused`].
+/// f64) one op with a hand-written backward pass (`cpu_ops.rs`), else `softmax_candle`.
 pub fn softmax(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     if dim + 1 == x.rank() && crate::cpu_ops::fusable(x, &[]) {
         return x
             .contiguous()?
             .apply_op1(ent_kernels::op::Op::new(crate::cpu_ops::SoftmaxLastOp));
     }
-    softmax_unfused(x, dim)
+    softmax_candle(x, dim)
 }
 
 /// [`softmax`] in plain differentiable tensor operations: the reference of the fused op.
-pub fn softmax_unfused(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn softmax_candle(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     let max = x.max_keepdim(dim)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     e.broadcast_div(&e.sum_keepdim(dim)?)
@@ -268,7 +268,7 @@ impl ScalarMix {
 /// A 2-D convolution without padding: `x` `[B, C, H, W]`, `w` `[O, C, KH, KW]`, `b` `[O]` or
 /// none, stride `stride` in both directions -> `[B, O, Ho, Wo]`. On the CPU (f32, f64) one op
 /// with a hand-written backward pass (`cpu_ops.rs`: a GEMM over each utterance's im2col matrix),
-/// elsewhere [`conv2d_unfused`].
+/// elsewhere `conv2d_candle`.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -290,14 +290,14 @@ pub fn conv2d(
             ent_kernels::op::Op::new(crate::cpu_ops::Conv2dOp { stride }),
         );
     }
-    conv2d_unfused(x, w, b, stride)
+    conv2d_candle(x, w, b, stride)
 }
 
 /// [`conv2d`] through candle's convolution, as candle-nn's `Conv2d` computes it: the reference
 /// of the fused op. The input is first cut to the rows and columns a window reaches (the same
 /// outputs): candle's convolution backward pass gets the input shape wrong unless
 /// `size - kernel` divides by the stride.
-pub fn conv2d_unfused(
+pub(crate) fn conv2d_candle(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -323,7 +323,7 @@ pub fn conv2d_unfused(
 /// The depthwise convolution over time of the conformer's convolution module: `y` `[B, T, D]`,
 /// `w` `[K, D]`, `b` `[D]`; `out[b, t, d] = b[d] + sum_j w[j, d] y[b, t + j - K/2, d]`, zero
 /// outside `0..T`. On the CPU (f32, f64) one op with a hand-written backward pass
-/// (`cpu_ops.rs`), elsewhere [`depthwise_conv_unfused`].
+/// (`cpu_ops.rs`), elsewhere `depthwise_conv_candle`.
 pub fn depthwise_conv(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if crate::cpu_ops::fusable(y, &[w, b]) {
         return y.contiguous()?.apply_op3(
@@ -332,12 +332,16 @@ pub fn depthwise_conv(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result
             ent_kernels::op::Op::new(crate::cpu_ops::DepthwiseConvOp),
         );
     }
-    depthwise_conv_unfused(y, w, b)
+    depthwise_conv_candle(y, w, b)
 }
 
 /// [`depthwise_conv`] in candle operations, one shifted product per tap: the reference of the
 /// fused op.
-pub fn depthwise_conv_unfused(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn depthwise_conv_candle(
+    y: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> candle_core::Result<Tensor> {
     let (bs, t, d) = y.dims3()?;
     let k = w.dim(0)?;
     let half = k / 2;
@@ -355,18 +359,18 @@ pub fn depthwise_conv_unfused(y: &Tensor, w: &Tensor, b: &Tensor) -> candle_core
 }
 
 /// The Swish (SiLU) activation `x * sigmoid(x)`: on the CPU (f32, f64) one op with a
-/// hand-written backward pass (`cpu_ops.rs`), elsewhere [`swish_unfused`].
+/// hand-written backward pass (`cpu_ops.rs`), elsewhere `swish_candle`.
 pub fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
     if crate::cpu_ops::fusable(x, &[]) {
         return x
             .contiguous()?
             .apply_op1(ent_kernels::op::Op::new(crate::cpu_ops::SwishOp));
     }
-    swish_unfused(x)
+    swish_candle(x)
 }
 
 /// [`swish`] in candle operations: the reference of the fused op.
-pub fn swish_unfused(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn swish_candle(x: &Tensor) -> candle_core::Result<Tensor> {
     x * candle_nn::ops::sigmoid(x)?
 }
 

@@ -6,9 +6,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Module;
 use candle_nn::{VarBuilder, VarMap};
-use ent_model::nn::{
-    LayerNorm, Linear, conv2d, conv2d_unfused, depthwise_conv, depthwise_conv_unfused, softmax,
-    softmax_unfused, swish, swish_unfused,
+use ent_model::nn::{LayerNorm, Linear, conv2d, depthwise_conv, softmax, swish};
+use ent_model::testing::{
+    conv2d_unfused, depthwise_conv_unfused, layer_norm_unfused, linear_unfused, softmax_unfused,
+    swish_unfused,
 };
 
 use crate::max_diff;
@@ -77,11 +78,18 @@ fn fused_ops_equal_their_references() {
                 .unwrap()
         });
         let ln_plain: Op = Box::new(|t| {
-            LayerNorm::from_parts(t[1].clone(), t[2].clone(), 1e-5)
-                .forward_unfused(&t[0])
-                .unwrap()
+            layer_norm_unfused(
+                &LayerNorm::from_parts(t[1].clone(), t[2].clone(), 1e-5),
+                &t[0],
+            )
+            .unwrap()
         });
-        assert!(max_diff(&ln.forward(&x).unwrap(), &ln.forward_unfused(&x).unwrap()) < 1e-4);
+        assert!(
+            max_diff(
+                &ln.forward(&x).unwrap(),
+                &layer_norm_unfused(&ln, &x).unwrap()
+            ) < 1e-4
+        );
         agree("layer norm", &ln_fused, &ln_plain, &[x.clone(), w, b], tol);
 
         // A linear layer on a [B, T, in] input, with and without a bias.
@@ -93,9 +101,7 @@ fn fused_ops_equal_their_references() {
                 .unwrap()
         });
         let li_plain: Op = Box::new(|t| {
-            Linear::new(t[1].clone(), Some(t[2].clone()))
-                .forward_unfused(&t[0])
-                .unwrap()
+            linear_unfused(&Linear::new(t[1].clone(), Some(t[2].clone())), &t[0]).unwrap()
         });
         agree(
             "linear",
@@ -105,11 +111,8 @@ fn fused_ops_equal_their_references() {
             tol,
         );
         let nb_fused: Op = Box::new(|t| Linear::new(t[1].clone(), None).forward(&t[0]).unwrap());
-        let nb_plain: Op = Box::new(|t| {
-            Linear::new(t[1].clone(), None)
-                .forward_unfused(&t[0])
-                .unwrap()
-        });
+        let nb_plain: Op =
+            Box::new(|t| linear_unfused(&Linear::new(t[1].clone(), None), &t[0]).unwrap());
         agree("linear without bias", &nb_fused, &nb_plain, &[x, w], tol);
 
         // Strided convolutions as the filterbank front end runs them (sizes where candle's own

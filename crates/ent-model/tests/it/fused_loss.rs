@@ -300,7 +300,10 @@ fn fused_loss_refuses_other_targets() {
         .loss(&out, &bad, &LossConfig::default())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("differ from the transcripts"), "{e}");
+    assert!(
+        e.contains("targets of utterance 0 differ from the transcript"),
+        "{e}"
+    );
     let longer = [4usize, 3, 0];
     let bad = Targets {
         token_lens: &longer,

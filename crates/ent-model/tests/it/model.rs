@@ -379,7 +379,7 @@ fn wrong_inputs_are_errors() {
         .unwrap_err();
     assert!(
         e.to_string()
-            .contains("frame length 9 of utterance 1 exceeds the padded length 6"),
+            .contains("frame lengths[1] = 9 exceeds the padded length 6"),
         "{e}"
     );
     let wrong = Tensor::zeros((2, 3, 6, 8), DType::F32, &Device::Cpu).unwrap();
@@ -392,7 +392,11 @@ fn wrong_inputs_are_errors() {
             &mut Mode::eval(),
         )
         .unwrap_err();
-    assert!(e.to_string().contains("mixes 3 states of width 8"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("hidden states has shape [2, 3, 6, 8], expected [3, B, T, 8]"),
+        "{e}"
+    );
     let bad = ModelConfig {
         neutral: 4,
         ..ModelConfig::default()
@@ -664,13 +668,15 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("utterance 1 has 4 frame emotions for 5 frames"),
+        e.contains("frame emotions has shape [4], expected [5]: utterance 1 has 5 frames"),
         "{e}"
     );
     let bad = [None, None, Some(vec![0, k as u32, 0])];
     let e = model.loss(&out, &with(&bad), &cfg).unwrap_err().to_string();
     assert!(
-        e.contains(&format!("frame emotion {k} of utterance 2")),
+        e.contains(&format!(
+            "frame_emotions[2][1] = {k} is not below the {k} classes"
+        )),
         "{e}"
     );
 }
@@ -853,7 +859,11 @@ fn linear_softmax_pooling_matches_its_definition() {
         &token_lens,
         neutral,
     );
-    assert!(bad.unwrap_err().to_string().contains("label 4"));
+    let e = bad.unwrap_err().to_string();
+    assert!(
+        e.contains("emotion labels[1] = 4 is not below the 4 classes"),
+        "{e}"
+    );
 
     // Through the model: the lattice term is the batch mean over the whole lattice.
     let AlignCase {
