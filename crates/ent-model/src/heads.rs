@@ -55,8 +55,8 @@ impl Joint {
     }
 
     /// The full lattice: `h` `[B, T, E]`, `g` `[B, U+1, P]` -> `[B, T, U+1, outputs]`. On the
-    /// CPU (f32, f64) the hidden layer is never held whole (the fused joint, `fused.rs`); elsewhere this is
-    /// `Joint::forward_candle`.
+    /// CPU (f32, f64) the hidden layer is never held whole (the fused joint, `fused.rs`);
+    /// elsewhere it is computed in candle ops, as the reference `testing::joint_unfused` does.
     pub fn forward(&self, h: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.project_encoder(h)?;
         let p = self.project_predictor(g)?;
@@ -112,7 +112,9 @@ impl Joint {
     }
 
     /// [`Joint::forward`] as separate candle operations, the `[B, T, U+1, J]` hidden layer in
-    /// memory: the reference the fused joint is tested against, and the path on other devices.
+    /// memory: the reference the fused joint is tested against (the path of [`Joint::forward`]
+    /// on other devices).
+    #[cfg(feature = "testing")]
     pub(crate) fn forward_candle(&self, h: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
         let e = self.project_encoder(h)?.unsqueeze(2)?;
         let p = self.project_predictor(g)?.unsqueeze(1)?;

@@ -223,9 +223,11 @@ impl Engine {
         if let Some(t) = threshold
             && !(t > 0.0 && t <= 1.0)
         {
-            return Err(PipelineError::Data(format!(
-                "the emotion threshold {t} must lie in (0, 1]"
-            )));
+            return Err(PipelineError::Setting {
+                name: "emotion threshold",
+                value: t.to_string(),
+                why: "must lie in (0, 1]",
+            });
         }
         self.emotion_threshold = threshold;
         Ok(self)
@@ -236,16 +238,18 @@ impl Engine {
     pub fn with_emotion_stretches(mut self, stretches: Option<Stretches>) -> Result<Self> {
         if let Some(s) = stretches {
             if !(s.min_share > 0.0 && s.min_share <= 1.0) {
-                return Err(PipelineError::Data(format!(
-                    "the emotional share of a stretch {} must lie in (0, 1]",
-                    s.min_share
-                )));
+                return Err(PipelineError::Setting {
+                    name: "emotional share of a stretch",
+                    value: s.min_share.to_string(),
+                    why: "must lie in (0, 1]",
+                });
             }
             if !(s.min_pause > 0.0 && s.min_pause.is_finite()) {
-                return Err(PipelineError::Data(format!(
-                    "the shortest pause between stretches {} s must be positive",
-                    s.min_pause
-                )));
+                return Err(PipelineError::Setting {
+                    name: "shortest pause between stretches",
+                    value: format!("{} s", s.min_pause),
+                    why: "must be positive",
+                });
             }
         }
         self.stretches = stretches;

@@ -31,9 +31,27 @@ pub enum PipelineError {
         #[source]
         source: Box<PipelineError>,
     },
-    /// The data does not fit the model.
-    #[error("{0}")]
-    Data(String),
+    /// A setting out of range.
+    #[error("{name} = {value}: {why}")]
+    Setting {
+        /// The setting (`windowing.overlap`, `emotion threshold`).
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        why: &'static str,
+    },
+    /// Damaged audio where the whole recording must decode (evaluation).
+    #[error("{path}: {message}")]
+    Damaged {
+        /// The audio file.
+        path: PathBuf,
+        /// The first damage, with its times.
+        message: String,
+    },
+    /// A decoding thread ended before handing back its work (it panicked).
+    #[error("a decoding thread stopped")]
+    WorkerStopped,
     /// A file could not be written.
     #[error("cannot write {path}")]
     Write {

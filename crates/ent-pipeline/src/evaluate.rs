@@ -121,7 +121,10 @@ fn decode_items(
         if let Some(first) = d.transcript.damaged.first() {
             return Err(wrap(
                 &u.id,
-                PipelineError::Data(format!("{}: {}", u.audio.display(), first.message)),
+                PipelineError::Damaged {
+                    path: u.audio.clone(),
+                    message: first.message.clone(),
+                },
             ));
         }
         return Ok(vec![(i, d)]);

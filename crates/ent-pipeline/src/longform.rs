@@ -78,30 +78,59 @@ impl Default for Windowing {
 impl Windowing {
     /// Checks that the lengths fit together.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(PipelineError::Data(format!("windowing: {what}")));
-        let all = [
-            self.max_window,
-            self.min_window,
-            self.min_pause,
-            self.skip_pause,
-            self.overlap,
-            self.pause_db,
-            self.floor_dbfs,
-        ];
-        if all.iter().any(|x| !x.is_finite()) {
-            return bad("every value must be finite");
+        let bad = |name, value: f64, why| {
+            Err(PipelineError::Setting {
+                name,
+                value: value.to_string(),
+                why,
+            })
+        };
+        for (name, value) in [
+            ("windowing.max_window", self.max_window),
+            ("windowing.min_window", self.min_window),
+            ("windowing.min_pause", self.min_pause),
+            ("windowing.skip_pause", self.skip_pause),
+            ("windowing.overlap", self.overlap),
+            ("windowing.pause_db", self.pause_db),
+            ("windowing.floor_dbfs", self.floor_dbfs),
+        ] {
+            if !value.is_finite() {
+                return bad(name, value, "must be finite");
+            }
         }
         if self.max_window < 1.0 {
-            return bad("max_window must be at least 1 s");
+            return bad(
+                "windowing.max_window",
+                self.max_window,
+                "must be at least 1 s",
+            );
         }
         if !(0.0..self.max_window).contains(&self.min_window) {
-            return bad("min_window must lie in [0, max_window)");
+            return bad(
+                "windowing.min_window",
+                self.min_window,
+                "must lie in [0, max_window)",
+            );
         }
         if !(0.0..=self.max_window / 2.0).contains(&self.overlap) {
-            return bad("overlap must lie in [0, max_window / 2]");
+            return bad(
+                "windowing.overlap",
+                self.overlap,
+                "must lie in [0, max_window / 2]",
+            );
         }
-        if self.skip_pause < 2.0 * MARGIN + 0.1 || self.min_pause <= 0.0 || self.pause_db <= 0.0 {
-            return bad("skip_pause must exceed 0.5 s, min_pause and pause_db must be positive");
+        if self.skip_pause < 2.0 * MARGIN + 0.1 {
+            return bad(
+                "windowing.skip_pause",
+                self.skip_pause,
+                "must be at least 0.5 s",
+            );
+        }
+        if self.min_pause <= 0.0 {
+            return bad("windowing.min_pause", self.min_pause, "must be positive");
+        }
+        if self.pause_db <= 0.0 {
+            return bad("windowing.pause_db", self.pause_db, "must be positive");
         }
         Ok(())
     }
@@ -595,17 +624,13 @@ impl Engine {
                         } else {
                             while in_flight >= 2 * jobs {
                                 if !receive(true, &mut done, &mut in_flight)? {
-                                    return Err(PipelineError::Data(
-                                        "a decoding thread stopped".into(),
-                                    ));
+                                    return Err(PipelineError::WorkerStopped);
                                 }
                             }
                             let seq = next_seq;
                             next_seq += 1;
                             if job_tx.send((seq, buf[..end].to_vec())).is_err() {
-                                return Err(PipelineError::Data(
-                                    "a decoding thread stopped".into(),
-                                ));
+                                return Err(PipelineError::WorkerStopped);
                             }
                             in_flight += 1;
                             let pauses = if self.stretches.is_some() {
@@ -640,7 +665,7 @@ impl Engine {
             drop(job_tx);
             while in_flight > 0 {
                 if !receive(true, &mut done, &mut in_flight)? {
-                    return Err(PipelineError::Data("a decoding thread stopped".into()));
+                    return Err(PipelineError::WorkerStopped);
                 }
             }
             apply(&mut pending, &mut done, &mut st);
@@ -1005,22 +1030,53 @@ mod tests {
     #[test]
     fn windowing_is_validated() {
         assert!(Windowing::default().validate().is_ok());
-        let bad = [
-            Windowing {
-                max_window: 0.5,
-                ..Windowing::default()
-            },
-            Windowing {
-                overlap: 15.0,
-                ..Windowing::default()
-            },
-            Windowing {
-                min_window: f64::NAN,
-                ..Windowing::default()
-            },
-        ];
-        for w in bad {
-            assert!(w.validate().is_err(), "{w:?}");
+        let d = Windowing::default;
+        for (w, says) in [
+            (
+                Windowing {
+                    max_window: 0.5,
+                    ..d()
+                },
+                "windowing.max_window = 0.5: must be at least 1 s",
+            ),
+            (
+                Windowing {
+                    overlap: 15.0,
+                    ..d()
+                },
+                "windowing.overlap = 15: must lie in",
+            ),
+            (
+                Windowing {
+                    min_window: f64::NAN,
+                    ..d()
+                },
+                "windowing.min_window = NaN: must be finite",
+            ),
+            (
+                Windowing {
+                    skip_pause: 0.4,
+                    ..d()
+                },
+                "windowing.skip_pause = 0.4: must be at least 0.5 s",
+            ),
+            (
+                Windowing {
+                    min_pause: 0.0,
+                    ..d()
+                },
+                "windowing.min_pause = 0: must be positive",
+            ),
+            (
+                Windowing {
+                    pause_db: -3.0,
+                    ..d()
+                },
+                "windowing.pause_db = -3: must be positive",
+            ),
+        ] {
+            let e = w.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{w:?}: {e}");
         }
     }
 }

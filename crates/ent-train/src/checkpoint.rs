@@ -226,7 +226,7 @@ pub(crate) fn load_vars(
     let data = vm
         .data()
         .lock()
-        .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+        .map_err(|_| TrainError::Poisoned { what: "var map" })?;
     for (name, var) in data.iter() {
         let t = weights
             .get(name)

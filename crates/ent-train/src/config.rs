@@ -186,20 +186,28 @@ impl AugmentConfig {
             .iter()
             .find(|f| !(SPEED_RANGE.contains(*f) && f.is_finite()))
         {
-            return Err(TrainError::Config(format!(
-                "augment.speed: factor {f} must lie in [{}, {}]",
-                SPEED_RANGE.start(),
-                SPEED_RANGE.end()
-            )));
+            return Err(TrainError::config(
+                "augment.speed",
+                f,
+                format!(
+                    "every factor must lie in [{}, {}]",
+                    SPEED_RANGE.start(),
+                    SPEED_RANGE.end()
+                ),
+            ));
         }
         if let Some([lo, hi]) = self.gain_db
             && !(GAIN_RANGE_DB.contains(&lo) && GAIN_RANGE_DB.contains(&hi) && lo <= hi)
         {
-            return Err(TrainError::Config(format!(
-                "augment.gain_db: [{lo}, {hi}] must be a range [low, high] with low <= high, both in [{}, {}] dB",
-                GAIN_RANGE_DB.start(),
-                GAIN_RANGE_DB.end()
-            )));
+            return Err(TrainError::config(
+                "augment.gain_db",
+                format!("[{lo}, {hi}]"),
+                format!(
+                    "must be a range [low, high] with low <= high, both in [{}, {}] dB",
+                    GAIN_RANGE_DB.start(),
+                    GAIN_RANGE_DB.end()
+                ),
+            ));
         }
         self.spec_augment()?;
         Ok(())
@@ -209,9 +217,7 @@ impl AugmentConfig {
     pub fn spec_augment(&self) -> Result<Option<SpecAugment>, TrainError> {
         self.specaug
             .clone()
-            .map(|c| {
-                SpecAugment::new(c).map_err(|e| TrainError::Config(format!("augment.specaug: {e}")))
-            })
+            .map(|c| SpecAugment::new(c).map_err(TrainError::SpecAugment))
             .transpose()
     }
 }
@@ -340,69 +346,76 @@ impl TrainConfig {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |s: String| Err(TrainError::Config(s));
+        let bad = |field, value: &dyn std::fmt::Display, why: &str| {
+            Err(TrainError::config(field, value, why))
+        };
         if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+            return bad("batch_size", &0, "must be at least 1");
         }
         if self.backbone_dtype != BackboneDType::F32
             && !matches!(self.model.front_end, ent_model::FrontEnd::Backbone { .. })
         {
-            return bad(format!(
-                "backbone_dtype {:?} needs a backbone front end; the model reads filterbanks",
-                self.backbone_dtype
-            ));
+            return bad(
+                "backbone_dtype",
+                &format!("{:?}", self.backbone_dtype),
+                "needs a backbone front end; the model reads filterbanks",
+            );
         }
         if self.max_batch_nodes == Some(0) {
-            return bad("max_batch_nodes must be at least 1".into());
+            return bad("max_batch_nodes", &0, "must be at least 1");
         }
         if let Some(secs) = self.max_batch_secs
             && !(secs > 0.0 && secs.is_finite())
         {
-            return bad(format!("max_batch_secs {secs} must be positive"));
+            return bad("max_batch_secs", &secs, "must be positive");
         }
         if self.accumulate == 0 {
-            return bad("accumulate must be at least 1".into());
+            return bad("accumulate", &0, "must be at least 1");
         }
         if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
+            return bad("epochs", &0, "must be at least 1");
         }
         if !(0.0..1.0).contains(&self.data.valid_fraction) {
-            return bad(format!(
-                "data.valid_fraction {} must be in [0, 1)",
-                self.data.valid_fraction
-            ));
+            return bad(
+                "data.valid_fraction",
+                &self.data.valid_fraction,
+                "must be in [0, 1)",
+            );
         }
         if self.selection == Selection::Test && self.data.test.is_none() {
-            return bad("selection \"test\" needs data.test".into());
+            return bad("selection", &"\"test\"", "needs data.test");
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return bad(format!("optim.lr {} must be positive", self.optim.lr));
+            return bad("optim.lr", &self.optim.lr, "must be positive");
         }
         if self.data.emotions.classes.len() != self.model.num_emotions {
-            return bad(format!(
-                "data.emotions has {} classes but model.num_emotions is {}",
-                self.data.emotions.classes.len(),
-                self.model.num_emotions
-            ));
+            return bad(
+                "data.emotions",
+                &format!("{} classes", self.data.emotions.classes.len()),
+                &format!("model.num_emotions is {}", self.model.num_emotions),
+            );
         }
         if self.data.emotions.neutral != self.model.neutral {
-            return bad(format!(
-                "data.emotions.neutral is {} but model.neutral is {}",
-                self.data.emotions.neutral, self.model.neutral
-            ));
+            return bad(
+                "data.emotions.neutral",
+                &self.data.emotions.neutral,
+                &format!("model.neutral is {}", self.model.neutral),
+            );
         }
         if !(self.loss.fastemit >= 0.0 && self.loss.fastemit.is_finite()) {
-            return bad(format!(
-                "loss.fastemit {} must be a finite weight >= 0",
-                self.loss.fastemit
-            ));
+            return bad(
+                "loss.fastemit",
+                &self.loss.fastemit,
+                "must be a finite weight >= 0",
+            );
         }
         if self.loss.pool_function == ent_model::PoolFunction::Attention
             && !self.model.pool_attention
         {
             return bad(
-                "loss.pool_function \"attention\" needs model.pool_attention: true (the attention layer)"
-                    .into(),
+                "loss.pool_function",
+                &"\"attention\"",
+                "needs model.pool_attention: true (the attention layer)",
             );
         }
         self.augment.validate()?;

@@ -75,16 +75,27 @@ fn batch_shape(
         [b, t, d] => (1, b, t, d),
         [l, b, t, d] => (l, b, t, d),
         _ => {
-            return Err(TrainError::Config(format!(
-                "SpecAugment needs [B, T, D] or [L, B, T, D] inputs, not {dims:?}"
-            )));
+            return Err(TrainError::Shape {
+                arg: "SpecAugment's input",
+                got: dims.to_vec(),
+                expected: "[B, T, D] or [L, B, T, D]",
+            });
         }
     };
-    if lens.len() != b || seeds.len() != b || lens.iter().any(|&n| n > t) {
-        return Err(TrainError::Config(format!(
-            "SpecAugment of a batch of {b} x {t} frames with lengths {lens:?} and {} seeds",
-            seeds.len()
-        )));
+    for (arg, got) in [
+        ("SpecAugment's lengths", lens.len()),
+        ("SpecAugment's seeds", seeds.len()),
+    ] {
+        if got != b {
+            return Err(TrainError::BatchSize { arg, got, batch: b });
+        }
+    }
+    if let Some(&n) = lens.iter().find(|&&n| n > t) {
+        return Err(TrainError::Shape {
+            arg: "SpecAugment's input",
+            got: vec![b, t, n],
+            expected: "[B, T, D] with every length at most T",
+        });
     }
     Ok((layers, b, t, d))
 }
@@ -279,20 +290,16 @@ impl FeatureSource {
                 })
             }
             FrontEnd::Backbone { layers, dim } => {
-                let dir = backbone.ok_or_else(|| {
-                    TrainError::Config(
-                        "the model has a backbone front end: set `backbone` to a checkpoint folder"
-                            .into(),
-                    )
-                })?;
+                let dir = backbone.ok_or_else(|| TrainError::NoBackbone)?;
                 let b = Backbone::load(dir, dev)?;
                 if b.num_hidden_states() != *layers || b.hidden_size() != *dim {
-                    return Err(TrainError::Config(format!(
-                        "the backbone in {} gives {} hidden states of width {}; the model config expects {layers} of width {dim}",
-                        dir.display(),
-                        b.num_hidden_states(),
-                        b.hidden_size()
-                    )));
+                    return Err(TrainError::BackboneMismatch {
+                        dir: dir.to_path_buf(),
+                        states: b.num_hidden_states(),
+                        width: b.hidden_size(),
+                        expected_states: *layers,
+                        expected_width: *dim,
+                    });
                 }
                 Ok(FeatureSource::Backbone(Box::new(b)))
             }
@@ -310,14 +317,17 @@ impl FeatureSource {
     ) -> Result<(Arc<Vec<f32>>, f64), TrainError> {
         let key = (id.to_string(), perturbed_rate(speed));
         let FeatureSource::Fbank { fbank, cache } = self else {
-            return Err(TrainError::Config(
-                "filterbanks requested from a backbone source".into(),
-            ));
+            return Err(TrainError::FrontEnd {
+                reads: "a backbone's hidden states",
+                got: "a request for filterbanks".into(),
+            });
         };
         if let Some(c) = cache
             && let Some(f) = c
                 .lock()
-                .map_err(|_| TrainError::Config("feature cache poisoned".into()))?
+                .map_err(|_| TrainError::Poisoned {
+                    what: "feature cache",
+                })?
                 .get(&key)
         {
             return Ok(f.clone());
@@ -334,7 +344,9 @@ impl FeatureSource {
         let entry = (f, mean_power(&samples));
         if let Some(c) = cache {
             c.lock()
-                .map_err(|_| TrainError::Config("feature cache poisoned".into()))?
+                .map_err(|_| TrainError::Poisoned {
+                    what: "feature cache",
+                })?
                 .insert(key, entry.clone());
         }
         Ok(entry)
@@ -379,9 +391,10 @@ impl FeatureSource {
         match self {
             FeatureSource::Backbone(b) => Ok(b.set_matmul_dtype(dtype)?),
             FeatureSource::Fbank { .. } if dtype == candle_core::DType::F32 => Ok(()),
-            FeatureSource::Fbank { .. } => Err(TrainError::Config(format!(
-                "backbone dtype {dtype:?} given for a filterbank front end"
-            ))),
+            FeatureSource::Fbank { .. } => Err(TrainError::FrontEnd {
+                reads: "filterbanks (in f32)",
+                got: format!("backbone dtype {dtype:?}"),
+            }),
         }
     }
 
@@ -442,30 +455,28 @@ impl FeatureSource {
         if let Some((_, seeds)) = augment
             && seeds.len() != utts.len()
         {
-            return Err(TrainError::Config(format!(
-                "{} SpecAugment seeds for a batch of {}",
-                seeds.len(),
-                utts.len()
-            )));
+            return Err(TrainError::BatchSize {
+                arg: "SpecAugment seeds",
+                got: seeds.len(),
+                batch: utts.len(),
+            });
         }
         if let Some(i) = utts.iter().position(Vec::is_empty) {
-            return Err(TrainError::Config(format!(
-                "example {i} of the batch has no audio"
-            )));
+            return Err(TrainError::NoAudio { index: i });
         }
         if !speeds.is_empty() && speeds.len() != utts.len() {
-            return Err(TrainError::Config(format!(
-                "{} speed factors for a batch of {}",
-                speeds.len(),
-                utts.len()
-            )));
+            return Err(TrainError::BatchSize {
+                arg: "speed factors",
+                got: speeds.len(),
+                batch: utts.len(),
+            });
         }
         if !gains_db.is_empty() && gains_db.len() != utts.len() {
-            return Err(TrainError::Config(format!(
-                "{} gains for a batch of {}",
-                gains_db.len(),
-                utts.len()
-            )));
+            return Err(TrainError::BatchSize {
+                arg: "gains",
+                got: gains_db.len(),
+                batch: utts.len(),
+            });
         }
         let speed = |b: usize| speeds.get(b).copied().unwrap_or(1.0);
         let gain_db = |b: usize| gains_db.get(b).copied().unwrap_or(0.0);
@@ -584,9 +595,10 @@ impl FeatureSource {
                 }
                 Ok(inputs)
             }
-            (FeatureSource::Fbank { .. }, HostInputs::Waves { .. }) => Err(TrainError::Config(
-                "waveforms given to a filterbank front end".into(),
-            )),
+            (FeatureSource::Fbank { .. }, HostInputs::Waves { .. }) => Err(TrainError::FrontEnd {
+                reads: "filterbanks",
+                got: "waveforms for a backbone".into(),
+            }),
         }
     }
 

@@ -115,9 +115,7 @@ impl<'scope, 'a> Loader<'scope, 'a> {
         match self {
             Loader::Inline { source, jobs } => match jobs.next() {
                 Some(job) => source.prepare(&job).map(|host| (job, host)),
-                None => Err(TrainError::Config(
-                    "asked for more batches than were scheduled".into(),
-                )),
+                None => Err(TrainError::Exhausted),
             },
             Loader::Background { rx, thread } => match rx.recv() {
                 Ok(batch) => batch,
@@ -126,9 +124,7 @@ impl<'scope, 'a> Loader<'scope, 'a> {
                     if let Some(Err(panic)) = thread.take().map(ScopedJoinHandle::join) {
                         std::panic::resume_unwind(panic);
                     }
-                    Err(TrainError::Config(
-                        "asked for more batches than were scheduled".into(),
-                    ))
+                    Err(TrainError::Exhausted)
                 }
             },
         }

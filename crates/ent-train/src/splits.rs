@@ -32,9 +32,11 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
         Some(s) => {
             let folds = iemocap_folds(&all);
             let (_, tr, te) = folds.into_iter().find(|(t, _, _)| *t == s).ok_or_else(|| {
-                TrainError::Config(format!(
-                    "data.iemocap_test_session {s}: no utterances of that session"
-                ))
+                TrainError::config(
+                    "data.iemocap_test_session",
+                    s,
+                    "no utterances of that session",
+                )
             })?;
             (pick(&all, &tr), pick(&all, &te))
         }

@@ -96,7 +96,7 @@ fn check_lattice_budget(
     cfg: &TrainConfig,
     utts: &[PreparedUtt],
     slowest: f64,
-    set: &str,
+    set: &'static str,
 ) -> Result<(), TrainError> {
     let Some(max) = cfg.max_batch_nodes else {
         return Ok(());
@@ -105,19 +105,16 @@ fn check_lattice_budget(
     for (u, &(frames, tokens)) in utts.iter().zip(&sizes) {
         let n = NodeBudget::nodes(1, frames, tokens);
         if n > max {
-            return Err(TrainError::Config(format!(
-                "{set} utterance {} ({:.2} s, {tokens} tokens) alone has a lattice of {n} nodes \
-                 ({frames} frames x {} positions{}), more than max_batch_nodes {max}: raise \
-                 max_batch_nodes or leave the utterance out",
-                u.id,
-                u.duration,
-                tokens + 1,
-                if slowest < 1.0 {
-                    format!(", at speed {slowest}")
-                } else {
-                    String::new()
-                },
-            )));
+            return Err(TrainError::LatticeTooLarge {
+                set,
+                id: u.id.clone(),
+                secs: u.duration,
+                tokens,
+                nodes: n,
+                frames,
+                speed: slowest,
+                max,
+            });
         }
     }
     Ok(())
@@ -134,23 +131,19 @@ pub const MAX_UTTERANCE_SECS: f64 = 600.0;
 
 /// An error naming the first utterance of `utts` longer than [`MAX_UTTERANCE_SECS`] when played
 /// at speed `slowest`.
-fn check_lengths(utts: &[PreparedUtt], slowest: f64, set: &str) -> Result<(), TrainError> {
+fn check_lengths(utts: &[PreparedUtt], slowest: f64, set: &'static str) -> Result<(), TrainError> {
     match utts
         .iter()
         .find(|u| u.duration / slowest > MAX_UTTERANCE_SECS)
     {
         None => Ok(()),
-        Some(u) => Err(TrainError::Config(format!(
-            "{set} utterance {} lasts {:.1} s{}, longer than the {MAX_UTTERANCE_SECS} s a batch \
-             can hold: cut the recording into segments or leave the utterance out",
-            u.id,
-            u.duration,
-            if slowest < 1.0 {
-                format!(" ({:.1} s at speed {slowest})", u.duration / slowest)
-            } else {
-                String::new()
-            },
-        ))),
+        Some(u) => Err(TrainError::TooLong {
+            set,
+            id: u.id.clone(),
+            secs: u.duration,
+            speed: slowest,
+            max_secs: MAX_UTTERANCE_SECS,
+        }),
     }
 }
 
@@ -218,7 +211,7 @@ impl Trainer {
     ) -> Result<Self, TrainError> {
         cfg.validate()?;
         if train.is_empty() {
-            return Err(TrainError::Config("no training utterances".into()));
+            return Err(TrainError::NoUtterances { set: "training" });
         }
         // Before any audio is read (the CMVN pass below reads all of it).
         check_lengths(&train, cfg.augment.slowest(), "training")?;
@@ -238,14 +231,14 @@ impl Trainer {
                     .var_map()
                     .data()
                     .lock()
-                    .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+                    .map_err(|_| TrainError::Poisoned { what: "var map" })?;
                 for (name, values) in [
                     ("front_end.cmvn.mean", cmvn.mean()),
                     ("front_end.cmvn.scale", cmvn.scale()),
                 ] {
                     let var = data
                         .get(name)
-                        .ok_or_else(|| TrainError::Config(format!("model has no {name}")))?;
+                        .ok_or(TrainError::MissingParameter { name })?;
                     var.set(&Tensor::new(values, dev)?)?;
                 }
             }
@@ -254,7 +247,7 @@ impl Trainer {
             .var_map()
             .data()
             .lock()
-            .map_err(|_| TrainError::Config("var map poisoned".into()))?
+            .map_err(|_| TrainError::Poisoned { what: "var map" })?
             .iter()
             .filter(|(n, _)| !Model::is_buffer(n))
             .map(|(n, v)| (n.clone(), v.clone()))
@@ -264,10 +257,7 @@ impl Trainer {
         let mut train = train;
         if cfg.join.examples > 0 {
             if let Some(u) = train.iter().find(|u| !u.then.is_empty()) {
-                return Err(TrainError::Config(format!(
-                    "training utterance {} is already joined; pass utterances as prepared",
-                    u.id
-                )));
+                return Err(TrainError::AlreadyJoined { id: u.id.clone() });
             }
             let joined = joined_examples(
                 &train,
@@ -277,9 +267,10 @@ impl Trainer {
                 cfg.seed,
             );
             if joined.is_empty() {
-                return Err(TrainError::Config(
-                    "join.examples is set but no speaker has three neutral training utterances to join"
-                        .into(),
+                return Err(TrainError::config(
+                    "join.examples",
+                    cfg.join.examples,
+                    "no speaker has three neutral training utterances to join",
                 ));
             }
             train.extend(joined);
@@ -402,7 +393,7 @@ impl Trainer {
             .var_map()
             .data()
             .lock()
-            .map_err(|_| TrainError::Config("var map poisoned".into()))?;
+            .map_err(|_| TrainError::Poisoned { what: "var map" })?;
         let model = data
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
@@ -410,7 +401,7 @@ impl Trainer {
         let mut notes = BTreeMap::new();
         notes.insert(
             "train_config".to_string(),
-            serde_json::to_string(&self.cfg).map_err(|e| TrainError::Config(e.to_string()))?,
+            serde_json::to_string(&self.cfg).map_err(TrainError::ConfigJson)?,
         );
         Ok(Checkpoint {
             meta: CheckpointMeta {

@@ -866,7 +866,7 @@ fn trains_on_a_pretrained_backbone() {
     };
     let e = fbank.validate().unwrap_err().to_string();
     assert!(
-        e.contains("backbone_dtype Bf16 needs a backbone front end"),
+        e.contains("backbone_dtype = Bf16: needs a backbone front end"),
         "{e}"
     );
     let parsed: TrainConfig = serde_json::from_str(r#"{"backbone_dtype": "f16"}"#).unwrap();
@@ -1081,8 +1081,14 @@ fn augment_config_reads_from_json() {
         ent_features::MaskValue::Constant(-3.5)
     );
     for (body, says) in [
-        (r#"{"augment": {"speed": [0.9, 3.0]}}"#, "factor 3"),
-        (r#"{"augment": {"speed": [0.0]}}"#, "factor 0"),
+        (
+            r#"{"augment": {"speed": [0.9, 3.0]}}"#,
+            "augment.speed = 3: every factor",
+        ),
+        (
+            r#"{"augment": {"speed": [0.0]}}"#,
+            "augment.speed = 0: every factor",
+        ),
         (
             r#"{"augment": {"specaug": {"max_time_proportion": 1.5}}}"#,
             "max_time_proportion",
@@ -1296,7 +1302,7 @@ fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
     let e = Trainer::new(cfg(Some(0)), train, vec![], &out.0, &Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("max_batch_nodes must be at least 1"), "{e}");
+    assert!(e.contains("max_batch_nodes = 0: must be at least 1"), "{e}");
 }
 
 /// The first CUDA device; `None` (with the reason printed) without one, unless
@@ -1567,7 +1573,7 @@ fn gain_perturbation_scales_each_example() {
         .host_inputs(&batch, &[], &[1.0], false, None)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("1 gains for a batch of 2"), "{e}");
+    assert!(e.contains("gains has 1 entries for a batch of 2"), "{e}");
 
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../ent-backbone/tests/fixtures/wav2vec2-base");
