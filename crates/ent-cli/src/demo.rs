@@ -57,7 +57,7 @@ fn corpus_dir(arg: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Trains (unless `--model`), then scores the held-out voices and the diarization set.
-pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
+pub fn run(a: DemoArgs, dev: &Device, progress: bool) -> Result<()> {
     let started = Instant::now();
     let data = corpus_dir(a.data.as_deref())?;
     eprintln!(
@@ -75,7 +75,7 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
     let eval_opts = |name| EvalOptions {
         name,
         batch_size: 16,
-        progress: cfg.progress,
+        progress,
     };
     let (model_path, engine, test, test_scored) = match &a.model {
         Some(m) => {
@@ -106,6 +106,7 @@ pub fn run(a: DemoArgs, dev: &Device) -> Result<()> {
             };
             let opts = TrainOptions {
                 test_batch_size: 16,
+                progress,
                 on_start: Some(&describe),
                 on_trained: Some(&trained),
                 ..TrainOptions::default()

@@ -32,6 +32,9 @@ struct Cli {
     /// Where tensors live: `cpu`, or `cuda` (needs a build with `--features cuda`).
     #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// No progress bars or progress lines on stderr (results, summaries and errors still print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -290,16 +293,17 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let dev = device(cli.device)?;
+    let progress = !cli.quiet;
     match cli.command {
-        Command::Train(a) => train(a, &dev),
-        Command::Eval(a) => eval_cmd(a, &dev),
-        Command::Transcribe(a) => transcribe(a, &dev),
-        Command::Diarize(a) => diarize(a, &dev),
-        Command::Demo(a) => demo::run(a, &dev),
+        Command::Train(a) => train(a, &dev, progress),
+        Command::Eval(a) => eval_cmd(a, &dev, progress),
+        Command::Transcribe(a) => transcribe(a, &dev, progress),
+        Command::Diarize(a) => diarize(a, &dev, progress),
+        Command::Demo(a) => demo::run(a, &dev, progress),
     }
 }
 
-fn train(a: TrainArgs, dev: &Device) -> Result<()> {
+fn train(a: TrainArgs, dev: &Device, progress: bool) -> Result<()> {
     let cfg = TrainConfig::from_file(&a.config)?;
     let out = a.out.unwrap_or_else(|| {
         let stem = a
@@ -344,6 +348,7 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
         &TrainOptions {
             resume: resume.as_deref(),
             test_batch_size: cfg.batch_size.max(8),
+            progress,
             on_start: Some(&describe),
             on_trained: Some(&trained),
         },
@@ -355,7 +360,7 @@ fn train(a: TrainArgs, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
+fn eval_cmd(a: EvalArgs, dev: &Device, progress: bool) -> Result<()> {
     let engine = a.model.engine(dev)?.with_jobs(a.jobs.get());
     let utts = load_manifest(&a.manifest, a.format, a.data_root.as_deref())?;
     let policy = BadDataPolicy {
@@ -375,7 +380,7 @@ fn eval_cmd(a: EvalArgs, dev: &Device) -> Result<()> {
         &EvalOptions {
             name: &name,
             batch_size: a.batch_size,
-            progress: true,
+            progress,
         },
     )?;
     print!("{}", report.table());
@@ -395,12 +400,13 @@ fn for_each_file(
     engine: &Engine,
     files: &[PathBuf],
     batch: &BatchArgs,
+    progress: bool,
     mut on_error: impl FnMut(&Path, &str) -> Result<()>,
     mut emit: impl FnMut(&Path, &FileDecoding) -> Result<()>,
 ) -> Result<()> {
     let workers = batch.jobs().min(files.len()).max(1);
-    let mut bar = Progress::new(files.len() as u64, "decoding", "files", true);
-    let in_log = !ent_common::progress::stderr_is_terminal();
+    let mut bar = Progress::new(files.len() as u64, "decoding", "files", progress);
+    let in_log = progress && !ent_common::progress::stderr_is_terminal();
     let mut failed = 0usize;
     let next = AtomicUsize::new(0);
     let emitted = AtomicUsize::new(0);
@@ -561,7 +567,7 @@ fn output_path(out: Option<&Path>, file: &Path, ext: &str) -> Option<PathBuf> {
     })
 }
 
-fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
+fn transcribe(a: TranscribeArgs, dev: &Device, progress: bool) -> Result<()> {
     let subtitles = match a.format {
         TranscribeFormat::Json => None,
         TranscribeFormat::Srt => Some((Subtitles::Srt, "srt")),
@@ -596,6 +602,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device) -> Result<()> {
         &engine,
         &a.files,
         &a.batch,
+        progress,
         |f, why| json_error(&stdout, json_lines, f, why),
         |f, d| {
             let t = &d.transcript;
@@ -646,7 +653,7 @@ fn window_jobs(files: &[PathBuf], batch: &BatchArgs) -> usize {
     if files.len() == 1 { batch.jobs() } else { 1 }
 }
 
-fn diarize(a: DiarizeArgs, dev: &Device) -> Result<()> {
+fn diarize(a: DiarizeArgs, dev: &Device, progress: bool) -> Result<()> {
     let engine = a
         .model
         .engine(dev)?
@@ -659,6 +666,7 @@ fn diarize(a: DiarizeArgs, dev: &Device) -> Result<()> {
         &engine,
         &a.files,
         &a.batch,
+        progress,
         |f, why| json_error(&stdout, a.format == DiarizeFormat::Json, f, why),
         |f, d| {
             let file = f.to_string_lossy();

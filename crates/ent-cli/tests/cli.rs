@@ -141,7 +141,7 @@ fn eval_scores_a_manifest_and_writes_reports_and_plots() {
     let picked = subset("diar.json", 3);
     std::fs::write(&manifest, picked.to_string()).unwrap();
     let out = dir.0.join("out");
-    let text = stdout(&ent(&[
+    let args = [
         "eval",
         manifest.to_str().unwrap(),
         "--format",
@@ -150,8 +150,19 @@ fn eval_scores_a_manifest_and_writes_reports_and_plots() {
         out.to_str().unwrap(),
         "--beam",
         "4",
-    ]));
+    ];
+    let run = ent(&args);
+    let text = stdout(&run);
     assert!(text.contains("diar (3 utterances)"), "{text}");
+    // In a log (stderr is not a terminal) progress ends with a totals line; `--quiet` drops
+    // it and changes nothing else.
+    let progress_line = "diar: 3/3 utterances (";
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains(progress_line), "{log}");
+    let quiet = ent(&[&["--quiet"], &args[..]].concat());
+    let quiet_log = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet_log.contains(progress_line), "{quiet_log}");
+    assert_eq!(stdout(&quiet), text);
     assert!(text.contains("EDER"), "{text}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("diar-report.json")).unwrap())
@@ -233,6 +244,7 @@ fn demo_runs_end_to_end_on_a_small_corpus() {
     cfg["epochs"] = 1.into();
     cfg["join"]["examples"] = 4.into();
     cfg["batch_size"] = 4.into();
+    // A configuration written before progress left the training configuration still loads.
     cfg["progress"] = false.into();
     std::fs::write(dir.0.join("config.json"), cfg.to_string()).unwrap();
     let out = dir.0.join("out");

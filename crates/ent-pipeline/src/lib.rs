@@ -48,6 +48,6 @@ pub use engine::{
 pub use error::{PipelineError, Result};
 pub use evaluate::{EvalOptions, Report, Scored, evaluate};
 pub use longform::{FileDecoding, Windowing};
-pub use progress::{LOG_EVERY, Progress};
+pub use progress::{LOG_EVERY, Progress, TrainProgress};
 pub use report::{safe_name, save_report, write_plots, write_timeline};
 pub use run::{TestScores, TrainOptions, TrainedRun, train_and_score};

@@ -9,6 +9,7 @@ use ent_train::{BEST, LAST, Splits, Summary, TrainConfig, Trainer};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::evaluate::{EvalOptions, Report, Scored, evaluate};
+use crate::progress::TrainProgress;
 
 /// How [`train_and_score`] runs.
 #[derive(Default)]
@@ -17,6 +18,8 @@ pub struct TrainOptions<'a> {
     pub resume: Option<&'a Path>,
     /// Utterances per decoding batch when scoring the test split.
     pub test_batch_size: usize,
+    /// Draw progress (bars on a terminal, lines in a log) for training and scoring.
+    pub progress: bool,
     /// Called once the trainer is set up, before the first step (to describe the run).
     pub on_start: Option<&'a dyn Fn(&Trainer)>,
     /// Called when training has ended, before the test split is scored.
@@ -28,6 +31,7 @@ impl std::fmt::Debug for TrainOptions<'_> {
         f.debug_struct("TrainOptions")
             .field("resume", &self.resume)
             .field("test_batch_size", &self.test_batch_size)
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +76,7 @@ pub fn train_and_score(
     if let Some(resume) = opts.resume {
         trainer.resume(resume)?;
     }
-    let summary = trainer.run()?;
+    let summary = trainer.run_observed(&mut TrainProgress::new(opts.progress))?;
     drop(trainer);
     if let Some(f) = opts.on_trained {
         f(&summary);
@@ -94,7 +98,7 @@ pub fn train_and_score(
         let opts = EvalOptions {
             name: "test",
             batch_size: opts.test_batch_size.max(1),
-            progress: cfg.progress,
+            progress: opts.progress,
         };
         let (report, scored) = evaluate(&engine, &test, &opts)?;
         Some(TestScores {

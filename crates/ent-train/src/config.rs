@@ -282,8 +282,6 @@ pub struct TrainConfig {
     /// perturbed; filterbanks computed, padded and augmented); 0: each batch is prepared when
     /// it is needed, on the training thread. Results do not depend on it.
     pub prefetch_batches: usize,
-    /// Draw progress bars on a terminal.
-    pub progress: bool,
 }
 
 impl Default for TrainConfig {
@@ -309,7 +307,6 @@ impl Default for TrainConfig {
             max_steps: None,
             cache_features: true,
             prefetch_batches: 2,
-            progress: true,
         }
     }
 }
@@ -320,8 +317,19 @@ impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e.to_string()))?;
-        let mut cfg: TrainConfig = serde_json::from_str(&text)
-            .map_err(|e| TrainError::io(path, format!("bad training config: {e}")))?;
+        let bad = |e: serde_json::Error| TrainError::io(path, format!("bad training config: {e}"));
+        let mut cfg: TrainConfig = match serde_json::from_str(&text) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                // Files written before progress became the caller's business carry a
+                // `progress` switch: accepted and ignored.
+                let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+                match value.as_object_mut().map(|o| o.remove("progress")) {
+                    Some(Some(_)) => serde_json::from_value(value).map_err(bad)?,
+                    _ => return Err(bad(e)),
+                }
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !p.as_os_str().is_empty() {

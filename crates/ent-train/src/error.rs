@@ -36,7 +36,7 @@ pub enum TrainError {
         /// `training` or `validation`.
         set: &'static str,
     },
-    /// An utterance longer than a batch can hold ([`crate::trainer::MAX_UTTERANCE_SECS`]).
+    /// An utterance longer than a batch can hold ([`crate::MAX_UTTERANCE_SECS`]).
     #[error(
         "{set} utterance {id} lasts {secs:.1} s{}, longer than the {max_secs} s a batch can hold: cut the recording into segments or leave the utterance out",
         at_speed(*speed, format!(" ({:.1} s at speed {speed})", secs / speed))

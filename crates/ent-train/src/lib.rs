@@ -6,8 +6,9 @@
 //! - a background thread that prepares the host's share of the coming batches;
 //! - [`optim`]: AdamW with parameter groups, the cosine schedule, clipping, accumulation;
 //! - [`checkpoint`]: one-file checkpoints written atomically;
-//! - [`Trainer`]: the loop, validation and best-checkpoint selection, progress bars, the JSONL
-//!   metrics log and exact resumption;
+//! - [`Trainer`]: the loop, validation and best-checkpoint selection, the JSONL metrics log and
+//!   exact resumption; it reports each step ([`StepStats`]) and epoch ([`EpochSummary`]) to a
+//!   [`TrainObserver`] (the progress bars are `ent-pipeline`'s);
 //! - [`load_splits`]: the training, validation and test splits a [`TrainConfig`] names.
 
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod data;
 mod error;
 pub mod features;
 mod loader;
+mod observe;
 pub mod optim;
 mod splits;
 mod trainer;
@@ -26,5 +28,6 @@ pub use config::{
     TrainConfig,
 };
 pub use error::TrainError;
+pub use observe::{EpochStart, EpochSummary, StepStats, TrainObserver};
 pub use splits::{Splits, load_splits};
 pub use trainer::{BEST, EvalScores, LAST, MAX_UTTERANCE_SECS, METRICS, Summary, Trainer};

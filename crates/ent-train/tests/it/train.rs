@@ -120,7 +120,6 @@ fn tiny_config() -> TrainConfig {
         },
         epochs: 2,
         batch_size: 2,
-        progress: false,
         optim: OptimConfig {
             warmup_epochs: 1.0,
             ..OptimConfig::default()
@@ -203,13 +202,21 @@ fn resume_continues_exactly() {
             ..cfg.clone()
         };
         let mut a = Trainer::new(first, train.clone(), vec![], &dir.0, &dev).unwrap();
-        a.run().unwrap();
+        let mut seen = Recorder::default();
+        a.run_observed(&mut seen).unwrap();
         assert_eq!(a.state().step, stop_at);
+        assert_eq!(seen.stopped, Some(stop_at));
         drop(a);
         let mut b = Trainer::new(cfg.clone(), train.clone(), vec![], &dir.0, &dev).unwrap();
         b.resume(&dir.0.join(LAST)).unwrap();
         assert_eq!(b.state().step, stop_at);
-        b.run().unwrap();
+        let done = b.state().batch_in_epoch;
+        let mut seen = Recorder::default();
+        b.run_observed(&mut seen).unwrap();
+        // The resumed epoch starts where the stopped run left it.
+        assert!(done > 0);
+        assert_eq!(seen.starts[0].done, done);
+        assert_eq!(seen.starts[0].epoch, 1);
         assert_eq!(b.state().step, total);
         let (w1, w2) = (weights(&straight), weights(&b));
         assert_eq!(w1.len(), w2.len());
@@ -230,7 +237,37 @@ fn resume_continues_exactly() {
     }
 }
 
-/// A metrics line per step and per epoch, and the checkpoints, land in the output folder.
+/// What an observer was told, in order.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<serde_json::Value>,
+    starts: Vec<ent_train::EpochStart>,
+    batches: Vec<u64>,
+    stopped: Option<u64>,
+}
+
+impl ent_train::TrainObserver for Recorder {
+    fn epoch_started(&mut self, s: &ent_train::EpochStart) {
+        self.starts.push(*s);
+    }
+    fn step(&mut self, s: &ent_train::StepStats) {
+        let mut v = serde_json::to_value(s).unwrap();
+        v["kind"] = "step".into();
+        self.events.push(v);
+        self.batches.push(s.batches_done);
+    }
+    fn epoch_finished(&mut self, s: &ent_train::EpochSummary) {
+        let mut v = serde_json::to_value(s).unwrap();
+        v["kind"] = "epoch".into();
+        self.events.push(v);
+    }
+    fn stopped(&mut self, step: u64) {
+        self.stopped = Some(step);
+    }
+}
+
+/// A metrics line per step and per epoch, and the checkpoints, land in the output folder; the
+/// observer is told exactly what the log says, in the same order.
 #[test]
 fn run_writes_metrics_and_checkpoints() {
     let data = TempDir::new("metrics-data");
@@ -238,12 +275,24 @@ fn run_writes_metrics_and_checkpoints() {
     let valid = prepared(&data.0, 4);
     let out = TempDir::new("metrics-out");
     let mut t = Trainer::new(tiny_config(), train, valid, &out.0, &Device::Cpu).unwrap();
-    let summary = t.run().unwrap();
+    let mut seen = Recorder::default();
+    let summary = t.run_observed(&mut seen).unwrap();
     let log = std::fs::read_to_string(out.0.join(ent_train::METRICS)).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    assert_eq!(seen.events, lines);
+    let per_epoch = t.batches_per_epoch();
+    assert_eq!(seen.starts.len(), 2);
+    for (e, s) in seen.starts.iter().enumerate() {
+        assert_eq!(
+            (s.epoch, s.epochs, s.batches, s.done),
+            (e as u64, 2, per_epoch, 0)
+        );
+    }
+    assert_eq!(seen.batches.last(), Some(&per_epoch));
+    assert_eq!(seen.stopped, None);
     let steps = lines.iter().filter(|l| l["kind"] == "step").count() as u64;
     let epochs: Vec<_> = lines.iter().filter(|l| l["kind"] == "epoch").collect();
     assert_eq!(steps, summary.steps);

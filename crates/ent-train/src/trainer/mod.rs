@@ -1,6 +1,6 @@
 //! The training loop: bucketed batches, AdamW with the cosine schedule, gradient accumulation
-//! and clipping, validation with best-checkpoint selection, progress bars, a JSONL metrics log,
-//! atomic checkpoints and exact resumption.
+//! and clipping, validation with best-checkpoint selection, a JSONL metrics log, atomic
+//! checkpoints and exact resumption; each step and epoch reported to a [`TrainObserver`].
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -9,12 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use ent_common::progress::{Ticker, duration};
 use ent_common::rng::SplitMix64;
-use ent_decode::metrics::Confusion;
 use ent_features::SpecAugment;
 use ent_model::{Features, FrameUnlabelled, FrontEnd, Mode, Model, SeededVarMap, Targets};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainState};
@@ -23,7 +20,15 @@ use crate::data::{NodeBudget, PreparedUtt, Vocab, budgeted_batches, joined_examp
 use crate::error::TrainError;
 use crate::features::{FeatureSource, HostInputs};
 use crate::loader::{ExampleAug, Job, Loader, Source};
+use crate::observe::{EpochStart, EpochSummary, LogLine, StepStats, TrainObserver};
 use crate::optim::{self, AdamW, CosineSchedule};
+
+mod eval;
+mod limits;
+
+pub use eval::EvalScores;
+pub use limits::MAX_UTTERANCE_SECS;
+use limits::{check_lattice_budget, check_lengths, lattice_sizes};
 
 /// File name of the newest checkpoint in the output folder.
 pub const LAST: &str = "last.safetensors";
@@ -31,20 +36,6 @@ pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 /// File name of the metrics log.
 pub const METRICS: &str = "metrics.jsonl";
-
-/// Scores of the model on a split, teacher-forced (the transcript feeds the predictor).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct EvalScores {
-    /// Mean total loss per utterance.
-    pub loss: f64,
-    /// Weighted accuracy of the utterance head, percent.
-    pub wa: f64,
-    /// Unweighted (mean per-class) accuracy of the utterance head, percent; classes absent from
-    /// the split are left out of the mean.
-    pub ua: f64,
-    /// Utterances scored.
-    pub utterances: usize,
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,76 +68,6 @@ pub struct Trainer {
     specaug: Option<SpecAugment>,
 }
 
-/// `(frames, tokens)` of each utterance for the lattice budget: encoder frames estimated from the
-/// duration played at speed `slowest` (`ceil(d / slowest / shift) + 1`, at least what the
-/// front end gives), tokens of the transcript.
-fn lattice_sizes(cfg: &TrainConfig, utts: &[PreparedUtt], slowest: f64) -> Vec<(usize, usize)> {
-    let shift = cfg.model.front_end.frame_shift_secs();
-    utts.iter()
-        .map(|u| {
-            let frames = (u.duration / slowest / shift).ceil().max(0.0) as usize + 1;
-            (frames, u.tokens.len())
-        })
-        .collect()
-}
-
-/// With `max_batch_nodes` set, an error naming the first utterance of `utts` whose lattice alone
-/// is over the budget (it could never fit a batch), before any training.
-fn check_lattice_budget(
-    cfg: &TrainConfig,
-    utts: &[PreparedUtt],
-    slowest: f64,
-    set: &'static str,
-) -> Result<(), TrainError> {
-    let Some(max) = cfg.max_batch_nodes else {
-        return Ok(());
-    };
-    let sizes = lattice_sizes(cfg, utts, slowest);
-    for (u, &(frames, tokens)) in utts.iter().zip(&sizes) {
-        let n = NodeBudget::nodes(1, frames, tokens);
-        if n > max {
-            return Err(TrainError::LatticeTooLarge {
-                set,
-                id: u.id.clone(),
-                secs: u.duration,
-                tokens,
-                nodes: n,
-                frames,
-                speed: slowest,
-                max,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The longest utterance a training or validation batch takes, in seconds (at the slowest
-/// speed factor for training): ten minutes. Everything the model holds grows with the length
-/// (the conformer's attention with its square: at 40 ms per frame, 15,000 frames and a
-/// 225-million-entry score matrix per head), so a longer recording (an hour given as one
-/// utterance) could only end in an out-of-memory kill part-way through; it stops training
-/// before the first step instead, named. Cut such recordings into segments (a Kaldi
-/// `segments` file) or leave them out (`data.max_duration` drops long training utterances).
-pub const MAX_UTTERANCE_SECS: f64 = 600.0;
-
-/// An error naming the first utterance of `utts` longer than [`MAX_UTTERANCE_SECS`] when played
-/// at speed `slowest`.
-fn check_lengths(utts: &[PreparedUtt], slowest: f64, set: &'static str) -> Result<(), TrainError> {
-    match utts
-        .iter()
-        .find(|u| u.duration / slowest > MAX_UTTERANCE_SECS)
-    {
-        None => Ok(()),
-        Some(u) => Err(TrainError::TooLong {
-            set,
-            id: u.id.clone(),
-            secs: u.duration,
-            speed: slowest,
-            max_secs: MAX_UTTERANCE_SECS,
-        }),
-    }
-}
-
 /// Salt of the augmentation streams (one per optimiser step and batch).
 const AUGMENT_SALT: u64 = 0xA06D_5EED_0000_0000;
 
@@ -161,32 +82,18 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-#[derive(Serialize)]
-struct StepLog<'a> {
-    kind: &'a str,
-    step: u64,
-    epoch: u64,
-    loss: f64,
-    rnnt: f64,
-    lattice: f64,
-    head: f64,
-    /// The frame loss (absent when it is off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    frame: Option<f64>,
-    lr: f64,
-    grad_norm: f64,
-    utt_per_sec: f64,
-}
-
-#[derive(Serialize)]
-struct EpochLog<'a> {
-    kind: &'a str,
-    epoch: u64,
-    step: u64,
-    train_loss: f64,
-    valid: Option<EvalScores>,
-    best: Option<(f64, u64)>,
-    seconds: f64,
+/// The optimiser steps of one epoch still to take.
+struct EpochPlan {
+    /// Batches in the epoch.
+    batches: usize,
+    /// Batches consumed before (a resumed run).
+    done: usize,
+    /// Batches of the groups skipped as done (at most `done`).
+    skipped: usize,
+    /// The groups of batches to run, one optimiser step each.
+    todo: Vec<Vec<Vec<usize>>>,
+    /// Whether `max_steps` ends the run inside this epoch.
+    stopped: bool,
 }
 
 /// Whether a validation `score` (higher is better) with validation `loss` beats the best so
@@ -425,10 +332,11 @@ impl Trainer {
         Ok(path)
     }
 
-    fn log_line(&mut self, line: &impl Serialize) -> Result<(), TrainError> {
+    /// Appends `record` to `metrics.jsonl` as a line of kind `kind`.
+    fn log_line(&mut self, kind: &'static str, record: &impl Serialize) -> Result<(), TrainError> {
         let path = self.out_dir.join(METRICS);
-        let mut s =
-            serde_json::to_string(line).map_err(|e| TrainError::io(&path, e.to_string()))?;
+        let mut s = serde_json::to_string(&LogLine { kind, record })
+            .map_err(|e| TrainError::io(&path, e.to_string()))?;
         s.push('\n');
         ent_common::fs::append(&mut self.log, &path, s.as_bytes())
             .map_err(|e| TrainError::io(&path, e.to_string()))
@@ -614,68 +522,6 @@ impl Trainer {
         Ok([sums[0], sums[1], sums[2], sums[3], sums[4], lr, norm])
     }
 
-    /// Teacher-forced loss and utterance-head accuracy over `utts`, in batches of the training
-    /// batch size, without dropout.
-    pub fn evaluate(&self, utts: &[PreparedUtt]) -> Result<EvalScores, TrainError> {
-        let k = self.cfg.model.num_emotions;
-        let mut confusion = Confusion::new((0..k).map(|c| c.to_string()).collect());
-        let mut loss = 0f64;
-        let lengths: Vec<f64> = utts.iter().map(|u| u.duration).collect();
-        let sizes = lattice_sizes(&self.cfg, utts, 1.0);
-        let budget = self.cfg.max_batch_nodes.map(|max_nodes| NodeBudget {
-            max_nodes,
-            sizes: &sizes,
-        });
-        let batches = budgeted_batches(
-            &lengths,
-            self.cfg.batch_size.max(8),
-            self.cfg.max_batch_secs,
-            budget,
-            0,
-            0,
-            false,
-        );
-        let count = batches.len();
-        let jobs: Vec<Job> = batches
-            .into_iter()
-            .map(|utts| Job {
-                utts,
-                aug: Vec::new(),
-            })
-            .collect();
-        let source = Source {
-            features: &self.features,
-            utts,
-            match_loudness: self.cfg.join.match_loudness,
-            specaug: None,
-        };
-        std::thread::scope(|scope| -> Result<(), TrainError> {
-            let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
-            for _ in 0..count {
-                let (job, host) = loader.next_batch()?;
-                let refs: Vec<&PreparedUtt> = job.utts.iter().map(|&i| &utts[i]).collect();
-                let (l, logits, emotions) = self.run_batch(&refs, &[], host, &mut Mode::eval())?;
-                loss += l
-                    .per_utterance
-                    .to_dtype(DType::F64)?
-                    .sum_all()?
-                    .to_scalar::<f64>()?;
-                let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-                for (&p, &e) in pred.iter().zip(&emotions) {
-                    confusion.add(e as usize, p as usize)?;
-                }
-            }
-            Ok(())
-        })?;
-        let n = confusion.total() as usize;
-        Ok(EvalScores {
-            loss: loss / n.max(1) as f64,
-            wa: confusion.wa().unwrap_or(0.0),
-            ua: confusion.ua().unwrap_or(0.0),
-            utterances: n,
-        })
-    }
-
     fn score(&self, s: &EvalScores) -> f64 {
         match self.cfg.select_metric {
             SelectMetric::Ua => s.ua,
@@ -686,165 +532,36 @@ impl Trainer {
 
     /// Trains to the configured number of epochs (or `max_steps`), validating and writing
     /// `last.safetensors` after every epoch and `best.safetensors` whenever the selection score
-    /// improves (equal scores: when the validation loss is lower).
+    /// improves (equal scores: when the validation loss is lower). Silent: see
+    /// [`Trainer::run_observed`] for progress.
     pub fn run(&mut self) -> Result<Summary, TrainError> {
+        self.run_observed(&mut ())
+    }
+
+    /// [`Trainer::run`], telling `observer` of every step and epoch.
+    pub fn run_observed(
+        &mut self,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<Summary, TrainError> {
         let mut last_valid = None;
-        // In a log (stderr not a terminal) bars are not drawn: plain lines instead.
-        let log_lines = self.cfg.progress && !ent_common::progress::stderr_is_terminal();
-        let run_started = Instant::now();
-        let first_epoch = self.state.epoch;
         while self.state.epoch < self.cfg.epochs {
             let epoch = self.state.epoch;
             let started = Instant::now();
-            let batches = Self::epoch_batches(&self.cfg, &self.train, epoch);
-            let groups: Vec<Vec<Vec<usize>>> = batches
-                .chunks(self.cfg.accumulate)
-                .map(|c| c.to_vec())
-                .collect();
-            let done = self.state.batch_in_epoch as usize;
-            let bar = self.progress_bar(epoch, batches.len() as u64);
-            bar.set_position(done as u64);
-            let mut ticker = Ticker::new(
-                &format!("epoch {}/{}", epoch + 1, self.cfg.epochs),
-                "batches",
-                Some(batches.len() as f64),
-                std::time::Duration::from_secs(30),
-            );
-            // The groups still to run this epoch (a resumed run skips those done), as far as
-            // `max_steps` allows, each batch with its perturbation.
-            let mut first = 0usize;
-            let mut skipped = 0usize;
-            for group in &groups {
-                if skipped + group.len() > done {
-                    break;
-                }
-                skipped += group.len();
-                first += 1;
-            }
-            let allowed = self
-                .cfg
-                .max_steps
-                .map_or(usize::MAX, |m| m.saturating_sub(self.state.step) as usize);
-            let todo = &groups[first..(first.saturating_add(allowed)).min(groups.len())];
-            let jobs: Vec<Job> = todo
-                .iter()
-                .enumerate()
-                .flat_map(|(k, group)| {
-                    group
-                        .iter()
-                        .enumerate()
-                        .map(move |(batch_no, batch)| (k, batch_no, batch))
-                })
-                .map(|(k, batch_no, batch)| Job {
-                    utts: batch.clone(),
-                    aug: self.draw_augment(self.state.step + k as u64, batch.len(), batch_no),
-                })
-                .collect();
-            let stopped = todo.len() < groups.len() - first;
-            let mut consumed = skipped;
-            let mut loss_sum = 0f64;
-            let mut loss_n = 0usize;
-            let features = Arc::clone(&self.features);
-            let train = Arc::clone(&self.train);
-            let specaug = self.specaug.clone();
-            let source = Source {
-                features: &features,
-                utts: &train,
-                match_loudness: self.cfg.join.match_loudness,
-                specaug: specaug.as_ref(),
-            };
-            std::thread::scope(|scope| -> Result<(), TrainError> {
-                let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
-                for group in todo {
-                    let size = group.len();
-                    let t0 = Instant::now();
-                    let utts: usize = group.iter().map(Vec::len).sum();
-                    let [loss, rnnt, lattice, head, frame, lr, grad_norm] =
-                        self.step(size, &mut loader)?;
-                    let ups = utts as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    consumed += size;
-                    self.state.batch_in_epoch = consumed as u64;
-                    loss_sum += loss;
-                    loss_n += 1;
-                    bar.set_position(consumed as u64);
-                    bar.set_message(format!("loss {loss:.3}  {ups:.1} utt/s"));
-                    if log_lines && let Some(line) = ticker.tick((consumed - done) as f64) {
-                        eprintln!("{line}, loss {loss:.3}");
-                    }
-                    self.log_line(&StepLog {
-                        kind: "step",
-                        step: self.state.step,
-                        epoch,
-                        loss,
-                        rnnt,
-                        lattice,
-                        head,
-                        frame: (self.cfg.loss.frame > 0.0).then_some(frame),
-                        lr,
-                        grad_norm,
-                        utt_per_sec: ups,
-                    })?;
-                    if self
-                        .cfg
-                        .save_every_steps
-                        .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
-                    {
-                        self.save(LAST)?;
-                    }
-                }
-                Ok(())
-            })?;
-            if stopped {
-                bar.abandon();
-                return Ok(Summary {
-                    steps: self.state.step,
-                    best: self.state.best,
-                    last_valid,
-                });
-            }
-            bar.finish_and_clear();
-            self.state.epoch += 1;
-            self.state.batch_in_epoch = 0;
-            let valid = if self.valid.is_empty() {
-                None
-            } else {
-                Some(self.evaluate(&self.valid)?)
-            };
-            if let Some(v) = &valid {
-                let s = self.score(v);
-                if improves(self.state.best, self.state.best_loss, s, v.loss) {
-                    self.state.best = Some((s, self.state.step));
-                    self.state.best_loss = Some(v.loss);
-                    self.save(BEST)?;
-                }
-            }
-            self.save(LAST)?;
-            if log_lines {
-                let v = valid.as_ref().map_or(String::new(), |v| {
-                    format!(", valid loss {:.3} WA {:.1}% UA {:.1}%", v.loss, v.wa, v.ua)
-                });
-                let per_epoch = run_started.elapsed().as_secs_f64()
-                    / (self.state.epoch - first_epoch).max(1) as f64;
-                let left = (self.cfg.epochs - self.state.epoch) as f64 * per_epoch;
-                eprintln!(
-                    "epoch {}/{} done in {}: train loss {:.3}{v}; about {} left",
-                    epoch + 1,
-                    self.cfg.epochs,
-                    duration(started.elapsed().as_secs_f64()),
-                    loss_sum / loss_n.max(1) as f64,
-                    duration(left)
-                );
-            }
-            last_valid = valid;
-            self.log_line(&EpochLog {
-                kind: "epoch",
+            let plan = self.plan_epoch();
+            observer.epoch_started(&EpochStart {
                 epoch,
-                step: self.state.step,
-                train_loss: loss_sum / loss_n.max(1) as f64,
-                valid,
-                best: self.state.best,
-                seconds: started.elapsed().as_secs_f64(),
-            })?;
+                epochs: self.cfg.epochs,
+                batches: plan.batches as u64,
+                done: plan.done as u64,
+            });
+            let train_loss = self.train_epoch(&plan, observer)?;
+            if plan.stopped {
+                observer.stopped(self.state.step);
+                break;
+            }
+            let summary = self.end_epoch(train_loss, started)?;
+            observer.epoch_finished(&summary);
+            last_valid = summary.valid;
         }
         Ok(Summary {
             steps: self.state.step,
@@ -853,19 +570,145 @@ impl Trainer {
         })
     }
 
-    fn progress_bar(&self, epoch: u64, len: u64) -> ProgressBar {
-        if !self.cfg.progress {
-            return ProgressBar::hidden();
+    /// The optimiser steps still to take in this epoch: a resumed run skips the groups done,
+    /// `max_steps` may end the run early.
+    fn plan_epoch(&self) -> EpochPlan {
+        let batches = Self::epoch_batches(&self.cfg, &self.train, self.state.epoch);
+        let groups: Vec<Vec<Vec<usize>>> = batches
+            .chunks(self.cfg.accumulate)
+            .map(|c| c.to_vec())
+            .collect();
+        let done = self.state.batch_in_epoch as usize;
+        let mut first = 0usize;
+        let mut skipped = 0usize;
+        for group in &groups {
+            if skipped + group.len() > done {
+                break;
+            }
+            skipped += group.len();
+            first += 1;
         }
-        let bar = ProgressBar::new(len);
-        let style = ProgressStyle::with_template(&format!(
-            "epoch {}/{} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  [{{elapsed}} < {{eta}}]",
-            epoch + 1,
-            self.cfg.epochs
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
+        let allowed = self
+            .cfg
+            .max_steps
+            .map_or(usize::MAX, |m| m.saturating_sub(self.state.step) as usize);
+        let last = first.saturating_add(allowed).min(groups.len());
+        EpochPlan {
+            batches: batches.len(),
+            done,
+            skipped,
+            stopped: last < groups.len(),
+            todo: groups[first..last].to_vec(),
+        }
+    }
+
+    /// Takes the planned steps (each batch with its perturbation, prepared ahead by the
+    /// loader), logging each to `metrics.jsonl` and `observer`; the mean total loss.
+    fn train_epoch(
+        &mut self,
+        plan: &EpochPlan,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<f64, TrainError> {
+        let epoch = self.state.epoch;
+        let jobs: Vec<Job> = plan
+            .todo
+            .iter()
+            .enumerate()
+            .flat_map(|(k, group)| {
+                group
+                    .iter()
+                    .enumerate()
+                    .map(move |(batch_no, batch)| (k, batch_no, batch))
+            })
+            .map(|(k, batch_no, batch)| Job {
+                utts: batch.clone(),
+                aug: self.draw_augment(self.state.step + k as u64, batch.len(), batch_no),
+            })
+            .collect();
+        let mut consumed = plan.skipped;
+        let mut loss_sum = 0f64;
+        let features = Arc::clone(&self.features);
+        let train = Arc::clone(&self.train);
+        let specaug = self.specaug.clone();
+        let source = Source {
+            features: &features,
+            utts: &train,
+            match_loudness: self.cfg.join.match_loudness,
+            specaug: specaug.as_ref(),
+        };
+        std::thread::scope(|scope| -> Result<(), TrainError> {
+            let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
+            for group in &plan.todo {
+                let t0 = Instant::now();
+                let utts: usize = group.iter().map(Vec::len).sum();
+                let [loss, rnnt, lattice, head, frame, lr, grad_norm] =
+                    self.step(group.len(), &mut loader)?;
+                consumed += group.len();
+                self.state.batch_in_epoch = consumed as u64;
+                loss_sum += loss;
+                let stats = StepStats {
+                    step: self.state.step,
+                    epoch,
+                    loss,
+                    rnnt,
+                    lattice,
+                    head,
+                    frame: (self.cfg.loss.frame > 0.0).then_some(frame),
+                    lr,
+                    grad_norm,
+                    utt_per_sec: utts as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+                    batches: group.len() as u64,
+                    batches_done: consumed as u64,
+                };
+                self.log_line("step", &stats)?;
+                observer.step(&stats);
+                if self
+                    .cfg
+                    .save_every_steps
+                    .is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
+                {
+                    self.save(LAST)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(loss_sum / plan.todo.len().max(1) as f64)
+    }
+
+    /// Ends the epoch: validation, `best.safetensors` when the score improves,
+    /// `last.safetensors`, the epoch's line in `metrics.jsonl`.
+    fn end_epoch(&mut self, train_loss: f64, started: Instant) -> Result<EpochSummary, TrainError> {
+        let epoch = self.state.epoch;
+        self.state.epoch += 1;
+        self.state.batch_in_epoch = 0;
+        let valid = if self.valid.is_empty() {
+            None
+        } else {
+            Some(self.evaluate(&self.valid)?)
+        };
+        let mut improved = false;
+        if let Some(v) = &valid {
+            let s = self.score(v);
+            if improves(self.state.best, self.state.best_loss, s, v.loss) {
+                self.state.best = Some((s, self.state.step));
+                self.state.best_loss = Some(v.loss);
+                self.save(BEST)?;
+                improved = true;
+            }
+        }
+        self.save(LAST)?;
+        let summary = EpochSummary {
+            epoch,
+            epochs: self.cfg.epochs,
+            step: self.state.step,
+            train_loss,
+            valid,
+            best: self.state.best,
+            improved,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        self.log_line("epoch", &summary)?;
+        Ok(summary)
     }
 
     /// Batches per epoch.
