@@ -445,13 +445,14 @@ impl Trainer {
     }
 
     /// One optimiser step over the next `batches` batches of `loader` (gradient
-    /// accumulation). Returns the mean total, RNN-T, lattice, head and frame losses, the
-    /// learning rate and the gradient norm.
+    /// accumulation): its mean losses, learning rate, gradient norm and rate
+    /// (`batches_done` is the caller's to fill in).
     fn step(
         &mut self,
         batches: usize,
         loader: &mut Loader<'_, '_>,
-    ) -> Result<[f64; 7], TrainError> {
+    ) -> Result<StepStats, TrainError> {
+        let started = Instant::now();
         let mut acc = BTreeMap::new();
         let mut sums = [0f64; 5];
         let mut group = Vec::with_capacity(batches);
@@ -519,7 +520,22 @@ impl Trainer {
         let lr = self.schedule.lr(self.state.step);
         self.opt.step(&acc, lr)?;
         self.state.step += 1;
-        Ok([sums[0], sums[1], sums[2], sums[3], sums[4], lr, norm])
+        let utts: usize = group.iter().map(|j| j.utts.len()).sum();
+        let [loss, rnnt, lattice, head, frame] = sums;
+        Ok(StepStats {
+            step: self.state.step,
+            epoch: self.state.epoch,
+            loss,
+            rnnt,
+            lattice,
+            head,
+            frame: (self.cfg.loss.frame > 0.0).then_some(frame),
+            lr,
+            grad_norm: norm,
+            utt_per_sec: utts as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            batches: batches as u64,
+            batches_done: 0,
+        })
     }
 
     fn score(&self, s: &EvalScores) -> f64 {
@@ -609,7 +625,6 @@ impl Trainer {
         plan: &EpochPlan,
         observer: &mut dyn TrainObserver,
     ) -> Result<f64, TrainError> {
-        let epoch = self.state.epoch;
         let jobs: Vec<Job> = plan
             .todo
             .iter()
@@ -639,27 +654,11 @@ impl Trainer {
         std::thread::scope(|scope| -> Result<(), TrainError> {
             let mut loader = Loader::new(scope, source, jobs, self.cfg.prefetch_batches);
             for group in &plan.todo {
-                let t0 = Instant::now();
-                let utts: usize = group.iter().map(Vec::len).sum();
-                let [loss, rnnt, lattice, head, frame, lr, grad_norm] =
-                    self.step(group.len(), &mut loader)?;
+                let mut stats = self.step(group.len(), &mut loader)?;
                 consumed += group.len();
+                stats.batches_done = consumed as u64;
                 self.state.batch_in_epoch = consumed as u64;
-                loss_sum += loss;
-                let stats = StepStats {
-                    step: self.state.step,
-                    epoch,
-                    loss,
-                    rnnt,
-                    lattice,
-                    head,
-                    frame: (self.cfg.loss.frame > 0.0).then_some(frame),
-                    lr,
-                    grad_norm,
-                    utt_per_sec: utts as f64 / t0.elapsed().as_secs_f64().max(1e-9),
-                    batches: group.len() as u64,
-                    batches_done: consumed as u64,
-                };
+                loss_sum += stats.loss;
                 self.log_line("step", &stats)?;
                 observer.step(&stats);
                 if self
