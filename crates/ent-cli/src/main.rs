@@ -2,11 +2,8 @@
 
 mod demo;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
@@ -14,8 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ent_decode::Search;
 use ent_pipeline::formats::{self, Subtitles};
 use ent_pipeline::{
-    DEMO_MODEL_NAME, Engine, EvalOptions, FileDecoding, Progress, Scored, Stretches, TrainOptions,
-    Windowing, evaluate, safe_name, save_report, train_and_score, write_timeline,
+    DEMO_MODEL_NAME, Engine, EvalOptions, FileDecoding, FilesOptions, Progress, Scored, Stretches,
+    TrainOptions, Windowing, evaluate, safe_name, save_report, train_and_score, write_timeline,
 };
 use ent_train::data::{BadDataPolicy, ManifestFormat, Vocab, load_manifest, prepare};
 use ent_train::{LAST, TrainConfig, load_splits};
@@ -391,11 +388,11 @@ fn eval_cmd(a: EvalArgs, dev: &Device, progress: bool) -> Result<()> {
     Ok(())
 }
 
-/// Decodes `files` (each of any length) and hands each result to `emit` in input order: one
-/// file on all `--jobs` threads (its windows in parallel), several files `--jobs` at a time. A
-/// file that cannot be read, or has damaged stretches, is reported on stderr (and through
-/// `on_error`, for outputs that list failures) and counted; the others are still processed
-/// unless `--fail-fast`. Errors at the end when any file failed.
+/// Decodes `files` (each of any length) and hands each result to `emit` in input order
+/// ([`Engine::transcribe_files`]: several files `--jobs` at a time, one file's windows on all
+/// of them). A file that cannot be read, or has damaged stretches, is reported on stderr (and
+/// through `on_error`, for outputs that list failures) and counted; the others are still
+/// processed unless `--fail-fast`. Errors at the end when any file failed.
 fn for_each_file(
     engine: &Engine,
     files: &[PathBuf],
@@ -404,130 +401,61 @@ fn for_each_file(
     mut on_error: impl FnMut(&Path, &str) -> Result<()>,
     mut emit: impl FnMut(&Path, &FileDecoding) -> Result<()>,
 ) -> Result<()> {
-    let workers = batch.jobs().min(files.len()).max(1);
     let mut bar = Progress::new(files.len() as u64, "decoding", "files", progress);
-    let in_log = progress && !ent_common::progress::stderr_is_terminal();
-    let mut failed = 0usize;
-    let next = AtomicUsize::new(0);
-    let emitted = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, std::result::Result<FileDecoding, String>)>();
-    let outcome = std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (next, emitted, stop, bar) = (&next, &emitted, &stop, &bar);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= files.len() {
-                        return;
-                    }
-                    // Stay a few files ahead of the output at most, so that results wait in
-                    // memory only briefly.
-                    while i >= emitted.load(Ordering::SeqCst) + 2 * workers {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let f = &files[i];
-                    let id = f.to_string_lossy();
-                    let name = f
-                        .file_name()
-                        .map_or(id.to_string(), |n| n.to_string_lossy().into_owned());
-                    let mut ticker: Option<ent_common::progress::Ticker> = None;
-                    let mut report = |pos: f64, total: Option<f64>| {
-                        if workers > 1 {
-                            return;
-                        }
-                        let of = total.map_or(String::new(), |t| format!(" of {}", clock(t)));
-                        bar.set_message(format!("{name} {}{of}", clock(pos)));
-                        if in_log {
-                            let t = ticker.get_or_insert_with(|| {
-                                ent_common::progress::Ticker::new(
-                                    &name,
-                                    "s of audio",
-                                    total,
-                                    ent_pipeline::LOG_EVERY,
-                                )
-                            });
-                            if let Some(line) = t.tick(pos) {
-                                eprintln!("{line}");
-                            }
-                        }
-                    };
-                    // A bug must not leave the output waiting for this file forever.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        engine
-                            .transcribe_file(&id, f, ent_features::Segment::WHOLE, &mut report)
-                            .map_err(|e| chain(anyhow::Error::new(e).chain()))
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err("internal error while decoding (see the panic message above)".into())
-                    });
-                    if tx.send((i, r)).is_err() {
-                        return;
-                    }
-                }
-            });
+    // One file at a time: how far it has been read.
+    let one_at_a_time = engine.jobs() == 1 || files.len() == 1;
+    let report = |i: usize, secs: f64, total: Option<f64>| {
+        if one_at_a_time {
+            let f: &Path = &files[i];
+            let name = f.file_name().unwrap_or(f.as_os_str()).to_string_lossy();
+            bar.item(&name, secs, total);
         }
-        drop(tx);
-        let mut waiting = BTreeMap::new();
-        let mut output = || -> Result<()> {
-            for (i, r) in rx.iter() {
-                waiting.insert(i, r);
-                loop {
-                    let i = emitted.load(Ordering::SeqCst);
-                    let Some(r) = waiting.remove(&i) else { break };
-                    let f = &files[i];
-                    // A damaged file's output lists the damage itself (`damaged`); an unreadable
-                    // file's is the error line.
-                    let (error, listed) = match r {
-                        Ok(d) => {
-                            bar.suspend(|| emit(f, &d))?;
-                            let damage: Vec<String> = d
-                                .transcript
-                                .damaged
-                                .iter()
-                                .map(|x| x.message.clone())
-                                .collect();
-                            ((!damage.is_empty()).then(|| damage.join("; ")), true)
-                        }
-                        Err(e) => (Some(format!("cannot transcribe: {e}")), false),
-                    };
-                    emitted.fetch_add(1, Ordering::SeqCst);
-                    if let Some(why) = error {
-                        failed += 1;
-                        bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
-                        if !listed {
-                            on_error(f, &why)?;
-                        }
-                        if batch.fail_fast {
-                            bail!(
-                                "stopped at the first failure (--fail-fast): {}",
-                                f.display()
-                            );
-                        }
-                    }
-                    bar.inc(1);
-                }
+    };
+    let opts = FilesOptions {
+        fail_fast: batch.fail_fast,
+    };
+    let summary = engine.transcribe_files(files, opts, &report, |i, r| -> Result<()> {
+        let f = &files[i];
+        // A damaged file's output lists the damage itself (`damaged`); an unreadable file's is
+        // the error line.
+        let error = match r {
+            Ok(ref d) => {
+                bar.suspend(|| emit(f, d))?;
+                let damage: Vec<&str> = d
+                    .transcript
+                    .damaged
+                    .iter()
+                    .map(|x| x.message.as_str())
+                    .collect();
+                (!damage.is_empty()).then(|| damage.join("; "))
             }
-            Ok(())
+            Err(e) => {
+                let why = format!(
+                    "cannot transcribe: {}",
+                    chain(anyhow::Error::new(e).chain())
+                );
+                on_error(f, &why)?;
+                Some(why)
+            }
         };
-        let r = output();
-        // However the output ended, the threads stop before their next file (and stop
-        // waiting for it to catch up).
-        stop.store(true, Ordering::SeqCst);
-        r
-    });
-    outcome?;
+        if let Some(why) = error {
+            bar.suspend(|| eprintln!("error: {}: {why}", f.display()));
+        }
+        bar.inc(1);
+        Ok(())
+    })?;
     bar.finish();
-    if failed > 0 {
+    if summary.stopped {
+        let at = &files[summary.handed - 1];
         bail!(
-            "{failed} of {} file{} failed (see the errors above)",
+            "stopped at the first failure (--fail-fast): {}",
+            at.display()
+        );
+    }
+    if summary.failed > 0 {
+        bail!(
+            "{} of {} file{} failed (see the errors above)",
+            summary.failed,
             files.len(),
             if files.len() == 1 { "" } else { "s" }
         );
@@ -550,11 +478,6 @@ fn chain<'a>(errors: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>
         line.push_str(&m);
     }
     line
-}
-
-fn clock(secs: f64) -> String {
-    let c = ent_features::clock(secs);
-    c.rsplit_once('.').map_or(c.clone(), |(a, _)| a.to_string())
 }
 
 /// Where one file's output goes: the folder given, or stdout.
@@ -591,10 +514,7 @@ fn transcribe(a: TranscribeArgs, dev: &Device, progress: bool) -> Result<()> {
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let engine = a
-        .model
-        .engine(dev)?
-        .with_jobs(window_jobs(&a.files, &a.batch));
+    let engine = a.model.engine(dev)?.with_jobs(a.batch.jobs());
     let labels = engine.labels().to_vec();
     let stdout = std::cell::RefCell::new(std::io::stdout().lock());
     let json_lines = subtitles.is_none() && a.out.is_none();
@@ -647,17 +567,8 @@ fn json_error(out: &std::cell::RefCell<impl Write>, json: bool, f: &Path, why: &
     Ok(())
 }
 
-/// Threads for the windows of each file: all of them for a single file, else one (the files
-/// themselves are decoded in parallel).
-fn window_jobs(files: &[PathBuf], batch: &BatchArgs) -> usize {
-    if files.len() == 1 { batch.jobs() } else { 1 }
-}
-
 fn diarize(a: DiarizeArgs, dev: &Device, progress: bool) -> Result<()> {
-    let engine = a
-        .model
-        .engine(dev)?
-        .with_jobs(window_jobs(&a.files, &a.batch));
+    let engine = a.model.engine(dev)?.with_jobs(a.batch.jobs());
     let stdout = std::cell::RefCell::new(std::io::stdout().lock());
     if a.format == DiarizeFormat::Csv {
         writeln!(stdout.borrow_mut(), "{}", formats::CSV_HEADER)?;

@@ -49,9 +49,12 @@ pub enum PipelineError {
         /// The first damage, with its times.
         message: String,
     },
-    /// A decoding thread ended before handing back its work (it panicked).
-    #[error("a decoding thread stopped")]
-    WorkerStopped,
+    /// A bug: decoding panicked (the panic's message is printed above it too).
+    #[error("internal error while decoding: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
     /// A file could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -88,6 +91,16 @@ pub enum PipelineError {
     /// JSON output.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+}
+
+impl PipelineError {
+    /// The error of an item of [`ent_common::par::ordered_map`]: its own, or its panic.
+    pub(crate) fn from_item(e: ent_common::par::ItemError<PipelineError>) -> Self {
+        match e {
+            ent_common::par::ItemError::Failed(e) => e,
+            ent_common::par::ItemError::Panicked(message) => PipelineError::Panicked { message },
+        }
+    }
 }
 
 /// The pipeline's result type.

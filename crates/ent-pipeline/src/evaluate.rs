@@ -2,8 +2,9 @@
 //! (WER, CER) and emotion diarization (EDER, where the data has emotion intervals).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::ops::ControlFlow;
+
+use ent_common::par::{MapOptions, ordered_map};
 
 use ent_decode::metrics::{
     AsrScores, Confusion, EderMean, Segment, TimingCounts, eder, reference_segments, token_timing,
@@ -105,6 +106,7 @@ fn decode_items(
     utts: &[PreparedUtt],
     items: &[usize],
     max: f64,
+    window_jobs: usize,
 ) -> Result<Vec<(usize, FileDecoding)>> {
     let wrap = |id: &str, e: PipelineError| PipelineError::Decoding {
         id: id.to_string(),
@@ -115,7 +117,7 @@ fn decode_items(
     {
         let u = &utts[i];
         let d = engine
-            .transcribe_file(&u.id, &u.audio, u.segment, &mut |_, _| {})
+            .transcribe_file_on(&u.id, &u.audio, u.segment, window_jobs, &mut |_, _| {})
             .map_err(|e| wrap(&u.id, e))?;
         // Damaged audio is an error here, as it is for an utterance decoded whole.
         if let Some(first) = d.transcript.damaged.first() {
@@ -231,7 +233,6 @@ pub fn evaluate(
     let mut bar = Progress::new(utts.len() as u64, opts.name, "utterances", opts.progress);
     let mut scored: Vec<Option<Scored>> = vec![None; utts.len()];
     // Utterances longer than one window are decoded alone, in windows; the rest in batches.
-    // Batches go to `engine.jobs()` threads; results are scored as they come back.
     let max = engine.windowing().max_window;
     let (long, short): (Vec<usize>, Vec<usize>) =
         order.into_iter().partition(|&i| utts[i].duration > max);
@@ -240,31 +241,17 @@ pub fn evaluate(
         .map(|&i| vec![i])
         .chain(short.chunks(opts.batch_size.max(1)).map(<[usize]>::to_vec))
         .collect();
+    // Batches go to `engine.jobs()` threads and are scored in order as they come back; an
+    // utterance decoded in windows has the threads the batches leave it.
     let jobs = engine.jobs().min(work.len()).max(1);
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Result<Vec<(usize, FileDecoding)>>>();
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..jobs {
-            let (tx, next, work) = (tx.clone(), &next, &work);
-            scope.spawn(move || {
-                loop {
-                    let w = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(items) = work.get(w) else { return };
-                    if tx.send(decode_items(engine, utts, items, max)).is_err() {
-                        return;
-                    }
-                }
-            });
+    let window_jobs = (engine.jobs() / jobs).max(1);
+    let decode = |items: &Vec<usize>| decode_items(engine, utts, items, max, window_jobs);
+    ordered_map(&work, MapOptions::new(jobs), decode, |_, decoded| {
+        for (i, d) in decoded.map_err(PipelineError::from_item)? {
+            scored[i] = Some(score_one(&utts[i], d, neutral, &labels)?);
+            bar.inc(1);
         }
-        drop(tx);
-        // An error returns here, dropping the receiver: the threads stop at their next send.
-        for decoded in rx {
-            for (i, d) in decoded? {
-                scored[i] = Some(score_one(&utts[i], d, neutral, &labels)?);
-                bar.inc(1);
-            }
-        }
-        Ok(())
+        Ok::<_, PipelineError>(ControlFlow::Continue(()))
     })?;
     bar.finish();
     let scored: Vec<Scored> = scored.into_iter().flatten().collect();

@@ -3,6 +3,8 @@
 //! - [`Engine`]: a trained model (a checkpoint file, or the bundled demo model) with its
 //!   feature extraction and search: audio in, [`Transcript`]s out (text, utterance emotion,
 //!   each character with its time and emotion, emotion segments).
+//! - [`Engine::transcribe_files`]: many recordings at once, results in input order, a failed
+//!   file reported as its own (the `transcribe` and `diarize` commands).
 //! - [`evaluate`]: decode a prepared manifest and score it ([`Report`]: WA, UA, macro-F1 and
 //!   the confusion matrix, WER and CER, EDER where the data has emotion intervals);
 //!   [`save_report`] writes it with its SVG plots ([`plot`]).
@@ -34,6 +36,7 @@
 mod engine;
 mod error;
 mod evaluate;
+mod files;
 pub mod formats;
 pub mod longform;
 pub mod plot;
@@ -47,6 +50,7 @@ pub use engine::{
 };
 pub use error::{PipelineError, Result};
 pub use evaluate::{EvalOptions, Report, Scored, evaluate};
+pub use files::{FilesOptions, FilesSummary, is_failure};
 pub use longform::{FileDecoding, Windowing};
 pub use progress::{LOG_EVERY, Progress, TrainProgress};
 pub use report::{safe_name, save_report, write_plots, write_timeline};

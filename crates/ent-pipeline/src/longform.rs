@@ -22,10 +22,10 @@
 //! the file's own frame grid. Memory holds one window of audio, whatever the file's length;
 //! time grows linearly with it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
 
+use ent_common::par::{MapOptions, ordered_map};
 use ent_decode::Decoded;
 use ent_decode::metrics::{Segment as Span, frames_to_segments};
 use ent_features::{AudioStream, Segment};
@@ -332,20 +332,113 @@ fn decide(buf: &[f32], eof: bool, first: bool, l: &Lengths) -> Cut {
 
 /// What the stitcher does next, in file order.
 #[derive(Debug, Clone)]
-enum Step {
+enum Step<W> {
     /// A pause up to this sample: neutral frames.
     Pause { to: u64 },
-    /// Window `seq`, decoded from sample `start`, kept from `keep_from` to `keep_to`.
-    Window {
-        seq: usize,
-        start: u64,
-        keep_from: u64,
-        keep_to: u64,
-        last: bool,
-        /// Pause flags of the window's encoder frames (empty unless emotion is decided per
-        /// stretch).
-        pauses: Vec<bool>,
-    },
+    /// A window (`W`: its samples, to decode; then its decoding), placed as `place` says.
+    Window { window: W, place: Place },
+}
+
+/// Where a window's output goes on the file's track.
+#[derive(Debug, Clone)]
+struct Place {
+    /// The window's first sample.
+    start: u64,
+    /// Its output is kept from this sample ...
+    keep_from: u64,
+    /// ... to this one (to its last frame when `last`).
+    keep_to: u64,
+    last: bool,
+    /// Pause flags of the window's encoder frames (empty unless emotion is decided per
+    /// stretch).
+    pauses: Vec<bool>,
+}
+
+/// The steps of a file, read from its stream as they are asked for: the reading half of
+/// [`Engine::transcribe_file`].
+struct Steps<'a> {
+    engine: &'a Engine,
+    stream: &'a mut AudioStream,
+    l: Lengths,
+    buf: Vec<f32>,
+    /// Absolute sample of `buf[0]`, and where the next window's output is kept from.
+    at: u64,
+    keep_from: u64,
+    eof: bool,
+    first: bool,
+    /// A read failed: nothing more.
+    failed: bool,
+    total: Option<f64>,
+    progress: &'a mut dyn FnMut(f64, Option<f64>),
+}
+
+impl Iterator for Steps<'_> {
+    type Item = Result<Step<Vec<f32>>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let l = &self.l;
+        while !self.eof && self.buf.len() < l.look_ahead() {
+            match self.stream.next_block() {
+                Ok(Some(b)) => self.buf.extend_from_slice(&b),
+                Ok(None) => self.eof = true,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let step = match decide(&self.buf, self.eof, self.first, l) {
+            Cut::Skip { to } => {
+                self.buf.drain(..to);
+                self.at += to as u64;
+                self.keep_from = self.keep_from.max(self.at);
+                Step::Pause { to: self.at }
+            }
+            Cut::Window { end, keep_to, next } => {
+                let at = self.at;
+                let step = if l.hop * 3 > end {
+                    // Too short for the encoder (a sliver at the end): part of the pause.
+                    Step::Pause {
+                        to: at + end as u64,
+                    }
+                } else {
+                    let pauses = if self.engine.stretches.is_some() {
+                        frame_pauses(
+                            &self.buf[..end],
+                            &self.engine.windowing,
+                            l.hop,
+                            end.div_ceil(l.hop),
+                        )
+                    } else {
+                        Vec::new()
+                    };
+                    Step::Window {
+                        window: self.buf[..end].to_vec(),
+                        place: Place {
+                            start: at,
+                            keep_from: self.keep_from,
+                            keep_to: at + keep_to as u64,
+                            last: self.eof && end == self.buf.len(),
+                            pauses,
+                        },
+                    }
+                };
+                self.keep_from = self.keep_from.max(at + keep_to as u64);
+                self.buf.drain(..next);
+                self.at += next as u64;
+                step
+            }
+        };
+        self.first = false;
+        (self.progress)(self.at as f64 / RATE as f64, self.total);
+        Some(Ok(step))
+    }
 }
 
 /// Gathers the windows' outputs into one track on the file's frame grid.
@@ -419,17 +512,15 @@ impl<'a> Stitcher<'a> {
         }
     }
 
-    /// Adds window `d` decoded from the samples at `start`; its output is kept from sample
-    /// `keep_from` to `keep_to` (to its last frame when `last`).
-    fn add(
-        &mut self,
-        start: u64,
-        keep_from: u64,
-        keep_to: u64,
-        d: Decoded,
-        last: bool,
-        pauses: &[bool],
-    ) {
+    /// Adds window `d`, placed as `place` says.
+    fn add(&mut self, place: &Place, d: Decoded) {
+        let Place {
+            start,
+            keep_from,
+            keep_to,
+            last,
+            ref pauses,
+        } = *place;
         let off = self.frame_of(start);
         let t = d.hypothesis.frame_emotions.len();
         let from = self.frame_of(keep_from);
@@ -514,162 +605,52 @@ impl Engine {
         segment: Segment,
         progress: &mut dyn FnMut(f64, Option<f64>),
     ) -> Result<FileDecoding> {
+        self.transcribe_file_on(id, path, segment, self.jobs, progress)
+    }
+
+    /// [`Engine::transcribe_file`] with its windows on `jobs` threads.
+    pub(crate) fn transcribe_file_on(
+        &self,
+        id: &str,
+        path: &Path,
+        segment: Segment,
+        jobs: usize,
+        progress: &mut dyn FnMut(f64, Option<f64>),
+    ) -> Result<FileDecoding> {
         let l = Lengths::new(&self.windowing, self.hop_samples());
         let mut stream = AudioStream::open_segment(path, segment, RATE)?;
         let total = stream.duration_secs();
         let mut st = Stitcher::new(self, l.hop);
-        let jobs = self.jobs.max(1);
-        // Windows go to `jobs` decoding threads (at most `2 * jobs` windows in flight);
-        // results are stitched in file order as they come back.
-        let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<f32>)>(jobs);
-        let job_rx = Mutex::new(job_rx);
-        let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Decoded>)>();
-        std::thread::scope(|scope| -> Result<()> {
-            // Owned here, so that any early return closes it and the threads end.
-            let job_tx = job_tx;
-            for _ in 0..jobs {
-                let (job_rx, res_tx) = (&job_rx, res_tx.clone());
-                scope.spawn(move || {
-                    loop {
-                        let job = match job_rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok((seq, samples)) = job else { return };
-                        // Emotion by stretch is decided once, on the stitched track.
-                        let d = self
-                            .decode_samples_per_frame(&[id], &[&samples])
-                            .map(|mut d| d.remove(0));
-                        if res_tx.send((seq, d)).is_err() {
-                            return;
-                        }
-                    }
-                });
+        let steps = Steps {
+            engine: self,
+            stream: &mut stream,
+            buf: Vec::with_capacity(l.look_ahead() + RATE as usize),
+            l,
+            at: 0,
+            keep_from: 0,
+            eof: false,
+            first: true,
+            failed: false,
+            total,
+            progress,
+        };
+        // Windows are decoded on `jobs` threads, at most `2 * jobs` ahead of the stitcher.
+        let decode = |step: Result<Step<Vec<f32>>>| -> Result<Step<Decoded>> {
+            Ok(match step? {
+                Step::Pause { to } => Step::Pause { to },
+                // Emotion by stretch is decided once, on the stitched track.
+                Step::Window { window, place } => Step::Window {
+                    window: self.decode_samples_per_frame(&[id], &[&window])?.remove(0),
+                    place,
+                },
+            })
+        };
+        ordered_map(steps, MapOptions::new(jobs), decode, |_, step| {
+            match step.map_err(PipelineError::from_item)? {
+                Step::Pause { to } => st.fill(st.frame_of(to), true),
+                Step::Window { window, place } => st.add(&place, window),
             }
-            drop(res_tx);
-            let mut pending: VecDeque<Step> = VecDeque::new();
-            let mut done: BTreeMap<usize, Decoded> = BTreeMap::new();
-            let mut next_seq = 0usize;
-            let mut in_flight = 0usize;
-            // Applies the steps at the front whose windows are decoded.
-            let apply = |pending: &mut VecDeque<Step>,
-                         done: &mut BTreeMap<usize, Decoded>,
-                         st: &mut Stitcher<'_>| {
-                while let Some(step) = pending.front() {
-                    match *step {
-                        Step::Pause { to } => st.fill(st.frame_of(to), true),
-                        Step::Window {
-                            seq,
-                            start,
-                            keep_from,
-                            keep_to,
-                            last,
-                            ref pauses,
-                        } => {
-                            let Some(d) = done.remove(&seq) else { break };
-                            st.add(start, keep_from, keep_to, d, last, pauses);
-                        }
-                    }
-                    pending.pop_front();
-                }
-            };
-            let receive = |block: bool,
-                           done: &mut BTreeMap<usize, Decoded>,
-                           in_flight: &mut usize|
-             -> Result<bool> {
-                let got = if block {
-                    res_rx.recv().ok()
-                } else {
-                    res_rx.try_recv().ok()
-                };
-                match got {
-                    Some((seq, d)) => {
-                        done.insert(seq, d?);
-                        *in_flight -= 1;
-                        Ok(true)
-                    }
-                    None => Ok(false),
-                }
-            };
-            let mut buf: Vec<f32> = Vec::with_capacity(l.look_ahead() + RATE as usize);
-            // Absolute sample of buf[0], and where the next window's output is kept from.
-            let mut at = 0u64;
-            let mut keep_from = 0u64;
-            let mut eof = false;
-            let mut first = true;
-            loop {
-                while !eof && buf.len() < l.look_ahead() {
-                    match stream.next_block()? {
-                        Some(b) => buf.extend_from_slice(&b),
-                        None => eof = true,
-                    }
-                }
-                if buf.is_empty() {
-                    break;
-                }
-                match decide(&buf, eof, first, &l) {
-                    Cut::Skip { to } => {
-                        pending.push_back(Step::Pause { to: at + to as u64 });
-                        buf.drain(..to);
-                        at += to as u64;
-                        keep_from = keep_from.max(at);
-                    }
-                    Cut::Window { end, keep_to, next } => {
-                        let last = eof && end == buf.len();
-                        if l.hop * 3 > end {
-                            // Too short for the encoder (a sliver at the end): part of the pause.
-                            pending.push_back(Step::Pause {
-                                to: at + end as u64,
-                            });
-                        } else {
-                            while in_flight >= 2 * jobs {
-                                if !receive(true, &mut done, &mut in_flight)? {
-                                    return Err(PipelineError::WorkerStopped);
-                                }
-                            }
-                            let seq = next_seq;
-                            next_seq += 1;
-                            if job_tx.send((seq, buf[..end].to_vec())).is_err() {
-                                return Err(PipelineError::WorkerStopped);
-                            }
-                            in_flight += 1;
-                            let pauses = if self.stretches.is_some() {
-                                frame_pauses(
-                                    &buf[..end],
-                                    &self.windowing,
-                                    l.hop,
-                                    end.div_ceil(l.hop),
-                                )
-                            } else {
-                                Vec::new()
-                            };
-                            pending.push_back(Step::Window {
-                                seq,
-                                start: at,
-                                keep_from,
-                                keep_to: at + keep_to as u64,
-                                last,
-                                pauses,
-                            });
-                        }
-                        keep_from = keep_from.max(at + keep_to as u64);
-                        buf.drain(..next);
-                        at += next as u64;
-                    }
-                }
-                first = false;
-                while receive(false, &mut done, &mut in_flight)? {}
-                apply(&mut pending, &mut done, &mut st);
-                progress(at as f64 / RATE as f64, total);
-            }
-            drop(job_tx);
-            while in_flight > 0 {
-                if !receive(true, &mut done, &mut in_flight)? {
-                    return Err(PipelineError::WorkerStopped);
-                }
-            }
-            apply(&mut pending, &mut done, &mut st);
-            Ok(())
+            Ok::<_, PipelineError>(ControlFlow::Continue(()))
         })?;
         let damaged = stream
             .damage()
@@ -792,6 +773,17 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window placed from frame `start`, kept from frame `from` to `to` (640 samples each).
+    fn place(start: u64, from: u64, to: u64, pauses: Vec<bool>) -> Place {
+        Place {
+            start: start * 640,
+            keep_from: from * 640,
+            keep_to: to * 640,
+            last: false,
+            pauses,
+        }
+    }
 
     fn lengths() -> Lengths {
         Lengths::new(&Windowing::default(), 640)
@@ -971,7 +963,7 @@ mod tests {
         // Frames 0..30 emotional, 30..40 neutral (still speech), then 40..120 skipped.
         let mut d = window(&engine, "AB", 40, other);
         d.hypothesis.frame_emotions[30..].fill(neutral);
-        st.add(0, 0, 40 * 640, d, false, &[false; 40]);
+        st.add(&place(0, 0, 40, vec![false; 40]), d);
         st.fill(120, true);
         let out = engine.stitched("x", st, vec![]).unwrap();
         assert!(out.frame_emotions[..40].iter().all(|&e| e == other));
@@ -990,16 +982,12 @@ mod tests {
         // 10..12 are a pause.
         let mut p1 = vec![false; 40];
         p1[10..12].fill(true);
-        st.add(0, 0, 35 * 640, window(&engine, "AB", 38, other), false, &p1);
+        st.add(&place(0, 0, 35, p1), window(&engine, "AB", 38, other));
         // Window 2 starts at frame 30, kept from frame 35 to 70; its tokens at frames 31 to 34
         // (file frames) fall before 35 and are dropped, the one at frame 35 is kept.
         st.add(
-            30 * 640,
-            35 * 640,
-            70 * 640,
+            &place(30, 35, 70, vec![]),
             window(&engine, "CDEFG", 38, neutral),
-            false,
-            &[],
         );
         st.fill(80, true);
         assert_eq!(st.frames.len(), 80);

@@ -19,6 +19,8 @@ pub struct Progress {
     bar: ProgressBar,
     ticker: Option<Mutex<Ticker>>,
     pos: AtomicU64,
+    /// In a log: the item being followed ([`Progress::item`]) and its lines.
+    item: Mutex<Option<(String, Ticker)>>,
 }
 
 impl Progress {
@@ -36,6 +38,7 @@ impl Progress {
                 bar: ProgressBar::hidden(),
                 ticker: None,
                 pos: AtomicU64::new(0),
+                item: Mutex::new(None),
             };
         }
         if !stderr_is_terminal() {
@@ -48,6 +51,7 @@ impl Progress {
                     LOG_EVERY,
                 ))),
                 pos: AtomicU64::new(0),
+                item: Mutex::new(None),
             };
         }
         let bar = ProgressBar::new(len);
@@ -64,6 +68,7 @@ impl Progress {
             bar,
             ticker: None,
             pos: AtomicU64::new(0),
+            item: Mutex::new(None),
         }
     }
 
@@ -91,9 +96,38 @@ impl Progress {
         }
     }
 
-    /// A note beside the bar (the file being read and how far), on a terminal only.
+    /// A note beside the bar, on a terminal only.
     pub fn set_message(&self, msg: String) {
         self.bar.set_message(msg);
+    }
+
+    /// How far the item being worked on has got (a file read up to `secs` seconds of audio,
+    /// of `total` when known): beside the bar on a terminal; in a log, a line for it every
+    /// [`LOG_EVERY`] with its rate and time left.
+    pub fn item(&self, name: &str, secs: f64, total: Option<f64>) {
+        let clock = |s: f64| {
+            let c = ent_features::clock(s);
+            c.rsplit_once('.').map_or(c.clone(), |(a, _)| a.to_string())
+        };
+        let of = total.map_or(String::new(), |t| format!(" of {}", clock(t)));
+        self.bar.set_message(format!("{name} {}{of}", clock(secs)));
+        if self.ticker.is_none() {
+            return;
+        }
+        let Ok(mut item) = self.item.lock() else {
+            return;
+        };
+        if item.as_ref().is_none_or(|(n, _)| n != name) {
+            *item = Some((
+                name.to_string(),
+                Ticker::new(name, "s of audio", total, LOG_EVERY),
+            ));
+        }
+        if let Some((_, t)) = item.as_mut()
+            && let Some(line) = t.tick(secs)
+        {
+            eprintln!("{line}");
+        }
     }
 
     /// Runs `f` (which prints) with the bar out of the way.

@@ -1,5 +1,6 @@
 //! Integration tests of ent-pipeline (one binary, one module per concern).
 
+mod files;
 mod hostile;
 mod longform;
 mod writes;
