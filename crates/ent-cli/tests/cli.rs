@@ -561,39 +561,33 @@ fn unwritable_subtitles_are_an_error_naming_the_file() {
 /// their start times, and NaN over `nan` (start, end) seconds.
 fn long_recording(path: &Path, secs: f64, speech: &[(f64, &[f32])], nan: Option<(f64, f64)>) {
     let rate = 8000u32;
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
     let n = (secs * rate as f64) as usize;
     let mut next = 0usize;
-    let mut i = 0usize;
-    while i < n {
+    // The sentence being written and the next of its samples (16 kHz to 8 kHz by taking
+    // every other sample: the speech band is below 4 kHz).
+    let mut playing: Option<(&[f32], usize)> = None;
+    ent_testkit::wav::write_f32_with(path, rate, n, |i| {
         let t = i as f64 / rate as f64;
-        if let Some((a, b)) = nan
-            && t >= a
-            && t < b
-        {
-            w.write_sample(f32::NAN).unwrap();
-            i += 1;
-            continue;
-        }
-        if next < speech.len() && t >= speech[next].0 {
-            // 16 kHz to 8 kHz by taking every other sample (the speech band is below 4 kHz).
-            for x in speech[next].1.iter().step_by(2) {
-                w.write_sample(*x).unwrap();
-                i += 1;
+        if playing.is_none() {
+            if let Some((a, b)) = nan
+                && t >= a
+                && t < b
+            {
+                return f32::NAN;
             }
-            next += 1;
-            continue;
+            if next < speech.len() && t >= speech[next].0 {
+                playing = Some((speech[next].1, 0));
+                next += 1;
+            }
         }
-        w.write_sample(1e-4 * ((i % 7) as f32 - 3.0)).unwrap();
-        i += 1;
-    }
-    w.finalize().unwrap();
+        match playing {
+            Some((s, j)) => {
+                playing = (j + 2 < s.len()).then_some((s, j + 2));
+                s[j]
+            }
+            None => 1e-4 * ((i % 7) as f32 - 3.0),
+        }
+    });
 }
 
 /// An hour-long recording with three sentences and a corrupt (NaN) stretch in the middle:

@@ -5,8 +5,14 @@
 //!   tests of the decoders (`ent-features`) and of the whole path from bytes to transcript
 //!   (`ent-pipeline`).
 //! - [`Rng`]: seeded draws for test cases.
+//! - [`tensor`]: the largest difference of two tensors, exact bit patterns, the CUDA device
+//!   a GPU test runs on (or a skip).
+//! - [`wav`]: mono WAV files, float or 16-bit.
 
 pub mod mutate;
 pub mod rng;
+pub mod tensor;
+pub mod wav;
 
 pub use rng::Rng;
+pub use tensor::{bits, cuda_or_skip, max_abs_diff, max_abs_diff_slices};

@@ -19,7 +19,7 @@ fn batched_equals_alone_on_valid_frames() {
         let waves = &expected["waveforms"];
         let lengths = expected["lengths"].to_dtype(DType::U32).unwrap();
         let batched = model.forward(waves, &lengths).unwrap();
-        let mut worst = 0f32;
+        let mut worst = 0f64;
         for (b, &len) in lengths.to_vec1::<u32>().unwrap().iter().enumerate() {
             let alone_wave = waves
                 .get(b)
@@ -41,7 +41,7 @@ fn batched_equals_alone_on_valid_frames() {
             {
                 let hb = hb.get(b).unwrap();
                 let valid = hb.narrow(0, 0, frames).unwrap();
-                let diff = max_abs_diff(&valid, &ha.get(0).unwrap());
+                let diff = ent_testkit::max_abs_diff(&valid, &ha.get(0).unwrap());
                 assert!(
                     diff <= 1e-5,
                     "{name}: utterance {b}, hidden state {k}: batched differs from alone by {diff:e}"
@@ -88,18 +88,7 @@ fn input_normalisation_is_per_utterance() {
         .forward(&((waves * 3.0).unwrap() + 0.25).unwrap(), &lengths)
         .unwrap();
     for (x, y) in a.hidden_states.iter().zip(&b.hidden_states) {
-        let diff = max_abs_diff(x, y);
+        let diff = ent_testkit::max_abs_diff(x, y);
         assert!(diff < 1e-4, "normalised inputs differ by {diff}");
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }

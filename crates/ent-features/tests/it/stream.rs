@@ -50,20 +50,6 @@ fn streams_equal_whole_file_decodes() {
     }
 }
 
-fn write_f32_wav(path: &std::path::Path, rate: u32, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &x in samples {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 /// A stretch of NaN samples: silence in its place, the rest untouched, the stretch reported.
 #[test]
 fn non_finite_stretches_become_reported_silence() {
@@ -78,7 +64,7 @@ fn non_finite_stretches_become_reported_silence() {
     }
     bad[rate * 9] = f32::INFINITY;
     let path = dir.path().join("nan.wav");
-    write_f32_wav(&path, rate as u32, &bad);
+    ent_testkit::wav::write_f32(&path, rate as u32, &bad);
     // The whole-file decode refuses it; the stream reads it all.
     assert!(matches!(
         ent_features::load(&path).unwrap_err(),
@@ -174,7 +160,7 @@ fn truncated_files_report_the_lost_end() {
         .map(|i| (i as f32 * 0.02).sin() * 0.3)
         .collect();
     let path = dir.path().join("cut.wav");
-    write_f32_wav(&path, rate as u32, &clean);
+    ent_testkit::wav::write_f32(&path, rate as u32, &clean);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 4 * rate * 2]).unwrap();
     let mut s = AudioStream::open(&path, rate as u32).unwrap_or_else(|e| panic!("{e}"));

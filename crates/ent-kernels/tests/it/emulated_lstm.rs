@@ -134,22 +134,13 @@ impl Case {
     }
 }
 
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        // NaN (a cell never written: the emulation fills buffers with NaN) wins.
-        .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
-}
-
 /// f64 kernels against the reference's hidden states and cells, and against central
 /// differences of `L = sum dh * h` for the input gradient; padded frames zero in both outputs.
 fn check_f64(case: &Case, max_block: u32) -> Result<(), TestCaseError> {
     let (run, dgx) = case.run(|x| x, max_block);
     let (want, cells) = case.reference(&case.gx, &case.w);
     let h = case.dims.hidden;
-    let d = max_diff(&run.hidden, &want);
+    let d = ent_testkit::max_abs_diff_slices(&run.hidden, &want);
     prop_assert!(d < 1e-12, "hidden: {}", d);
     for (i, (&c, &r)) in run.cells.iter().zip(&cells).enumerate() {
         if case.is_valid(i, h) {
@@ -219,7 +210,7 @@ fn lstm_f64_at_the_predictors_width() {
     let case = Case::draw(2, 2, 640, true, 11);
     let (run, dgx) = case.run(|x| x, LSTM_MAX_BLOCK);
     let (want, _) = case.reference(&case.gx, &case.w);
-    let d = max_diff(&run.hidden, &want);
+    let d = ent_testkit::max_abs_diff_slices(&run.hidden, &want);
     assert!(d < 1e-12, "{d}");
     assert!(dgx.iter().all(|g| g.is_finite()));
 }
@@ -233,8 +224,8 @@ fn lstm_f32_is_within_rounding_of_f64() {
         let (run32, dgx32) = case.run(|x| x as f32, LSTM_MAX_BLOCK);
         let (run64, dgx64) = case.run(|x| x, LSTM_MAX_BLOCK);
         let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        let dh = max_diff(&wide(&run32.hidden), &run64.hidden);
-        let dg = max_diff(&wide(&dgx32), &dgx64);
+        let dh = ent_testkit::max_abs_diff_slices(&wide(&run32.hidden), &run64.hidden);
+        let dg = ent_testkit::max_abs_diff_slices(&wide(&dgx32), &dgx64);
         assert!(dh < 2e-6 && dg < 2e-5, "hidden {dh}, input gradient {dg}");
         assert!(
             run64.hidden.iter().any(|&x| x.abs() > 0.1),

@@ -21,18 +21,6 @@ fn required() -> bool {
     std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1")
 }
 
-/// The first GPU, or `None` (with the reason printed) when there is none.
-fn gpu() -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) if required() => panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}"),
-        Err(e) => {
-            eprintln!("skipped: no CUDA device ({e})");
-            None
-        }
-    }
-}
-
 type Res<T> = Result<T, String>;
 
 fn err(e: candle_core::Error) -> String {
@@ -155,21 +143,21 @@ proptest! {
 
     #[test]
     fn rnnt_matches_the_cpu_reference(case in rnnt_case()) {
-        if let Some(dev) = gpu() {
+        if let Some(dev) = ent_testkit::cuda_or_skip() {
             case.check(&OnCuda(dev))?;
         }
     }
 
     #[test]
     fn pooling_matches_the_cpu_reference(case in pool_case()) {
-        if let Some(dev) = gpu() {
+        if let Some(dev) = ent_testkit::cuda_or_skip() {
             case.check(&OnCuda(dev))?;
         }
     }
 
     #[test]
     fn best_path_matches_the_cpu_reference(case in rnnt_case()) {
-        if let Some(dev) = gpu() {
+        if let Some(dev) = ent_testkit::cuda_or_skip() {
             case.check_best_path(&OnCuda(dev))?;
         }
     }
@@ -181,7 +169,9 @@ proptest! {
 /// scales by 1/B in f64 (B = 3 here, not a power of two): at most two f32 ulp apart.
 #[test]
 fn with_grad_equals_backward() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = ent_testkit::cuda_or_skip() else {
+        return;
+    };
     let (b, t, u, v) = (3, 7, 4, 33);
     let mut rng = Rng::new(5);
     let z: Vec<f32> = (0..b * t * (u + 1) * v)
@@ -254,7 +244,9 @@ fn with_grad_equals_backward() {
 /// Arguments on two devices are an error naming both.
 #[test]
 fn arguments_on_different_devices() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = ent_testkit::cuda_or_skip() else {
+        return;
+    };
     let z = Tensor::zeros((1, 2, 2, 3), DType::F32, &dev).unwrap();
     let targets = Tensor::new(&[[1u32]], &Device::Cpu).unwrap();
     let lens = Tensor::new(&[2u32], &dev).unwrap();
@@ -271,7 +263,9 @@ fn arguments_on_different_devices() {
 /// 12 GB of host memory).
 #[test]
 fn more_than_2_pow_31_logits() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = ent_testkit::cuda_or_skip() else {
+        return;
+    };
     if !required() {
         eprintln!("skipped: set ENT_REQUIRE_CUDA=1 to run the 2^31-logit case");
         return;
@@ -351,7 +345,9 @@ fn more_than_2_pow_31_logits() {
 /// path).
 #[test]
 fn matches_torchaudio() {
-    let Some(dev) = gpu() else { return };
+    let Some(dev) = ent_testkit::cuda_or_skip() else {
+        return;
+    };
     for case in crate::peer::peer_cases() {
         let d = case.dims;
         let z = Tensor::from_slice(

@@ -147,22 +147,6 @@ fn gather(logits: &Tensor, targets: &Tensor, blank: usize) -> (Tensor, Tensor) {
     (lb, ll)
 }
 
-/// The largest absolute elementwise difference, in f64.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 /// `log_softmax` over the last axis in plain tensor ops.
 fn candle_nn_free_log_softmax(z: &Tensor) -> Tensor {
     let m = z.max_keepdim(3).unwrap().detach();
@@ -196,7 +180,7 @@ fn tensor_loss_and_gradient_equal_the_loss_on_logits() {
             assert_eq!(got.dims(), want.dims());
             let got_g = got.sum_all().unwrap().backward().unwrap();
             let got_g = got_g.get(z2.as_tensor()).unwrap();
-            let d = max_abs_diff;
+            let d = ent_testkit::max_abs_diff;
             assert!(
                 d(&got, &want) <= tol * 10.0,
                 "{dtype:?} {reduction:?}: loss"

@@ -101,6 +101,37 @@ pub struct Targets<'a> {
     pub frame_emotions: &'a [Option<Vec<u32>>],
 }
 
+impl<'a> Targets<'a> {
+    /// Transcripts and utterance emotions, no auxiliary or frame labels.
+    pub fn new(tokens: &'a Tensor, token_lens: &'a [usize], emotions: &'a [u32]) -> Self {
+        Targets {
+            tokens,
+            token_lens,
+            emotions,
+            intensity: &[],
+            gender: &[],
+            frame_emotions: &[],
+        }
+    }
+
+    /// With intensity and gender labels for the auxiliary heads.
+    pub fn with_aux(self, intensity: &'a [Option<f32>], gender: &'a [Option<u32>]) -> Self {
+        Targets {
+            intensity,
+            gender,
+            ..self
+        }
+    }
+
+    /// With emotion classes per encoder frame, for the frame loss.
+    pub fn with_frame_emotions(self, frame_emotions: &'a [Option<Vec<u32>>]) -> Self {
+        Targets {
+            frame_emotions,
+            ..self
+        }
+    }
+}
+
 /// Which lattice nodes the pooling chooses from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

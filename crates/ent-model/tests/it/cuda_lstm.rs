@@ -9,19 +9,6 @@ use ent_model::lstm::lstm_recurrence;
 
 use crate::max_diff;
 
-fn gpu() -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no CUDA device ({e})");
-            None
-        }
-    }
-}
-
 /// `(hidden, dL/dgx, dL/dW_hh)` of `L = sum(hidden * r)` on `dev`.
 fn run(
     gx: &Tensor,
@@ -50,7 +37,9 @@ fn run(
 
 #[test]
 fn cuda_lstm_matches_the_cpu_op() {
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = ent_testkit::cuda_or_skip() else {
+        return;
+    };
     let cpu = Device::Cpu;
     // (B, T, H, lens): the encoder's width with a padded batch, the predictor's width.
     let cases: [(usize, usize, usize, Vec<usize>); 2] = [

@@ -21,14 +21,8 @@ fn build(cfg: &ModelConfig, dtype: DType) -> (VarMap, Model) {
 const EMOTIONS: [u32; 3] = [1, 3, 0];
 
 fn targets(b: &Batch) -> Targets<'_> {
-    Targets {
-        tokens: &b.tokens,
-        token_lens: &b.token_lens,
-        emotions: &EMOTIONS,
-        intensity: &[Some(0.3), None, Some(0.9)],
-        gender: &[Some(1), Some(0), None],
-        frame_emotions: &[],
-    }
+    Targets::new(&b.tokens, &b.token_lens, &EMOTIONS)
+        .with_aux(&[Some(0.3), None, Some(0.9)], &[Some(1), Some(0), None])
 }
 
 /// The losses of one forward pass (train mode, dropout masks from `seed`).

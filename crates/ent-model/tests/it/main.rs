@@ -1,6 +1,6 @@
 //! Integration tests of ent-model.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 mod cpu_ops;
 #[cfg(feature = "cuda")]
@@ -11,21 +11,7 @@ mod lstm;
 mod model;
 mod nn;
 
-/// The largest absolute elementwise difference of two tensors of the same shape.
-pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
+pub use ent_testkit::{bits, max_abs_diff as max_diff};
 
 /// Gaussian values of standard deviation `std` from a seeded stream, as an f64 tensor on the
 /// CPU: the same inputs on every run.
@@ -43,15 +29,4 @@ pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .build()
         .unwrap()
         .install(f)
-}
-
-/// The bits of an f32 tensor's values, for comparisons that must be exact.
-pub fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
 }

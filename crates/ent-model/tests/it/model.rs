@@ -203,14 +203,8 @@ fn every_trainable_parameter_gets_a_gradient() {
                 &mut Mode::train(&mut rng),
             )
             .unwrap();
-        let targets = Targets {
-            tokens: &b.tokens,
-            token_lens: &b.token_lens,
-            emotions: &[0, 3, 2],
-            intensity: &[Some(0.3), None, Some(0.9)],
-            gender: &[Some(1), Some(0), None],
-            frame_emotions: &[],
-        };
+        let targets = Targets::new(&b.tokens, &b.token_lens, &[0, 3, 2])
+            .with_aux(&[Some(0.3), None, Some(0.9)], &[Some(1), Some(0), None]);
         let losses = model.loss(&out, &targets, &LossConfig::default()).unwrap();
         let grads = losses.total.backward().unwrap();
         let data = vm.data().lock().unwrap();
@@ -246,14 +240,7 @@ fn loss_is_the_weighted_sum_of_its_parts() {
     let b = batch(&cfg, 2);
     let out = forward_eval(&model, &cfg, &b);
     let emotions = [1u32, 3, 0];
-    let targets = Targets {
-        tokens: &b.tokens,
-        token_lens: &b.token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&b.tokens, &b.token_lens, &emotions);
     let w = LossConfig {
         rnnt: 0.3,
         head: 0.7,
@@ -518,14 +505,7 @@ fn alignment_pooling_reads_only_the_best_path() {
         paths,
         z,
     } = align_case(11);
-    let targets = Targets {
-        tokens: &tokens,
-        token_lens: &token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&tokens, &token_lens, &emotions);
     let cfg = LossConfig {
         pool_nodes: ent_model::PoolNodes::Alignment,
         ..Default::default()
@@ -599,14 +579,7 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         None,
         Some(vec![2u32, 1, 2]),
     ];
-    let targets = Targets {
-        tokens: &tokens,
-        token_lens: &token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &frames,
-    };
+    let targets = Targets::new(&tokens, &token_lens, &emotions).with_frame_emotions(&frames);
     let cfg = LossConfig {
         frame: 0.7,
         ..Default::default()
@@ -699,14 +672,7 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
     };
     let asr = Var::from_tensor(logits).unwrap();
     out.asr = AsrLattice::Logits(asr.as_tensor().clone());
-    let targets = Targets {
-        tokens: &tokens,
-        token_lens: &token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&tokens, &token_lens, &emotions);
     let u32s = |v: &[usize]| {
         let v: Vec<u32> = v.iter().map(|&x| x as u32).collect();
         Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).unwrap()
@@ -874,14 +840,7 @@ fn linear_softmax_pooling_matches_its_definition() {
         emotions,
         ..
     } = align_case(14);
-    let targets = Targets {
-        tokens: &tokens,
-        token_lens: &token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&tokens, &token_lens, &emotions);
     let cfg = LossConfig {
         pool_function: ent_model::PoolFunction::LinearSoftmax,
         ..Default::default()
@@ -1013,14 +972,7 @@ fn attention_pooling_matches_its_definition() {
         emotions,
         ..
     } = align_case(15);
-    let targets = Targets {
-        tokens: &tokens,
-        token_lens: &token_lens,
-        emotions: &emotions,
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&tokens, &token_lens, &emotions);
     let cfg = LossConfig {
         pool_function: ent_model::PoolFunction::Attention,
         ..Default::default()
@@ -1050,14 +1002,7 @@ fn attention_pooling_matches_its_definition() {
     let att = out.pool_attention.as_ref().expect("attention logits");
     let (bb, tt, _, _) = out.emotion_logits.dims4().unwrap();
     assert_eq!(att.dims(), [bb, tt, with.num_emotions]);
-    let targets = Targets {
-        tokens: &bt.tokens,
-        token_lens: &bt.token_lens,
-        emotions: &[0, 3, 2],
-        intensity: &[],
-        gender: &[],
-        frame_emotions: &[],
-    };
+    let targets = Targets::new(&bt.tokens, &bt.token_lens, &[0, 3, 2]);
     let l = model.loss(&out, &targets, &cfg).unwrap();
     let grads = l.lattice.backward().unwrap();
     let data = vm.data().lock().unwrap();

@@ -353,17 +353,7 @@ fn a_float_wav_with_junk_in_its_samples_is_transcribed() {
         .samples;
     let write = |name: &str, samples: &[f32]| {
         let path = dir.path().join(name);
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 44_100,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut w = hound::WavWriter::create(&path, spec).unwrap();
-        for &x in samples {
-            w.write_sample(x).unwrap();
-        }
-        w.finalize().unwrap();
+        ent_testkit::wav::write_f32(&path, 44_100, samples);
         path
     };
     let clean = engine.transcribe(&write("clean.wav", &speech)).unwrap();

@@ -43,13 +43,6 @@ fn sentences_apart_are_decoded_alone_at_their_times() {
     let engine = Engine::demo(&Device::Cpu, Search::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("three.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
     let mut signal = Vec::new();
     let mut spans = Vec::new();
     let pause = |signal: &mut Vec<f32>| {
@@ -67,10 +60,7 @@ fn sentences_apart_are_decoded_alone_at_their_times() {
         spans.push((start, signal.len() as f64 / 16_000.0));
     }
     pause(&mut signal);
-    for &x in &signal {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
+    ent_testkit::wav::write_f32(&path, 16_000, &signal);
     let written = signal.len();
     let mut seen = Vec::new();
     let got = engine

@@ -400,14 +400,9 @@ impl Trainer {
             .model
             .forward(feats, &inputs.lens, &tokens, &token_lens, mode)?;
         let frame_emotions = self.frame_emotions(utts, &speeds, &out.frame_lens);
-        let targets = Targets {
-            tokens: &tokens,
-            token_lens: &token_lens,
-            emotions: &emotions,
-            intensity: &intensity,
-            gender: &gender,
-            frame_emotions: &frame_emotions,
-        };
+        let targets = Targets::new(&tokens, &token_lens, &emotions)
+            .with_aux(&intensity, &gender)
+            .with_frame_emotions(&frame_emotions);
         let losses = self.model.loss(&out, &targets, &self.cfg.loss)?;
         Ok((losses, out.utterance_logits, emotions))
     }

@@ -43,30 +43,7 @@ fn write_tone_at(path: &Path, k: usize, secs: f64, seed: u64, level: f64) {
             (v * 32767.0) as i16
         })
         .collect();
-    write_pcm(path, &samples);
-}
-
-/// `samples` as 16-bit mono PCM WAV at 16 kHz.
-fn write_pcm(path: &Path, samples: &[i16]) {
-    let n = samples.len();
-    let mut bytes = Vec::with_capacity(44 + 2 * n);
-    let data_len = (2 * n) as u32;
-    bytes.extend_from_slice(b"RIFF");
-    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16u32.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&16000u32.to_le_bytes());
-    bytes.extend_from_slice(&32000u32.to_le_bytes());
-    bytes.extend_from_slice(&2u16.to_le_bytes());
-    bytes.extend_from_slice(&16u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        bytes.extend_from_slice(&s.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
+    ent_testkit::wav::write_i16(path, 16_000, &samples);
 }
 
 const LABELS: [&str; 4] = ["hap", "ang", "sad", "neu"];
@@ -1354,29 +1331,13 @@ fn lattice_budget_cuts_batches_and_names_what_cannot_fit() {
     assert!(e.contains("max_batch_nodes = 0: must be at least 1"), "{e}");
 }
 
-/// The first CUDA device; `None` (with the reason printed) without one, unless
-/// `ENT_REQUIRE_CUDA=1` (the GPU bundle sets it), which makes a missing device a failure.
-#[cfg(feature = "cuda")]
-fn cuda_or_skip() -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no CUDA device ({e})");
-            None
-        }
-    }
-}
-
 /// SpecAugment of `[L, B, T, D]` hidden states on the GPU (tensor operations there) equals the
 /// in-place augmentation on the CPU, for every mask value.
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_spec_augment_matches_the_cpu() {
     use ent_features::{MaskValue, SpecAugment, SpecAugmentConfig};
-    let Some(gpu) = cuda_or_skip() else {
+    let Some(gpu) = ent_testkit::cuda_or_skip() else {
         return;
     };
     let (l, b, t, d) = (3, 4, 40, 16);
@@ -1423,7 +1384,7 @@ fn cuda_spec_augment_matches_the_cpu() {
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_first_step_matches_the_cpu() {
-    let Some(gpu) = cuda_or_skip() else {
+    let Some(gpu) = ent_testkit::cuda_or_skip() else {
         return;
     };
     // The GPU bundle runs this binary away from the build's checkout: it says where the
@@ -1529,7 +1490,7 @@ fn joined_parts_are_matched_in_loudness() {
         .unwrap()
         .features;
     let want = bb.inputs_from_samples(&[&joined], &dev).unwrap().features;
-    assert_eq!(max_abs_diff(&got, &want), 0.0);
+    assert_eq!(ent_testkit::max_abs_diff(&got, &want), 0.0);
 }
 
 /// `augment.gain_db`: an example played at a gain of g dB. Filterbanks: every part of a joined
@@ -1557,7 +1518,7 @@ fn gain_perturbation_scales_each_example() {
             }
         })
         .collect();
-    write_pcm(&quiet, &samples);
+    ent_testkit::wav::write_i16(&quiet, 16_000, &samples);
     let seg = ent_features::Segment::WHOLE;
     let joined = vec![
         ("tone", tone.as_path(), seg),
@@ -1640,17 +1601,5 @@ fn gain_perturbation_scales_each_example() {
         .inputs_from_samples(&[&scaled(&quiet, -7.5)], &dev)
         .unwrap()
         .features;
-    assert_eq!(max_abs_diff(&got, &want), 0.0);
-}
-
-/// The largest absolute difference between two tensors of one shape.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    assert_eq!(ent_testkit::max_abs_diff(&got, &want), 0.0);
 }

@@ -73,17 +73,7 @@ pub(crate) fn wav_bytes(rate: u32, frames: usize) -> Vec<u8> {
 /// A float WAV (32-bit) at 16 kHz of `samples`.
 pub(crate) fn float_wav(t: &TempDir, rel: &str, samples: &[f32]) -> PathBuf {
     let path = t.path().join(rel);
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for &x in samples {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
+    ent_testkit::wav::write_f32(&path, 16_000, samples);
     path
 }
 

@@ -1,0 +1,51 @@
+//! Comparing tensors, and the CUDA device a GPU test runs on.
+
+use candle_core::{DType, Device, Tensor};
+
+/// The largest absolute elementwise difference of two tensors of one shape (any float
+/// dtype, any device), in f64; a NaN in either wins.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims(), "tensors of different shapes");
+    let values = |t: &Tensor| {
+        t.flatten_all()
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.to_vec1::<f64>())
+            .expect("a float tensor")
+    };
+    max_abs_diff_slices(&values(a), &values(b))
+}
+
+/// The largest absolute elementwise difference of two slices of one length; a NaN
+/// difference (a value never written, say) wins.
+pub fn max_abs_diff_slices(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "slices of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
+}
+
+/// The bits of an f32 tensor's values, for comparisons that must be exact.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("an f32 tensor")
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// The first CUDA device; `None` (with the reason printed) without one, unless
+/// `ENT_REQUIRE_CUDA=1` (the GPU bundle sets it), which makes a missing device a failure.
+pub fn cuda_or_skip() -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("ENT_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
+            panic!("ENT_REQUIRE_CUDA=1 but no CUDA device: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
