@@ -170,7 +170,8 @@ pub fn bench_speech(seconds: usize) -> Result<Vec<f32>, ent_features::FeatureErr
 }
 
 /// A base-size wav2vec2 checkpoint (`facebook/wav2vec2-base`'s architecture, 94 M parameters)
-/// with seeded random weights, written once to `target/bench-data/wav2vec2-base-random/` as
+/// with seeded random weights, written once to `bench-data/wav2vec2-base-random/` in the target
+/// folder (`$CARGO_TARGET_DIR`, else the workspace's `target/`) as
 /// `config.json` + `model.safetensors` in transformers' own layout, so that transformers loads
 /// the very same weights (`benches/backbone_transformers.py`). Speed does not depend on the
 /// values; they are scaled like trained weights (unit-variance activations, no denormals).
@@ -181,8 +182,10 @@ pub fn backbone_checkpoint() -> std::io::Result<std::path::PathBuf> {
     if let Some(dir) = std::env::var_os("ENT_BACKBONE_BENCH_MODEL") {
         return Ok(dir.into());
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bench-data/wav2vec2-base-random");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("bench-data/wav2vec2-base-random");
     let weights = dir.join("model.safetensors");
     if weights.is_file() {
         return Ok(dir);

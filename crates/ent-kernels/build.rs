@@ -4,7 +4,7 @@
 //! - `cuda`: each `kernels/*.cu` compiled to PTX (`compute_80`, which the driver compiles for
 //!   any GPU from Ampere on) into `OUT_DIR`, embedded by `src/cuda.rs`. nvcc is `$NVCC`, else
 //!   `$CUDA_HOME/bin/nvcc`, else the pinned toolkit that `cargo xtask cuda-toolkit` installs
-//!   in `target/cuda-13.0`, else `nvcc` on `PATH`.
+//!   in `cuda-13.0/` of the target folder, else `nvcc` on `PATH`.
 //! - `emulate`: the same sources compiled as host C++ over `kernels/emu/emu.h` into a static
 //!   library; with `ENT_EMU_SANITIZE=thread`, instrumented by ThreadSanitizer.
 //!
@@ -56,11 +56,16 @@ fn nvcc(root: &Path) -> PathBuf {
             return n;
         }
     }
-    let pinned = root.join("target/cuda-13.0/nvidia/cu13/bin/nvcc");
-    if pinned.exists() {
-        return pinned;
-    }
-    PathBuf::from("nvcc")
+    // The pinned toolkit sits in the target folder, which holds OUT_DIR (wherever
+    // CARGO_TARGET_DIR puts it).
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    let pinned = Path::new("cuda-13.0/nvidia/cu13/bin/nvcc");
+    let workspace_target = root.join("target");
+    out.ancestors()
+        .chain([workspace_target.as_path()])
+        .map(|dir| dir.join(pinned))
+        .find(|nvcc| nvcc.exists())
+        .unwrap_or_else(|| PathBuf::from("nvcc"))
 }
 
 fn ptx(root: &Path, kernels: &Path) {

@@ -48,7 +48,7 @@ fn threads() -> usize {
 
 /// A Python with torch and torchaudio, installing them into `target/bench-venv` if needed.
 fn bench_python(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/bench-venv");
+    let venv = crate::target_dir(root)?.join("bench-venv");
     let python = venv.join("bin/python");
     let ok = python.exists()
         && Command::new(&python)
@@ -73,8 +73,8 @@ fn bench_python(root: &Path) -> Result<PathBuf> {
 
 /// Median time in seconds of one criterion benchmark.
 fn criterion_median(root: &Path, group: &str, func: &str, id: &str) -> Result<f64> {
-    let path = root
-        .join("target/criterion")
+    let path = crate::target_dir(root)?
+        .join("criterion")
         .join(group.replace('/', "_"))
         .join(func)
         .join(id)
@@ -208,7 +208,7 @@ fn run_peer(
     threads: usize,
     runs: usize,
 ) -> Result<Value> {
-    let out = root.join("target").join(script.replace(".py", ".json"));
+    let out = crate::target_dir(root)?.join(script.replace(".py", ".json"));
     run(Command::new(python)
         .arg(root.join("benches").join(script))
         .args(args)
@@ -230,9 +230,10 @@ fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
     if !b.skip_criterion {
         criterion(root, threads, "backbone")?;
     }
-    let model = std::env::var_os("ENT_BACKBONE_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/bench-data/wav2vec2-base-random"));
+    let model = match std::env::var_os("ENT_BACKBONE_BENCH_MODEL") {
+        Some(dir) => PathBuf::from(dir),
+        None => crate::target_dir(root)?.join("bench-data/wav2vec2-base-random"),
+    };
     let peer = run_peer(
         root,
         python,
@@ -271,8 +272,11 @@ fn backbone_bench(b: &BenchRun<'_>) -> Result<()> {
 
 /// `cargo bench -p ent-benches --bench NAME` on `threads` rayon threads.
 fn criterion(root: &Path, threads: usize, name: &str) -> Result<()> {
+    // The benchmark writes its own data (the backbone's checkpoint) into the target folder
+    // this command reads back.
     run(Command::new(env!("CARGO"))
         .current_dir(root)
+        .env("CARGO_TARGET_DIR", crate::target_dir(root)?)
         .env("RAYON_NUM_THREADS", threads.to_string())
         .args(["bench", "-p", "ent-benches", "--bench", name]))
 }
@@ -291,7 +295,7 @@ fn fbank_bench(b: &BenchRun<'_>) -> Result<()> {
     if !b.skip_criterion {
         criterion(root, threads, "fbank")?;
     }
-    let out = root.join("target/bench-kaldi-native-fbank.json");
+    let out = crate::target_dir(root)?.join("bench-kaldi-native-fbank.json");
     run(Command::new(python)
         .arg(root.join("benches/fbank_kaldi_native.py"))
         .args([

@@ -85,7 +85,7 @@ fn cudarc_src(root: &Path) -> Result<PathBuf> {
 /// bindings declare, as an empty body, in a shared library with the real soname.
 fn stubs(root: &Path) -> Result<PathBuf> {
     let src = cudarc_src(root)?;
-    let dir = root.join("target/cuda-stubs");
+    let dir = crate::target_dir(root)?.join("cuda-stubs");
     std::fs::create_dir_all(&dir)?;
     let stamp = dir.join("cudarc-source");
     let built_for = std::fs::read_to_string(&stamp).unwrap_or_default();

@@ -20,23 +20,23 @@ const WHEELS: [&str; 6] = [
 ];
 
 /// Where `cargo xtask cuda-toolkit` installs the toolkit.
-fn toolkit_dir(root: &Path) -> PathBuf {
-    root.join("target/cuda-13.0")
+fn toolkit_dir(root: &Path) -> Result<PathBuf> {
+    Ok(crate::target_dir(root)?.join("cuda-13.0"))
 }
 
 /// The CUDA home inside an installed toolkit (`bin/nvcc`, `include`, `lib`, `nvvm`).
-fn cuda_home(root: &Path) -> PathBuf {
-    toolkit_dir(root).join("nvidia/cu13")
+fn cuda_home(root: &Path) -> Result<PathBuf> {
+    Ok(toolkit_dir(root)?.join("nvidia/cu13"))
 }
 
 /// `cargo xtask cuda-toolkit`: downloads the pinned wheels with pip and unpacks them.
 pub fn toolkit(root: &Path) -> Result<PathBuf> {
-    let home = cuda_home(root);
+    let home = cuda_home(root)?;
     if home.join("bin/nvcc").exists() && home.join("nvvm/bin/cicc").exists() {
         println!("CUDA 13.0 toolkit already in {}", home.display());
         return Ok(home);
     }
-    let dir = toolkit_dir(root);
+    let dir = toolkit_dir(root)?;
     let wheels = dir.join("wheels");
     std::fs::create_dir_all(&wheels).with_context(|| format!("creating {}", wheels.display()))?;
     eprintln!(

@@ -91,7 +91,7 @@ pub fn gpu_bundle(root: &Path) -> Result<()> {
         }
         built.push((build_executable(root, &env, &args, target)?, name));
     }
-    let dir = root.join("target/gpu-bundle");
+    let dir = crate::target_dir(root)?.join("gpu-bundle");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }

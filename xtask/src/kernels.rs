@@ -62,7 +62,7 @@ pub fn kernels(root: &Path, check: bool) -> Result<()> {
     let home = nvcc_home(root)?;
     let nvcc = home.join("bin/nvcc");
     let ptxas = home.join("bin/ptxas");
-    let out_dir = root.join("target/kernels");
+    let out_dir = crate::target_dir(root)?.join("kernels");
     std::fs::create_dir_all(&out_dir)?;
     let mut sources: Vec<PathBuf> = std::fs::read_dir(root.join("kernels"))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -96,6 +96,39 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The workspace's target folder as cargo sees it (`CARGO_TARGET_DIR`, `build.target-dir` in a
+/// cargo configuration, else `target/`), asked of `cargo metadata` once. Everything the
+/// commands build, install or read back (criterion's results, the CUDA toolkit, the bundle)
+/// lives there.
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let dir = ask_target_dir(Command::new(env!("CARGO")).current_dir(root))?;
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// `target_directory` of `cargo metadata` run by `cargo`.
+fn ask_target_dir(cargo: &mut Command) -> Result<PathBuf> {
+    let out = cargo
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("could not run cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata's output")?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata names no target_directory")
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
@@ -104,4 +137,28 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_folder_is_cargos() {
+        let elsewhere = std::env::temp_dir().join("ent-xtask-elsewhere");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(root())
+            .env("CARGO_TARGET_DIR", &elsewhere);
+        assert_eq!(ask_target_dir(&mut cargo).unwrap(), elsewhere);
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.current_dir(root()).env_remove("CARGO_TARGET_DIR");
+        // A cargo configuration may move it; without one it is the workspace's target/.
+        let dir = ask_target_dir(&mut cargo).unwrap();
+        assert!(
+            dir.is_absolute() && dir.ends_with("target"),
+            "{}",
+            dir.display()
+        );
+    }
 }

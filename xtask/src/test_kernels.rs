@@ -233,7 +233,7 @@ fn passes(mut cmd: Command) -> Result<bool> {
 
 fn run_mutants(root: &Path) -> Result<()> {
     check_tsan()?;
-    let base = root.join("target/kernel-mutants");
+    let base = crate::target_dir(root)?.join("kernel-mutants");
     let mut missed = Vec::new();
     println!("| mutant | plain emulation | ThreadSanitizer |");
     println!("|---|---|---|");
