@@ -584,7 +584,7 @@ fn diarize(a: DiarizeArgs, dev: &Device, progress: bool) -> Result<()> {
             let t = &d.transcript;
             let text = match a.format {
                 DiarizeFormat::Rttm => formats::rttm(&file, t),
-                DiarizeFormat::Csv => formats::csv_rows(&file, t),
+                DiarizeFormat::Csv => formats::csv_rows(&file, t)?,
                 DiarizeFormat::Json => format!("{}\n", formats::segments_json(&file, t)?),
             };
             write!(stdout.borrow_mut(), "{text}")?;

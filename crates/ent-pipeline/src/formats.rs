@@ -39,29 +39,27 @@ pub fn rttm(file: &str, t: &Transcript) -> String {
 /// The header of [`csv_rows`].
 pub const CSV_HEADER: &str = "file,start,end,duration,emotion";
 
-/// One CSV row per emotion segment of `t` (fields quoted where they need it).
-pub fn csv_rows(file: &str, t: &Transcript) -> String {
-    let mut out = String::new();
+/// One CSV row per emotion segment of `t` (RFC 4180 through the `csv` crate: fields quoted
+/// where they need it, `\n` line ends).
+pub fn csv_rows(file: &str, t: &Transcript) -> csv::Result<String> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     for s in &t.segments {
-        let _ = writeln!(
-            out,
-            "{},{:.3},{:.3},{:.3},{}",
-            csv_field(file),
-            s.start,
-            s.end,
-            s.end - s.start,
-            csv_field(&s.emotion)
-        );
+        w.write_record([
+            file,
+            &format!("{:.3}", s.start),
+            &format!("{:.3}", s.end),
+            &format!("{:.3}", s.end - s.start),
+            &s.emotion,
+        ])?;
     }
-    out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    // Every field came from a &str, so the bytes are UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// One JSON object with the file, its emotion and its segments.
@@ -327,9 +325,22 @@ mod tests {
             "SPEAKER a_b 1 0.000 1.500 <NA> <NA> neu <NA> <NA>\nSPEAKER a_b 1 1.500 0.750 <NA> <NA> sad <NA> <NA>\n"
         );
         assert_eq!(
-            csv_rows("x,\"y\".wav", &t),
+            csv_rows("x,\"y\".wav", &t).unwrap(),
             "\"x,\"\"y\"\".wav\",0.000,1.500,1.500,neu\n\"x,\"\"y\"\".wav\",1.500,2.250,0.750,sad\n"
         );
+        assert!(
+            csv_rows("a.wav", &t)
+                .unwrap()
+                .starts_with("a.wav,0.000,1.500,")
+        );
+        // A name with a line break reads back whole.
+        let rows = csv_rows("two\nlines.wav", &t).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(rows.as_bytes());
+        let first = r.records().next().unwrap().unwrap();
+        assert_eq!(&first[0], "two\nlines.wav");
+        assert_eq!(&first[4], "neu");
         let j: serde_json::Value =
             serde_json::from_str(&segments_json("a.wav", &t).unwrap()).unwrap();
         assert_eq!(j["segments"][1]["emotion"], "sad");

@@ -2,10 +2,15 @@
 //! minutes, the emotion band and the decoder's confidence, each pixel column summarising the
 //! frames under it.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
 
-use super::Timeline;
-use super::style::class_colors;
+use super::style::{bold, class_colors, font, render_svg};
+use super::{PlotResult, Timeline};
+
+/// The confidence grid's lines and its curve.
+const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+const CURVE: RGBColor = RGBColor(0x33, 0x33, 0x33);
 
 /// Plot width in pixels, whatever the length.
 pub(super) const WIDTH: usize = 1600;
@@ -52,134 +57,95 @@ pub(super) fn tick_minutes(minutes: f64) -> f64 {
         .unwrap_or(240.0)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The SVG of a long timeline.
-pub(super) fn render(t: &Timeline) -> String {
-    let plot = WIDTH - LEFT - RIGHT;
+pub(super) fn render(t: &Timeline) -> PlotResult<String> {
+    let (left, plot) = (LEFT as i32, (WIDTH - LEFT - RIGHT) as i32);
     let secs = (t.frame_emotions.len() as f64 * t.frame_shift).max(1.0);
     let minutes = secs / 60.0;
     let colors = class_colors(t.labels);
-    let hex = |k: usize| {
-        let c = colors[k];
-        format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
-    };
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{} ({})</text>"#,
-        esc(t.title),
-        ent_common::progress::duration(secs)
-    );
-    // Legend.
-    let mut x = LEFT;
-    for (k, l) in t.labels.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x}" y="40" width="14" height="14" fill="{}"/><text x="{}" y="52" font-size="13">{}</text>"#,
-            hex(k),
-            x + 20,
-            esc(l)
-        );
-        x += 40 + 8 * l.chars().count();
-    }
-    // Emotion band, one rectangle per run of equal columns.
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="13" text-anchor="end">emotion</text>"#,
-        LEFT - 8,
-        BAND_TOP + BAND / 2 + 4
-    );
-    let cols = columns(t, plot);
-    let mut c = 0;
-    while c < cols.len() {
-        let Some((k, _)) = cols[c] else {
-            c += 1;
-            continue;
-        };
-        let start = c;
-        while c < cols.len() && cols[c].map(|v| v.0) == Some(k) {
-            c += 1;
+    let cols = columns(t, plot as usize);
+    let (band_top, band) = (BAND_TOP as i32, BAND as i32);
+    let (conf_top, conf, axis_y) = (CONF_TOP as i32, CONF as i32, AXIS_Y as i32);
+    render_svg(WIDTH as u32, HEIGHT as u32, |page| {
+        let title = format!("{} ({})", t.title, ent_common::progress::duration(secs));
+        page.text(
+            &title,
+            (left, 24),
+            bold(16.0, &BLACK, HPos::Left, VPos::Bottom),
+        )?;
+        let mut x = left;
+        for (k, l) in t.labels.iter().enumerate() {
+            page.rect((x, 40), (x + 14, 54), colors[k])?;
+            page.text(
+                l,
+                (x + 20, 47),
+                font(13.0, &BLACK, HPos::Left, VPos::Center),
+            )?;
+            x += 40 + 8 * l.chars().count() as i32;
         }
-        let _ = writeln!(
-            s,
-            r#"<rect x="{}" y="{BAND_TOP}" width="{}" height="{BAND}" fill="{}"/>"#,
-            LEFT + start,
-            c - start,
-            hex(k)
-        );
-    }
-    // Confidence: the mean top probability per column.
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="13" text-anchor="end">confidence</text>"#,
-        LEFT - 8,
-        CONF_TOP + CONF / 2 + 4
-    );
-    for (frac, label) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
-        let y = CONF_TOP + CONF - (frac * CONF as f64) as usize;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#dddddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">{label}</text>"##,
-            LEFT + plot,
-            LEFT - 4,
-            y + 4
-        );
-    }
-    let mut points = String::new();
-    for (i, col) in cols.iter().enumerate() {
-        if let Some((_, p)) = col {
-            let y = CONF_TOP as f64 + CONF as f64 * (1.0 - p.clamp(0.0, 1.0) as f64);
-            let _ = write!(points, "{},{:.1} ", LEFT + i, y);
-        }
-    }
-    let _ = writeln!(
-        s,
-        r##"<polyline points="{}" fill="none" stroke="#333333" stroke-width="1"/>"##,
-        points.trim_end()
-    );
-    // Time axis in minutes.
-    let _ = writeln!(
-        s,
-        r##"<line x1="{LEFT}" y1="{AXIS_Y}" x2="{}" y2="{AXIS_Y}" stroke="black"/>"##,
-        LEFT + plot
-    );
-    let step = tick_minutes(minutes);
-    let mut m = 0.0;
-    while m <= minutes + 1e-9 {
-        let x = LEFT + (m / minutes * plot as f64).round() as usize;
-        let label = if step < 1.0 {
-            format!("{m:.1}")
-        } else {
-            format!("{m:.0}")
+        let row_label = |s: &str, y: i32| {
+            page.text(
+                s,
+                (left - 8, y),
+                font(13.0, &BLACK, HPos::Right, VPos::Center),
+            )
         };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x}" y1="{AXIS_Y}" x2="{x}" y2="{}" stroke="black"/><text x="{x}" y="{}" font-size="12" text-anchor="middle">{label}</text>"##,
-            AXIS_Y + 6,
-            AXIS_Y + 20
-        );
-        m += step;
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">time (minutes)</text>"#,
-        LEFT + plot / 2,
-        AXIS_Y + 36
-    );
-    s.push_str("</svg>\n");
-    s
+        // Emotion band, one rectangle per run of equal columns.
+        row_label("emotion", band_top + band / 2)?;
+        let classes: Vec<Option<usize>> = cols.iter().map(|c| c.map(|v| v.0)).collect();
+        let mut start = 0;
+        for run in classes.chunk_by(|a, b| a == b) {
+            if let Some(k) = run[0] {
+                let x0 = left + start as i32;
+                let x1 = x0 + run.len() as i32;
+                page.rect((x0, band_top), (x1, band_top + band), colors[k])?;
+            }
+            start += run.len();
+        }
+        // Confidence: the mean top probability per column (its label between the ticks).
+        row_label("confidence", conf_top + conf / 4)?;
+        for (frac, label) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
+            let y = conf_top + conf - (frac * conf as f64) as i32;
+            page.line(vec![(left, y), (left + plot, y)], GRID, 1)?;
+            page.text(
+                label,
+                (left - 4, y),
+                font(11.0, &BLACK, HPos::Right, VPos::Center),
+            )?;
+        }
+        let points: Vec<(i32, i32)> = cols
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| {
+                let (_, p) = (*col)?;
+                let y = conf_top as f64 + conf as f64 * (1.0 - p.clamp(0.0, 1.0) as f64);
+                Some((left + i as i32, y.round() as i32))
+            })
+            .collect();
+        page.line(points, CURVE, 1)?;
+        // Time axis in minutes.
+        page.line(vec![(left, axis_y), (left + plot, axis_y)], BLACK, 1)?;
+        let step = tick_minutes(minutes);
+        let mut m = 0.0;
+        while m <= minutes + 1e-9 {
+            let x = left + (m / minutes * plot as f64).round() as i32;
+            let label = if step < 1.0 {
+                format!("{m:.1}")
+            } else {
+                format!("{m:.0}")
+            };
+            page.line(vec![(x, axis_y), (x, axis_y + 6)], BLACK, 1)?;
+            page.text(
+                &label,
+                (x, axis_y + 20),
+                font(12.0, &BLACK, HPos::Center, VPos::Bottom),
+            )?;
+            m += step;
+        }
+        page.text(
+            "time (minutes)",
+            (left + plot / 2, axis_y + 36),
+            font(12.0, &BLACK, HPos::Center, VPos::Bottom),
+        )
+    })
 }

@@ -1,6 +1,6 @@
 //! Plots: emotion timelines and confusion matrices as SVG.
 //!
-//! Both plots are drawn with plotters' SVG backend in pixel coordinates (no
+//! All plots are drawn with plotters' SVG backend in pixel coordinates (no
 //! chart/mesh machinery), so the layout is exact and needs no font files: the
 //! SVG backend writes `<text>` elements and leaves glyph rendering to the
 //! viewer. Text widths are estimated (about 0.6 em per Latin character, 1 em
@@ -121,7 +121,7 @@ pub const LONG_SECS: f64 = 180.0;
 pub fn emotion_timeline(path: &Path, timeline: &Timeline) -> PlotResult<()> {
     validate_timeline(timeline)?;
     if timeline.frame_emotions.len() as f64 * timeline.frame_shift > LONG_SECS {
-        return write_file(path, &long::render(timeline));
+        return write_file(path, &long::render(timeline)?);
     }
     let layout = timeline::TimelineLayout::new(timeline);
     let svg = timeline::render_timeline(timeline, &layout)

@@ -807,6 +807,7 @@ fn hour_long_timelines_stay_readable() {
         .descendants()
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text())
+        .map(str::trim)
         .collect();
     assert!(texts.contains(&"time (minutes)"), "{texts:?}");
     for m in ["0", "5", "30", "60"] {
@@ -818,7 +819,7 @@ fn hour_long_timelines_stay_readable() {
     );
     // The angry run: from 20/60 to 25/60 of the plot width, within a pixel.
     let colors = class_colors(&names);
-    let ang = format!("#{:02x}{:02x}{:02x}", colors[1].0, colors[1].1, colors[1].2);
+    let ang = color_hex(colors[1]);
     let runs: Vec<(f64, f64)> = doc
         .descendants()
         .filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(ang.as_str()))
