@@ -1,5 +1,6 @@
-//! Builds what the optional features need from the kernel sources in the workspace's
-//! `kernels/` folder:
+//! Builds what the optional features need from the kernel sources in `kernels/` beside this
+//! file: in the workspace a link to the workspace's `kernels/` (the one place they live), in
+//! the published package a copy that `cargo package` makes of it.
 //!
 //! - `cuda`: each `kernels/*.cu` compiled to PTX (`compute_80`, which the driver compiles for
 //!   any GPU from Ampere on) into `OUT_DIR`, embedded by `src/cuda.rs`. nvcc is `$NVCC`, else
@@ -15,17 +16,18 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    // The workspace's root when built there (its target/ may hold the pinned toolkit).
     let root = manifest
-        .parent()
-        .and_then(Path::parent)
-        .expect("ent-kernels lives in crates/ of the workspace")
+        .ancestors()
+        .nth(2)
+        .unwrap_or(&manifest)
         .to_path_buf();
     // ENT_KERNELS_DIR builds another copy of the sources (`cargo xtask test-kernels
     // --mutants` points it at mutated ones).
     println!("cargo::rerun-if-env-changed=ENT_KERNELS_DIR");
     let kernels = std::env::var_os("ENT_KERNELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("kernels"));
+        .unwrap_or_else(|| manifest.join("kernels"));
     println!("cargo::rerun-if-changed={}", kernels.display());
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         ptx(&root, &kernels);
