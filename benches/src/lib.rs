@@ -142,13 +142,13 @@ impl Problem {
 impl Problem {
     /// The batch the slice entry points take.
     pub fn batch(&self) -> ent_lattice::LatticeBatch<'_, f32> {
-        ent_lattice::LatticeBatch {
-            logits: &self.logits,
-            dims: self.shape.dims,
-            targets: &self.targets,
-            logit_lens: &self.logit_lens,
-            target_lens: &self.target_lens,
-        }
+        ent_lattice::LatticeBatch::new(
+            &self.logits,
+            self.shape.dims,
+            &self.targets,
+            &self.logit_lens,
+            &self.target_lens,
+        )
     }
 }
 

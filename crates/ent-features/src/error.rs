@@ -137,30 +137,11 @@ pub enum FeatureError {
     Candle(#[from] candle_core::Error),
 }
 
-impl FeatureError {
-    /// Names `path` as the input of an error that was raised on samples in memory, so that
-    /// `Fbank::compute` failures inside file-level functions say which file they concern.
-    pub fn in_file(mut self, path: &Path) -> Self {
-        match &mut self {
-            FeatureError::Unsupported { input, .. }
-            | FeatureError::Truncated { input, .. }
-            | FeatureError::Corrupt { input, .. }
-            | FeatureError::Empty { input, .. }
-            | FeatureError::TooShort { input, .. }
-            | FeatureError::NonFinite { input, .. }
-            | FeatureError::OutOfRange { input, .. }
-                if input.path().is_none() =>
-            {
-                *input = Input::file(path);
-            }
-            _ => {}
-        }
-        self
-    }
-
-    /// The input an audio error concerns, if any.
-    pub fn input(&self) -> Option<&Input> {
-        match self {
+/// The input of the errors raised on audio (`Some(&input)` or `Some(&mut input)`, as the
+/// error is borrowed), `None` for the others.
+macro_rules! audio_input {
+    ($e:expr) => {
+        match $e {
             FeatureError::Unsupported { input, .. }
             | FeatureError::Truncated { input, .. }
             | FeatureError::Corrupt { input, .. }
@@ -170,6 +151,22 @@ impl FeatureError {
             | FeatureError::OutOfRange { input, .. } => Some(input),
             _ => None,
         }
+    };
+}
+
+impl FeatureError {
+    /// Names `path` as the input of an error that was raised on samples in memory, so that
+    /// `Fbank::compute` failures inside file-level functions say which file they concern.
+    pub fn in_file(mut self, path: &Path) -> Self {
+        if let Some(input) = audio_input!(&mut self).filter(|i| i.path().is_none()) {
+            *input = Input::file(path);
+        }
+        self
+    }
+
+    /// The input an audio error concerns, if any.
+    pub fn input(&self) -> Option<&Input> {
+        audio_input!(self)
     }
 
     pub(crate) fn invalid(name: &'static str, detail: impl Into<String>) -> Self {

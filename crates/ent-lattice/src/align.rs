@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::RnntLossConfig;
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{Index, LatticeBatch, LatticeDims};
+use crate::problem::{Index, Indices, LatticeBatch};
 use crate::rnnt::{self, NodeLogProbs, RnntProblem, check_buffer};
 
 /// One utterance's best alignment.
@@ -36,14 +36,8 @@ pub fn rnnt_best_path_slice<E: Logit, I: Index>(
     batch: LatticeBatch<'_, E, I>,
     blank: usize,
 ) -> Result<Vec<Alignment>, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = validate(dims, targets, logit_lens, target_lens, blank)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = validate(batch.indices(), blank)?;
     check_buffer("logits", logits.len(), &dims)?;
     let NodeLogProbs {
         lp_blank, lp_label, ..
@@ -53,17 +47,14 @@ pub fn rnnt_best_path_slice<E: Logit, I: Index>(
 
 /// The arguments checked as for the loss with this blank index.
 pub(crate) fn validate<I: Index>(
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    x: Indices<'_, I>,
     blank: usize,
 ) -> Result<RnntProblem, LatticeError> {
     let cfg = RnntLossConfig {
         blank,
         ..Default::default()
     };
-    rnnt::validate(dims, targets, logit_lens, target_lens, &cfg)
+    rnnt::validate(x, &cfg)
 }
 
 /// The blank and label log-probabilities out of the kernels' `[B][T][U+1][3]` normaliser

@@ -12,7 +12,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, DType, Layout, Shape};
 use ent_kernels::cuda::{OnDevice, kernel_dtype, missing};
 use ent_kernels::op::{CpuOp, Forward};
-use ent_kernels::plan::{self, Role, Uploads};
+use ent_kernels::plan::{self, Role};
 
 use crate::config::{LatticePoolConfig, RnntLossConfig};
 use crate::pool::PoolProblem;
@@ -27,15 +27,7 @@ pub(crate) fn rnnt_forward(
     l: &Layout,
 ) -> candle_core::Result<(CudaStorage, OnDevice)> {
     let plan = plan::rnnt_plan(problem.dims, kernel_dtype(s.dtype())?, &cfg.kernel_params())?;
-    let on = OnDevice::new(
-        plan,
-        &Uploads::rnnt(
-            &problem.targets,
-            &problem.lens.frames,
-            &problem.lens.targets,
-        ),
-        &s.device,
-    )?;
+    let on = OnDevice::new(plan, &problem.uploads(), &s.device)?;
     let costs = on.run(&on.plan.forward, (s, l), None)?.costs;
     Ok((costs.ok_or_else(|| missing("costs"))?, on))
 }
@@ -69,15 +61,7 @@ pub(crate) fn node_log_probs(
     l: &Layout,
 ) -> candle_core::Result<Vec<f64>> {
     let plan = plan::best_path_plan(problem.dims, kernel_dtype(s.dtype())?, problem.blank)?;
-    let on = OnDevice::new(
-        plan,
-        &Uploads::rnnt(
-            &problem.targets,
-            &problem.lens.frames,
-            &problem.lens.targets,
-        ),
-        &s.device,
-    )?;
+    let on = OnDevice::new(plan, &problem.uploads(), &s.device)?;
     on.run(on.plan.normalize(), (s, l), None)?;
     let lp = on.prepared.get(Role::Lp).ok_or_else(|| missing("Lp"))?;
     let bytes = s.device.clone_dtoh(lp)?;
@@ -96,11 +80,7 @@ fn pool_on_device(
     s: &CudaStorage,
 ) -> candle_core::Result<OnDevice> {
     let plan = plan::pool_plan(problem.dims, kernel_dtype(s.dtype())?, &cfg.kernel_params())?;
-    OnDevice::new(
-        plan,
-        &Uploads::pool(&problem.labels, &problem.lens.frames, &problem.lens.targets),
-        &s.device,
-    )
+    OnDevice::new(plan, &problem.uploads(), &s.device)
 }
 
 /// The pooling costs (`[B]` f64), no gradient.

@@ -8,14 +8,6 @@ use ent_kernels::rows as rowops;
 use ent_kernels::KernelDType;
 use ent_kernels::plan::Plain;
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-    impl Sealed for half::f16 {}
-    impl Sealed for half::bf16 {}
-}
-
 /// Per-row results of the normaliser pass: `log sum_k exp(z_k) = max + ln(sum)`, where
 /// `sum = sum_k exp(z_k - max)`. Public in this private module only because [`Logit`]
 /// returns it: outside the crate it cannot be named.
@@ -34,8 +26,9 @@ impl RowNorm {
 }
 
 /// A logit element type: f32, f64, f16 or bf16. Half-precision logits are computed in f32;
-/// f64 logits are computed in f64 throughout (useful for gradient checks).
-pub trait Logit: Plain + sealed::Sealed {
+/// f64 logits are computed in f64 throughout (useful for gradient checks). Sealed: `Plain` is,
+/// and the orphan rule keeps other crates from implementing it for those types.
+pub trait Logit: Plain {
     /// The type gradients are produced in: f32, or f64 for f64 logits.
     type Acc: Float;
 

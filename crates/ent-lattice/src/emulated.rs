@@ -4,7 +4,7 @@
 
 pub use ent_kernels::emulated::Options;
 use ent_kernels::emulated::{Emu, HostMem, external, grad_costs_mem, logits_mem, run_checked};
-use ent_kernels::plan::{self, Role, Uploads};
+use ent_kernels::plan::{self, Role};
 
 use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, RnntLossConfig};
@@ -42,17 +42,11 @@ pub fn rnnt_loss<E: Logit, I: Index>(
     grad_costs: Option<&[f64]>,
     opts: &Options,
 ) -> Result<RnntRun<E>, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = rnnt::validate(dims, targets, logit_lens, target_lens, cfg)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = rnnt::validate(batch.indices(), cfg)?;
     check_buffer("logits", logits.len(), &dims)?;
     let plan = plan::rnnt_plan(dims, E::KERNEL, &cfg.kernel_params())?;
-    let uploads = Uploads::rnnt(&p.targets, &p.lens.frames, &p.lens.targets);
+    let uploads = p.uploads();
     let prepared = plan::prepare(&mut Emu, &plan.buffers, &uploads)?;
     let z = logits_mem(logits, opts);
     let costs = external(&plan.costs)?;
@@ -85,17 +79,11 @@ pub fn lattice_max_pool_loss<E: Logit, I: Index>(
     grad_costs: Option<&[f64]>,
     opts: &Options,
 ) -> Result<PoolRun, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets: labels,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = pool::validate(dims, labels, logit_lens, target_lens, cfg)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = pool::validate(batch.indices(), cfg)?;
     check_buffer("emotion_logits", logits.len(), &dims)?;
     let plan = plan::pool_plan(dims, E::KERNEL, &cfg.kernel_params())?;
-    let uploads = Uploads::pool(&p.labels, &p.lens.frames, &p.lens.targets);
+    let uploads = p.uploads();
     let prepared = plan::prepare(&mut Emu, &plan.buffers, &uploads)?;
     let z = logits_mem(logits, opts);
     let costs = external(&plan.costs)?;
@@ -138,17 +126,11 @@ pub fn rnnt_best_path<E: Logit, I: Index>(
     blank: usize,
     opts: &Options,
 ) -> Result<Vec<Alignment>, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = align::validate(dims, targets, logit_lens, target_lens, blank)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = align::validate(batch.indices(), blank)?;
     check_buffer("logits", logits.len(), &dims)?;
     let plan = plan::best_path_plan(dims, E::KERNEL, blank)?;
-    let uploads = Uploads::rnnt(&p.targets, &p.lens.frames, &p.lens.targets);
+    let uploads = p.uploads();
     let prepared = plan::prepare(&mut Emu, &plan.buffers, &uploads)?;
     let z = logits_mem(logits, opts);
     run_checked(plan.normalize(), &prepared, &[&z])?;

@@ -16,7 +16,7 @@ use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
 use crate::pool::{self, PoolForward, PoolProblem};
-use crate::problem::{LatticeBatch, LatticeDims};
+use crate::problem::{Indices, LatticeBatch, LatticeDims};
 use crate::rnnt::{self, Forward, RnntProblem};
 
 const LOGIT_DTYPES: &str = "f32, f16, bf16, f64";
@@ -258,7 +258,7 @@ fn best_path_cuda(
     h: &HostArgs,
     blank: usize,
 ) -> candle_core::Result<Vec<Alignment>> {
-    let p = align::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, blank)?;
+    let p = align::validate(h.indices(), blank)?;
     #[cfg(feature = "cuda")]
     {
         let logits = logits.contiguous()?;
@@ -287,6 +287,17 @@ struct HostArgs {
     targets: Vec<i64>,
     logit_lens: Vec<i64>,
     target_lens: Vec<i64>,
+}
+
+impl HostArgs {
+    fn indices(&self) -> Indices<'_, i64> {
+        Indices {
+            dims: self.dims,
+            targets: &self.targets,
+            logit_lens: &self.logit_lens,
+            target_lens: &self.target_lens,
+        }
+    }
 }
 
 /// The names of a loss's arguments, for its messages.
@@ -385,7 +396,7 @@ impl RnntOp {
         cfg: &RnntLossConfig,
     ) -> candle_core::Result<(Self, usize)> {
         let h = HostArgs::read(logits, targets, logit_lens, target_lens)?;
-        let problem = rnnt::validate(h.dims, &h.targets, &h.logit_lens, &h.target_lens, cfg)?;
+        let problem = rnnt::validate(h.indices(), cfg)?;
         let op = RnntOp {
             problem: Arc::new(problem),
             cfg: cfg.clone(),
@@ -625,9 +636,8 @@ impl PoolOp {
         cfg: &LatticePoolConfig,
     ) -> candle_core::Result<(Self, usize)> {
         let h = HostArgs::read_as(&POOL_ARGS, emotion_logits, labels, logit_lens, target_lens)?;
-        let (dims, b) = (h.dims, h.dims.batch);
-        let (labels, logit_lens, target_lens) = (h.targets, h.logit_lens, h.target_lens);
-        let problem = pool::validate(dims, &labels, &logit_lens, &target_lens, cfg)?;
+        let b = h.dims.batch;
+        let problem = pool::validate(h.indices(), cfg)?;
         let op = PoolOp {
             problem,
             cfg: cfg.clone(),

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::{LatticePoolConfig, NeutralTerm, PoolMode};
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{self, Index, LatticeBatch, LatticeDims, Lengths};
+use crate::problem::{self, Index, Indices, LatticeBatch, LatticeDims, Lengths};
 use crate::rnnt::check_buffer;
 
 /// A validated pooling problem.
@@ -29,13 +29,19 @@ pub(crate) struct PoolProblem {
     pub labels: Vec<usize>,
 }
 
+#[cfg(any(feature = "cuda", feature = "emulate"))]
+impl PoolProblem {
+    /// What the kernel's plan uploads: the labels and both lengths.
+    pub(crate) fn uploads(&self) -> ent_kernels::plan::Uploads {
+        ent_kernels::plan::Uploads::pool(&self.labels, &self.lens.frames, &self.lens.targets)
+    }
+}
+
 pub(crate) fn validate<I: Index>(
-    dims: LatticeDims,
-    labels: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    x: Indices<'_, I>,
     cfg: &LatticePoolConfig,
 ) -> Result<PoolProblem, LatticeError> {
+    let (dims, labels) = (x.dims, x.targets);
     let k = dims.classes;
     if cfg.neutral >= k {
         return Err(LatticeError::ClassOutOfRange {
@@ -51,7 +57,7 @@ pub(crate) fn validate<I: Index>(
             reason: "must lie in (0, 1]",
         });
     }
-    let lens = problem::lengths(&dims, logit_lens, target_lens)?;
+    let lens = problem::lengths(&dims, x.logit_lens, x.target_lens)?;
     problem::check_len("labels", labels.len(), dims.batch)?;
     let labels = labels
         .iter()
@@ -202,14 +208,8 @@ pub fn lattice_max_pool_loss_slice<E: Logit, I: Index>(
     cfg: &LatticePoolConfig,
     grad: Option<&mut [E::Acc]>,
 ) -> Result<Vec<f64>, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets: labels,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = validate(dims, labels, logit_lens, target_lens, cfg)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = validate(batch.indices(), cfg)?;
     let fwd = forward(logits, &p, cfg)?;
     if let Some(grad) = grad {
         check_buffer("gradient buffer", grad.len(), &dims)?;

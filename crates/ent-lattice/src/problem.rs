@@ -36,6 +36,45 @@ pub struct LatticeBatch<'a, E, I = u32> {
     pub target_lens: &'a [I],
 }
 
+impl<'a, E, I: Copy> LatticeBatch<'a, E, I> {
+    /// The batch of these slices, in the order of the fields.
+    pub fn new(
+        logits: &'a [E],
+        dims: LatticeDims,
+        targets: &'a [I],
+        logit_lens: &'a [I],
+        target_lens: &'a [I],
+    ) -> Self {
+        LatticeBatch {
+            logits,
+            dims,
+            targets,
+            logit_lens,
+            target_lens,
+        }
+    }
+
+    /// What the checks of the arguments read: everything but the logits.
+    pub(crate) fn indices(&self) -> Indices<'a, I> {
+        Indices {
+            dims: self.dims,
+            targets: self.targets,
+            logit_lens: self.logit_lens,
+            target_lens: self.target_lens,
+        }
+    }
+}
+
+/// A lattice batch's sizes, targets (or labels) and lengths, without its logits: what the
+/// argument checks read, whether the logits are a slice or a tensor on a device.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Indices<'a, I> {
+    pub(crate) dims: LatticeDims,
+    pub(crate) targets: &'a [I],
+    pub(crate) logit_lens: &'a [I],
+    pub(crate) target_lens: &'a [I],
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for u8 {}

@@ -36,7 +36,7 @@ use ent_kernels::Float;
 use crate::config::{Reduction, RnntLossConfig};
 use crate::elem::Logit;
 use crate::error::LatticeError;
-use crate::problem::{self, Index, LatticeBatch, LatticeDims, Lengths};
+use crate::problem::{self, Index, Indices, LatticeBatch, LatticeDims, Lengths};
 
 /// A validated RNN-T problem: dimensions, lengths and targets.
 #[derive(Clone, Debug)]
@@ -48,16 +48,22 @@ pub(crate) struct RnntProblem {
     pub blank: usize,
 }
 
+#[cfg(any(feature = "cuda", feature = "emulate"))]
+impl RnntProblem {
+    /// What the kernels' plans upload: the targets and both lengths.
+    pub(crate) fn uploads(&self) -> ent_kernels::plan::Uploads {
+        ent_kernels::plan::Uploads::rnnt(&self.targets, &self.lens.frames, &self.lens.targets)
+    }
+}
+
 /// Checks every argument; errors name the argument and the value.
 pub(crate) fn validate<I: Index>(
-    dims: LatticeDims,
-    targets: &[I],
-    logit_lens: &[I],
-    target_lens: &[I],
+    x: Indices<'_, I>,
     cfg: &RnntLossConfig,
 ) -> Result<RnntProblem, LatticeError> {
+    let (dims, targets) = (x.dims, x.targets);
     validate_config(cfg, dims.classes)?;
-    let lens = problem::lengths(&dims, logit_lens, target_lens)?;
+    let lens = problem::lengths(&dims, x.logit_lens, x.target_lens)?;
     let u = dims.targets;
     if targets.len() != dims.batch * u {
         return Err(LatticeError::Shape {
@@ -496,14 +502,8 @@ pub fn rnnt_loss_slice<E: Logit, I: Index>(
     cfg: &RnntLossConfig,
     grad: Option<&mut [E::Acc]>,
 ) -> Result<Vec<f64>, LatticeError> {
-    let LatticeBatch {
-        logits,
-        dims,
-        targets,
-        logit_lens,
-        target_lens,
-    } = batch;
-    let p = validate(dims, targets, logit_lens, target_lens, cfg)?;
+    let (logits, dims) = (batch.logits, batch.dims);
+    let p = validate(batch.indices(), cfg)?;
     match grad {
         None => Ok(forward(logits, &p, cfg, None)?.costs),
         Some(grad) => {

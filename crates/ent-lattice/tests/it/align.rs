@@ -77,17 +77,8 @@ fn path_follows_the_confident_nodes() {
         targets: 2,
         classes: v,
     };
-    let got = cpu::rnnt_best_path(
-        LatticeBatch {
-            logits: &z,
-            dims,
-            targets: &[1u32, 2],
-            logit_lens: &[3u32],
-            target_lens: &[2u32],
-        },
-        0,
-    )
-    .unwrap();
+    let got =
+        cpu::rnnt_best_path(LatticeBatch::new(&z, dims, &[1u32, 2], &[3u32], &[2u32]), 0).unwrap();
     assert_eq!(got[0].blank_positions, vec![0, 2, 2]);
 
     // The tensor entry point agrees, for f64 logits as well.

@@ -76,13 +76,7 @@ fn backward_matches_slice_api() {
         let got = flat(grads.get(&logits).unwrap());
         let mut want = vec![0.0f32; got.len()];
         let costs = cpu::rnnt_loss(
-            LatticeBatch {
-                logits: &b.logits,
-                dims: DIMS,
-                targets: &b.targets,
-                logit_lens: &b.t_lens,
-                target_lens: &b.u_lens,
-            },
+            LatticeBatch::new(&b.logits, DIMS, &b.targets, &b.t_lens, &b.u_lens),
             &cfg,
             Some(&mut want),
         )
@@ -118,13 +112,7 @@ fn reduction_none_returns_costs_and_weighted_backward() {
     let got = flat(grads.get(&logits).unwrap());
     let mut unit = vec![0.0f32; got.len()];
     cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &b.logits,
-            dims: DIMS,
-            targets: &b.targets,
-            logit_lens: &b.t_lens,
-            target_lens: &b.u_lens,
-        },
+        LatticeBatch::new(&b.logits, DIMS, &b.targets, &b.t_lens, &b.u_lens),
         &cfg,
         Some(&mut unit),
     )
@@ -254,13 +242,7 @@ fn pool_backward_matches_slice_api() {
         let got = flat(loss.backward().unwrap().get(&logits).unwrap());
         let mut want = vec![0.0f32; got.len()];
         let costs = cpu::lattice_max_pool_loss(
-            LatticeBatch {
-                logits: &b.logits,
-                dims: DIMS,
-                targets: &[1u32, 3, 0],
-                logit_lens: &b.t_lens,
-                target_lens: &b.u_lens,
-            },
+            LatticeBatch::new(&b.logits, DIMS, &[1u32, 3, 0], &b.t_lens, &b.u_lens),
             &cfg,
             Some(&mut want),
         )

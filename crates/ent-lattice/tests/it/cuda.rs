@@ -311,13 +311,7 @@ fn more_than_2_pow_31_logits() {
         classes: v,
     };
     let want = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &utt,
-            dims: one,
-            targets: &targets[u..],
-            logit_lens: &[t as u32],
-            target_lens: &[u as u32],
-        },
+        LatticeBatch::new(&utt, one, &targets[u..], &[t as u32], &[u as u32]),
         &cfg,
         Some(&mut want_grad),
     )

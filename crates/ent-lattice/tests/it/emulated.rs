@@ -169,13 +169,7 @@ fn pooling_class_limit() {
     };
     let z = vec![0.5f32; dims.numel().unwrap()];
     let e = emulated::lattice_max_pool_loss(
-        LatticeBatch {
-            logits: &z,
-            dims,
-            targets: &[0u32, 1],
-            logit_lens: &[3u32, 3],
-            target_lens: &[2u32, 2],
-        },
+        LatticeBatch::new(&z, dims, &[0u32, 1], &[3u32, 3], &[2u32, 2]),
         &LatticePoolConfig::default(),
         None,
         &Options::default(),

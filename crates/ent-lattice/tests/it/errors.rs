@@ -256,13 +256,7 @@ fn slice_buffers() {
         classes: 3,
     };
     let e = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &[0.0f32; 11],
-            dims,
-            targets: &[1u32],
-            logit_lens: &[2u32],
-            target_lens: &[1u32],
-        },
+        LatticeBatch::new(&[0.0f32; 11], dims, &[1u32], &[2u32], &[1u32]),
         &RnntLossConfig::default(),
         None,
     )
@@ -274,13 +268,7 @@ fn slice_buffers() {
     );
     let mut g = vec![0.0f32; 13];
     let e = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &[0.0f32; 12],
-            dims,
-            targets: &[1u32],
-            logit_lens: &[2u32],
-            target_lens: &[1u32],
-        },
+        LatticeBatch::new(&[0.0f32; 12], dims, &[1u32], &[2u32], &[1u32]),
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -291,13 +279,7 @@ fn slice_buffers() {
         "{e}"
     );
     let e = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &[0.0f32; 12],
-            dims,
-            targets: &[1u32, 2],
-            logit_lens: &[2u32],
-            target_lens: &[1u32],
-        },
+        LatticeBatch::new(&[0.0f32; 12], dims, &[1u32, 2], &[2u32], &[1u32]),
         &RnntLossConfig::default(),
         None,
     )

@@ -184,13 +184,13 @@ impl Lattice {
 
     /// The batch of `logits` (this lattice's values in the logits' type) with `targets`.
     pub fn batch<'a, E>(&'a self, logits: &'a [E], targets: &'a [u32]) -> LatticeBatch<'a, E> {
-        LatticeBatch {
+        LatticeBatch::new(
             logits,
-            dims: self.dims,
+            self.dims,
             targets,
-            logit_lens: &self.logit_lens,
-            target_lens: &self.target_lens,
-        }
+            &self.logit_lens,
+            &self.target_lens,
+        )
     }
 
     pub fn per_utt(&self) -> usize {
@@ -365,13 +365,7 @@ impl RnntCase {
         let logits = l.typed::<E>();
         let (lens, tlens) = (&l.logit_lens, &l.target_lens);
         let want = cpu::rnnt_best_path(
-            LatticeBatch {
-                logits: &logits,
-                dims: l.dims,
-                targets: &self.targets,
-                logit_lens: lens,
-                target_lens: tlens,
-            },
+            LatticeBatch::new(&logits, l.dims, &self.targets, lens, tlens),
             self.cfg.blank,
         )
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -495,13 +489,7 @@ impl PoolCase {
         let mut want_grad = vec![E::Acc::default(); logits.len()];
         let (lens, tlens) = (&l.logit_lens, &l.target_lens);
         let want = cpu::lattice_max_pool_loss(
-            LatticeBatch {
-                logits: &logits,
-                dims: l.dims,
-                targets: &self.labels,
-                logit_lens: lens,
-                target_lens: tlens,
-            },
+            LatticeBatch::new(&logits, l.dims, &self.labels, lens, tlens),
             &self.cfg,
             Some(&mut want_grad),
         )

@@ -44,13 +44,13 @@ impl PeerCase {
 
     /// The batch with the fixture's logits as `logits` (another type).
     pub fn batch_with<'a, E>(&'a self, logits: &'a [E]) -> LatticeBatch<'a, E> {
-        LatticeBatch {
+        LatticeBatch::new(
             logits,
-            dims: self.dims,
-            targets: &self.targets,
-            logit_lens: &self.logit_lens,
-            target_lens: &self.target_lens,
-        }
+            self.dims,
+            &self.targets,
+            &self.logit_lens,
+            &self.target_lens,
+        )
     }
 }
 

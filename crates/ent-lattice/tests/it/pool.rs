@@ -44,13 +44,13 @@ fn lattice() -> (Vec<f32>, LatticeDims) {
 fn run(z: &[f32], dims: LatticeDims, label: u32, cfg: &LatticePoolConfig) -> (f64, Vec<f32>) {
     let mut g = vec![f32::NAN; z.len()];
     let c = cpu::lattice_max_pool_loss(
-        LatticeBatch {
-            logits: z,
+        LatticeBatch::new(
+            z,
             dims,
-            targets: &[label],
-            logit_lens: &[dims.frames as u32],
-            target_lens: &[dims.targets as u32],
-        },
+            &[label],
+            &[dims.frames as u32],
+            &[dims.targets as u32],
+        ),
         cfg,
         Some(&mut g),
     )
@@ -235,13 +235,7 @@ fn finite_differences_f64() {
         };
         let loss = |z: &[f64]| -> f64 {
             cpu::lattice_max_pool_loss(
-                LatticeBatch {
-                    logits: z,
-                    dims,
-                    targets: &[1u32, 3],
-                    logit_lens: &[3u32, 2],
-                    target_lens: &[2u32, 1],
-                },
+                LatticeBatch::new(z, dims, &[1u32, 3], &[3u32, 2], &[2u32, 1]),
                 &c,
                 None,
             )
@@ -251,13 +245,7 @@ fn finite_differences_f64() {
         };
         let mut g = vec![0.0f64; n];
         cpu::lattice_max_pool_loss(
-            LatticeBatch {
-                logits: &z,
-                dims,
-                targets: &[1u32, 3],
-                logit_lens: &[3u32, 2],
-                target_lens: &[2u32, 1],
-            },
+            LatticeBatch::new(&z, dims, &[1u32, 3], &[3u32, 2], &[2u32, 1]),
             &c,
             Some(&mut g),
         )

@@ -29,13 +29,13 @@ pub fn is_valid_cell(dims: &LatticeDims, lens: (&[u32], &[u32]), i: usize) -> bo
 
 impl Problem {
     pub fn batch(&self) -> LatticeBatch<'_, f32> {
-        LatticeBatch {
-            logits: &self.logits,
-            dims: self.dims,
-            targets: &self.targets,
-            logit_lens: &self.logit_lens,
-            target_lens: &self.target_lens,
-        }
+        LatticeBatch::new(
+            &self.logits,
+            self.dims,
+            &self.targets,
+            &self.logit_lens,
+            &self.target_lens,
+        )
     }
 
     pub fn cfg(&self) -> RnntLossConfig {
@@ -234,13 +234,13 @@ fn single(
 ) -> (f64, Vec<f32>) {
     let mut g = vec![0.0; logits.len()];
     let c = cpu::rnnt_loss(
-        LatticeBatch {
+        LatticeBatch::new(
             logits,
             dims,
             targets,
-            logit_lens: &[dims.frames as u32],
-            target_lens: &[dims.targets as u32],
-        },
+            &[dims.frames as u32],
+            &[dims.targets as u32],
+        ),
         cfg,
         Some(&mut g),
     )
@@ -362,13 +362,7 @@ fn reductions_scale_the_gradient() {
             ..Default::default()
         };
         let c = cpu::rnnt_loss(
-            LatticeBatch {
-                logits: &logits,
-                dims,
-                targets: &[1u32, 2],
-                logit_lens: &[2u32, 2],
-                target_lens: &[1u32, 1],
-            },
+            LatticeBatch::new(&logits, dims, &[1u32, 2], &[2u32, 2], &[1u32, 1]),
             &cfg,
             Some(&mut g),
         )
@@ -414,13 +408,7 @@ fn finite_differences_f64() {
         };
         let loss = |z: &[f64]| -> f64 {
             cpu::rnnt_loss(
-                LatticeBatch {
-                    logits: z,
-                    dims,
-                    targets: &targets,
-                    logit_lens: &t_lens,
-                    target_lens: &u_lens,
-                },
+                LatticeBatch::new(z, dims, &targets, &t_lens, &u_lens),
                 &cfg,
                 None,
             )
@@ -430,13 +418,7 @@ fn finite_differences_f64() {
         };
         let mut grad = vec![0.0f64; n];
         cpu::rnnt_loss(
-            LatticeBatch {
-                logits: &logits,
-                dims,
-                targets: &targets,
-                logit_lens: &t_lens,
-                target_lens: &u_lens,
-            },
+            LatticeBatch::new(&logits, dims, &targets, &t_lens, &u_lens),
             &cfg,
             Some(&mut grad),
         )
@@ -473,13 +455,7 @@ fn f64_matches_brute_force_tightly() {
     let mut g = vec![0.0f64; n];
     let t32: Vec<u32> = targets.iter().map(|&v| v as u32).collect();
     let c = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &logits,
-            dims,
-            targets: &t32,
-            logit_lens: &[5u32],
-            target_lens: &[4u32],
-        },
+        LatticeBatch::new(&logits, dims, &t32, &[5u32], &[4u32]),
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -533,13 +509,7 @@ fn nan_logit_poisons_only_its_utterance() {
     z[4] = f32::NAN; // utterance 0
     let mut g = vec![0.0f32; 24];
     let c = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &z,
-            dims,
-            targets: &[1u32, 1],
-            logit_lens: &[2u32, 2],
-            target_lens: &[1u32, 1],
-        },
+        LatticeBatch::new(&z, dims, &[1u32, 1], &[2u32, 2], &[1u32, 1]),
         &RnntLossConfig::default(),
         Some(&mut g),
     )
@@ -570,25 +540,13 @@ fn half_inputs_compute_in_f32() {
     let run32 = |z: &[f32]| single(z, dims, &[1, 2], &cfg);
     let (mut g16, mut gb) = (vec![0.0f32; 45], vec![0.0f32; 45]);
     let c16 = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &z16,
-            dims,
-            targets: &[1u32, 2],
-            logit_lens: &[3u32],
-            target_lens: &[2u32],
-        },
+        LatticeBatch::new(&z16, dims, &[1u32, 2], &[3u32], &[2u32]),
         &cfg,
         Some(&mut g16),
     )
     .unwrap();
     let cb = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &zb,
-            dims,
-            targets: &[1u32, 2],
-            logit_lens: &[3u32],
-            target_lens: &[2u32],
-        },
+        LatticeBatch::new(&zb, dims, &[1u32, 2], &[3u32], &[2u32]),
         &cfg,
         Some(&mut gb),
     )
@@ -641,13 +599,7 @@ fn huge_batch_past_2_pow_31() {
     let targets: Vec<u32> = (0..2000).map(|i| 1 + (i % 1000 % 999) as u32).collect();
     let mut grad = vec![0.0f32; n];
     let c = cpu::rnnt_loss(
-        LatticeBatch {
-            logits: &logits,
-            dims,
-            targets: &targets,
-            logit_lens: &[1100u32, 1100],
-            target_lens: &[1000u32, 1000],
-        },
+        LatticeBatch::new(&logits, dims, &targets, &[1100u32, 1100], &[1000u32, 1000]),
         &RnntLossConfig::default(),
         Some(&mut grad),
     )

@@ -50,6 +50,14 @@ pub(crate) fn json_error(path: &Path, e: &serde_json::Error) -> DataError {
 pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
 
 impl<'a> Fields<'a> {
+    /// The fields of a manifest entry, or why it has none.
+    pub(crate) fn of(value: &'a Value) -> Result<Self, String> {
+        match value {
+            Value::Object(map) => Ok(Fields(map)),
+            _ => Err("the entry is not a JSON object".into()),
+        }
+    }
+
     /// The first of `keys` present (and not null).
     pub(crate) fn find(&self, keys: &[&'static str]) -> Option<(&'static str, &'a Value)> {
         keys.iter()

@@ -56,10 +56,7 @@ fn entry(
     data_root: Option<&Path>,
 ) -> Result<Utterance, DataError> {
     let err = |detail: String| DataError::entry(path, None, id, detail);
-    let Value::Object(map) = value else {
-        return Err(err("the entry is not a JSON object".into()));
-    };
-    let f = Fields(map);
+    let f = Fields::of(value).map_err(err)?;
     if let Some((k, _)) = f.find(&["start", "stop"]) {
         return Err(DataError::unsupported(
             path,

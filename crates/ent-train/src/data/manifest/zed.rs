@@ -65,10 +65,7 @@ fn entry(
     data_root: Option<&Path>,
 ) -> Result<Utterance, DataError> {
     let err = |detail: String| DataError::entry(path, None, id, detail);
-    let Value::Object(map) = value else {
-        return Err(err("the entry is not a JSON object".into()));
-    };
-    let f = Fields(map);
+    let f = Fields::of(value).map_err(err)?;
     let raw_audio = f
         .string(&["wav", "file", "path"])
         .map_err(err)?
