@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use candle_core::{Device, Shape, Tensor};
-//! use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Op};
+//! use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Fwd, Grads, Op};
 //! use ent_kernels::Float;
 //!
 //! /// `y = x^2`.
@@ -18,17 +18,11 @@
 //!
 //! impl CpuOp for Square {
 //!     type Saved = ();
-//!     fn name(&self) -> &'static str {
-//!         "square"
-//!     }
-//!     fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> candle_core::Result<Forward<F, ()>> {
+//!     const NAME: &'static str = "square";
+//!     fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
 //!         Ok(Forward::new(x[0].iter().map(|&v| v * v).collect(), dims[0]))
 //!     }
-//!     fn host_backward<F: Float>(
-//!         &self,
-//!         a: &BackwardArgs<'_>,
-//!         _: &mut Option<()>,
-//!     ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+//!     fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
 //!         let (x, g) = (a.input::<F>(0)?, a.grad::<F>()?);
 //!         Ok(vec![Some(x.iter().zip(&g).map(|(&v, &g)| (v + v) * g).collect())])
 //!     }
@@ -82,6 +76,13 @@ impl<F, S> Forward<F, S> {
     }
 }
 
+/// What [`CpuOp::forward`] returns.
+pub type Fwd<F, S = ()> = candle_core::Result<Forward<F, S>>;
+
+/// What [`CpuOp::host_backward`] returns: the gradient of each input, `None` for an input
+/// that gets none.
+pub type Grads<F> = candle_core::Result<Vec<Option<Vec<F>>>>;
+
 /// A custom op: its forward pass on the host, generic over the float type; optionally on CUDA;
 /// and its backward pass. Run through [`Op`].
 pub trait CpuOp: Send + Sync + 'static {
@@ -93,15 +94,16 @@ pub trait CpuOp: Send + Sync + 'static {
     const HALVES: bool = false;
 
     /// The op's name, in errors.
-    fn name(&self) -> &'static str;
+    const NAME: &'static str;
+
+    /// The name errors give: [`CpuOp::NAME`] unless an op names each instance.
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
 
     /// The forward pass on the inputs' contiguous host data (all of one type `F`) and their
     /// dimensions.
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, Self::Saved>>;
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F, Self::Saved>;
 
     /// The forward pass on CUDA storages (contiguous, one dtype): by default an error.
     #[cfg(feature = "cuda")]
@@ -133,7 +135,7 @@ pub trait CpuOp: Send + Sync + 'static {
         &self,
         a: &BackwardArgs<'_>,
         saved: &mut Option<Self::Saved>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    ) -> Grads<F> {
         let _ = (a, saved);
         bail!("{}: no backward pass", self.name())
     }
@@ -429,15 +431,9 @@ mod tests {
         type Saved = Vec<f64>;
         const HALVES: bool = true;
 
-        fn name(&self) -> &'static str {
-            "axpy"
-        }
+        const NAME: &'static str = "axpy";
 
-        fn forward<F: Float>(
-            &self,
-            x: &[&[F]],
-            dims: &[&[usize]],
-        ) -> candle_core::Result<Forward<F, Vec<f64>>> {
+        fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F, Vec<f64>> {
             let out = (0..x[0].len())
                 .map(|i| x[0][i] * x[1][i] + x[2][i])
                 .collect();
@@ -452,7 +448,7 @@ mod tests {
             &self,
             a: &BackwardArgs<'_>,
             saved: &mut Option<Vec<f64>>,
-        ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+        ) -> Grads<F> {
             let Some(w) = saved.as_ref() else {
                 bail!("axpy: nothing saved");
             };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, DType, Layout, Shape};
 use ent_kernels::cuda::{OnDevice, kernel_dtype, missing};
-use ent_kernels::op::{CpuOp, Forward};
+use ent_kernels::op::{CpuOp, Fwd};
 use ent_kernels::plan::{self, Role};
 
 use crate::config::{LatticePoolConfig, RnntLossConfig};
@@ -158,16 +158,13 @@ impl GradOp {
 
 impl CpuOp for GradOp {
     type Saved = ();
+    const NAME: &'static str = "lattice-loss-gradient";
 
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn forward<F: ent_kernels::Float>(
-        &self,
-        _: &[&[F]],
-        _: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: ent_kernels::Float>(&self, _: &[&[F]], _: &[&[usize]]) -> Fwd<F> {
         candle_core::bail!("{} runs on CUDA tensors only", self.name)
     }
 

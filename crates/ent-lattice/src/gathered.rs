@@ -12,7 +12,7 @@
 
 use candle_core::{DType, Tensor, WithDType};
 use ent_kernels::Float;
-use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Op};
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Fwd, Grads, Op};
 use rayon::prelude::*;
 
 use crate::align::{self, Alignment};
@@ -297,15 +297,9 @@ impl NodeRnnt {
 impl CpuOp for NodeRnnt {
     type Saved = Vec<Coef>;
 
-    fn name(&self) -> &'static str {
-        "rnnt-loss-from-log-probs"
-    }
+    const NAME: &'static str = "rnnt-loss-from-log-probs";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        _: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, Vec<Coef>>> {
+    fn forward<F: Float>(&self, x: &[&[F]], _: &[&[usize]]) -> Fwd<F, Vec<Coef>> {
         let wide = |v: &[F]| -> Vec<f64> { v.iter().map(|&x| WithDType::to_f64(x)).collect() };
         let (c, coefs) = self.run(&wide(x[0]), &wide(x[1]), self.keep_gradient);
         let f = Forward::new(c.iter().map(|&v| F::from_f64(v)).collect(), self.dims.batch);
@@ -319,7 +313,7 @@ impl CpuOp for NodeRnnt {
         &self,
         a: &BackwardArgs<'_>,
         saved: &mut Option<Vec<Coef>>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    ) -> Grads<F> {
         let wide = |v: Vec<F>| -> Vec<f64> { v.into_iter().map(WithDType::to_f64).collect() };
         let g = wide(a.grad::<F>()?);
         let coefs = match saved.take() {

@@ -8,7 +8,7 @@ use candle_core::Shape;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CpuStorageRef, DType, Device, Layout, Storage, Tensor, WithDType};
 use ent_kernels::Float;
-use ent_kernels::op::{CpuOp, Forward as OpForward, Op};
+use ent_kernels::op::{CpuOp, Forward as OpForward, Fwd, Op};
 
 use crate::align::{self, Alignment};
 use crate::config::{LatticePoolConfig, Reduction, RnntLossConfig};
@@ -513,15 +513,9 @@ impl CpuOp for RnntOp {
     type Saved = Saved;
     const HALVES: bool = true;
 
-    fn name(&self) -> &'static str {
-        "rnnt-loss"
-    }
+    const NAME: &'static str = "rnnt-loss";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        _: &[&[usize]],
-    ) -> candle_core::Result<OpForward<F, Saved>> {
+    fn forward<F: Float>(&self, x: &[&[F]], _: &[&[usize]]) -> Fwd<F, Saved> {
         let (costs, saved) = match F::cpu_storage_ref(x[0]) {
             CpuStorageRef::F32(z) => self.run(z, self.keep_gradient)?,
             CpuStorageRef::F64(z) => self.run(z, self.keep_gradient)?,
@@ -673,15 +667,9 @@ impl CpuOp for PoolOp {
     type Saved = Arc<PoolForward>;
     const HALVES: bool = true;
 
-    fn name(&self) -> &'static str {
-        "lattice-max-pool-loss"
-    }
+    const NAME: &'static str = "lattice-max-pool-loss";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        _: &[&[usize]],
-    ) -> candle_core::Result<OpForward<F, Arc<PoolForward>>> {
+    fn forward<F: Float>(&self, x: &[&[F]], _: &[&[usize]]) -> Fwd<F, Arc<PoolForward>> {
         let fwd = match F::cpu_storage_ref(x[0]) {
             CpuStorageRef::F32(z) => pool::forward(z, &self.problem, &self.cfg)?,
             CpuStorageRef::F64(z) => pool::forward(z, &self.problem, &self.cfg)?,

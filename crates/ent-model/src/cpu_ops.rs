@@ -18,7 +18,7 @@
 use candle_core::{DType, Shape, Tensor, bail};
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
-use ent_kernels::op::{BackwardArgs, CpuOp, Forward};
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Fwd, Grads};
 use rayon::prelude::*;
 
 /// Rows per parallel task: fixed, so that block-wise partial sums do not depend on threads.
@@ -33,10 +33,7 @@ pub(crate) fn fusable(x: &Tensor, others: &[&Tensor]) -> bool {
             .all(|o| o.dtype() == x.dtype() && o.device().is_cpu())
 }
 
-/// The gradients of `(x, w, b)` from a backward pass that gives all three.
-type Grads3<F> = candle_core::Result<Vec<Option<Vec<F>>>>;
-
-fn all3<F>((dx, dw, db): (Vec<F>, Vec<F>, Vec<F>)) -> Grads3<F> {
+fn all3<F>((dx, dw, db): (Vec<F>, Vec<F>, Vec<F>)) -> Grads<F> {
     Ok(vec![Some(dx), Some(dw), Some(db)])
 }
 
@@ -142,15 +139,9 @@ fn ln_backward<F: Float>(x: &[F], w: &[F], g: &[F], eps: f64) -> (Vec<F>, Vec<F>
 impl CpuOp for LayerNormOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "layer-norm"
-    }
+    const NAME: &'static str = "layer-norm";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let d = x[1].len();
         if dims[0].last() != Some(&d) || x[2].len() != d {
             bail!(
@@ -166,7 +157,7 @@ impl CpuOp for LayerNormOp {
         ))
     }
 
-    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         all3(ln_backward(
             &a.input(0)?,
             &a.input(1)?,
@@ -242,24 +233,14 @@ fn softmax_backward<F: Float>(y: &[F], g: &[F], d: usize) -> Vec<F> {
 impl CpuOp for SoftmaxLastOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "softmax-last"
-    }
+    const NAME: &'static str = "softmax-last";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let d = dims[0].last().copied().unwrap_or(1);
         Ok(Forward::new(softmax_forward(x[0], d), dims[0]))
     }
 
-    fn host_backward<F: Float>(
-        &self,
-        a: &BackwardArgs<'_>,
-        _: &mut Option<()>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let d = a.dims(0).last().copied().unwrap_or(1);
         Ok(vec![Some(softmax_backward(&a.output()?, &a.grad()?, d))])
     }
@@ -302,23 +283,13 @@ fn swish_backward<F: Float>(x: &[F], g: &[F]) -> Vec<F> {
 impl CpuOp for SwishOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "swish"
-    }
+    const NAME: &'static str = "swish";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         Ok(Forward::new(swish_forward(x[0]), dims[0]))
     }
 
-    fn host_backward<F: Float>(
-        &self,
-        a: &BackwardArgs<'_>,
-        _: &mut Option<()>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         Ok(vec![Some(swish_backward(&a.input(0)?, &a.grad()?))])
     }
 }
@@ -426,20 +397,14 @@ impl DepthwiseConvOp {
 impl CpuOp for DepthwiseConvOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "depthwise-conv"
-    }
+    const NAME: &'static str = "depthwise-conv";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let c = Self::dims(dims[0], dims[1], dims[2])?;
         Ok(Forward::new(conv_forward(c, x[0], x[1], x[2]), dims[0]))
     }
 
-    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let c = Self::dims(a.dims(0), a.dims(1), a.dims(2))?;
         all3(conv_backward(c, &a.input(0)?, &a.input(1)?, &a.grad()?))
     }
@@ -537,15 +502,9 @@ impl LinearOp {
 impl CpuOp for LinearOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "linear"
-    }
+    const NAME: &'static str = "linear";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let (n, i, o) = Self::dims(dims[0], dims[1], dims[2])?;
         Ok(Forward::new(
             linear_forward(x[0], x[1], x[2], (n, i, o)),
@@ -553,7 +512,7 @@ impl CpuOp for LinearOp {
         ))
     }
 
-    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let d = Self::dims(a.dims(0), a.dims(1), a.dims(2))?;
         all3(linear_backward(&a.input(0)?, &a.input(1)?, &a.grad()?, d))
     }
@@ -743,15 +702,9 @@ fn conv2d_backward<F: Float>(d: Conv2dDims, x: &[F], w: &[F], g: &[F]) -> (Vec<F
 impl CpuOp for Conv2dOp {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "conv2d"
-    }
+    const NAME: &'static str = "conv2d";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let d = Conv2dDims::new(dims[0], dims[1], self.stride)?;
         if x[2].len() != d.o {
             bail!("conv2d: bias {:?} for {} outputs", dims[2], d.o);
@@ -760,7 +713,7 @@ impl CpuOp for Conv2dOp {
         Ok(Forward::new(conv2d_forward(d, x[0], x[1], x[2]), shape))
     }
 
-    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads3<F> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let d = Conv2dDims::new(a.dims(0), a.dims(1), self.stride)?;
         all3(conv2d_backward(d, &a.input(0)?, &a.input(1)?, &a.grad()?))
     }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
-use ent_kernels::op::{BackwardArgs, CpuOp, Forward};
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Fwd, Grads};
 
 /// Frames per block of the hidden layer.
 pub const T_CHUNK: usize = 16;
@@ -197,15 +197,9 @@ fn backward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, V
 impl CpuOp for FusedJoint {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "fused-joint"
-    }
+    const NAME: &'static str = "fused-joint";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let d = joint_dims("fused joint", dims[0], dims[1], dims[2], 0)?;
         Ok(Forward::new(
             forward(d, x[0], x[1], x[2]),
@@ -213,11 +207,7 @@ impl CpuOp for FusedJoint {
         ))
     }
 
-    fn host_backward<F: Float>(
-        &self,
-        a: &BackwardArgs<'_>,
-        _: &mut Option<()>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let d = joint_dims("fused joint", a.dims(0), a.dims(1), a.dims(2), 0)?;
         let (e, p, w, g) = (a.input(0)?, a.input(1)?, a.input(2)?, a.grad()?);
         let (de, dp, dw) = backward(d, &e, &p, &w, &g);
@@ -485,26 +475,16 @@ fn log_sum_exp<F: Float>(row: &[F]) -> F {
 impl CpuOp for FusedJointGather {
     type Saved = ();
 
-    fn name(&self) -> &'static str {
-        "fused-joint-gather"
-    }
+    const NAME: &'static str = "fused-joint-gather";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, ()>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F> {
         let d = joint_dims("fused joint gather", dims[0], dims[1], dims[2], 1)?;
         self.check(d)?;
         let out = self.gather_forward(d, x[0], x[1], x[2]);
         Ok(Forward::new(out, (d.b, d.t, d.u1, 3)))
     }
 
-    fn host_backward<F: Float>(
-        &self,
-        a: &BackwardArgs<'_>,
-        _: &mut Option<()>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, _: &mut Option<()>) -> Grads<F> {
         let d = joint_dims("fused joint gather", a.dims(0), a.dims(1), a.dims(2), 1)?;
         let (e, p, wb) = (a.input(0)?, a.input(1)?, a.input(2)?);
         let (de, dp, dwb) = self.gather_backward(d, &e, &p, &wb, &a.output()?, &a.grad()?);

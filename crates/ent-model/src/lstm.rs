@@ -39,7 +39,7 @@ use candle_core::{Layout, Shape};
 use candle_nn::{Init, VarBuilder};
 use ent_kernels::Float;
 use ent_kernels::gemm::{Mat, Threads, matmul};
-use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Op};
+use ent_kernels::op::{BackwardArgs, CpuOp, Forward, Fwd, Grads, Op};
 
 /// The recurrence of one LSTM direction as a custom op over `(gx, w_hh)`.
 ///
@@ -370,15 +370,9 @@ fn dims(gx: &[usize], w_hh: &[usize]) -> candle_core::Result<Dims> {
 impl CpuOp for LstmRecurrence {
     type Saved = Saved;
 
-    fn name(&self) -> &'static str {
-        "lstm-recurrence"
-    }
+    const NAME: &'static str = "lstm-recurrence";
 
-    fn forward<F: Float>(
-        &self,
-        x: &[&[F]],
-        dims: &[&[usize]],
-    ) -> candle_core::Result<Forward<F, Saved>> {
+    fn forward<F: Float>(&self, x: &[&[F]], dims: &[&[usize]]) -> Fwd<F, Saved> {
         let d = self::dims(dims[0], dims[1])?;
         let (out, act) = self.run_forward(d, x[0], x[1]);
         let saved = Saved::Host {
@@ -430,11 +424,7 @@ impl CpuOp for LstmRecurrence {
         ent_kernels::op::backward_on_host(self, x, out, grad, saved)
     }
 
-    fn host_backward<F: Float>(
-        &self,
-        a: &BackwardArgs<'_>,
-        saved: &mut Option<Saved>,
-    ) -> candle_core::Result<Vec<Option<Vec<F>>>> {
+    fn host_backward<F: Float>(&self, a: &BackwardArgs<'_>, saved: &mut Option<Saved>) -> Grads<F> {
         let d = dims(a.dims(0), a.dims(1))?;
         let Some(Saved::Host { gates, cells }) = saved.as_ref() else {
             bail!("lstm: backward called before forward");
@@ -561,7 +551,7 @@ mod cuda {
     use std::sync::Arc;
 
     use candle_core::{CudaStorage, DType, Layout, Shape};
-    use ent_kernels::op::{CpuOp, Forward};
+    use ent_kernels::op::{CpuOp, Fwd};
     use ent_kernels::plan::{self as launch, KernelDType, LstmDims};
 
     use super::Dims;
@@ -596,15 +586,9 @@ mod cuda {
     impl CpuOp for Backward {
         type Saved = ();
 
-        fn name(&self) -> &'static str {
-            "lstm-recurrence-grad"
-        }
+        const NAME: &'static str = "lstm-recurrence-grad";
 
-        fn forward<F: ent_kernels::Float>(
-            &self,
-            _: &[&[F]],
-            _: &[&[usize]],
-        ) -> candle_core::Result<Forward<F, ()>> {
+        fn forward<F: ent_kernels::Float>(&self, _: &[&[F]], _: &[&[usize]]) -> Fwd<F> {
             candle_core::bail!("lstm-recurrence-grad runs on CUDA tensors only")
         }
 
