@@ -75,8 +75,9 @@ fn row_stats<F: Float>(x: &[F], eps: f64) -> (F, F) {
     (mean, F::ONE / (q / n + F::from_f64(eps)).sqrt())
 }
 
-fn ln_forward<F: Float>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
-    let d = w.len();
+/// `f(out_row, in_row)` for every row of `d` values of `x`, in parallel over blocks of
+/// [`ROWS`] rows: the output rows (zeros before `f`).
+fn map_rows<F: Float>(x: &[F], d: usize, f: impl Fn(&mut [F], &[F]) + Sync) -> Vec<F> {
     let mut y = vec![F::ZERO; x.len()];
     if d == 0 {
         return y;
@@ -85,13 +86,19 @@ fn ln_forward<F: Float>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
         .zip(x.par_chunks(ROWS * d))
         .for_each(|(yc, xc)| {
             for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
-                let (mean, rstd) = row_stats(xr, eps);
-                for k in 0..d {
-                    yr[k] = (xr[k] - mean) * rstd * w[k] + b[k];
-                }
+                f(yr, xr);
             }
         });
     y
+}
+
+fn ln_forward<F: Float>(x: &[F], w: &[F], b: &[F], eps: f64) -> Vec<F> {
+    map_rows(x, w.len(), |yr, xr| {
+        let (mean, rstd) = row_stats(xr, eps);
+        for k in 0..w.len() {
+            yr[k] = (xr[k] - mean) * rstd * w[k] + b[k];
+        }
+    })
 }
 
 /// `(dx, dw, db)` for the incoming gradient `g`.
@@ -176,32 +183,23 @@ impl CpuOp for LayerNormOp {
 pub(crate) struct SoftmaxLastOp;
 
 fn softmax_forward<F: Float>(x: &[F], d: usize) -> Vec<F> {
-    let mut y = vec![F::ZERO; x.len()];
-    if d == 0 {
-        return y;
-    }
-    y.par_chunks_mut(ROWS * d)
-        .zip(x.par_chunks(ROWS * d))
-        .for_each(|(yc, xc)| {
-            for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
-                let mut m = F::NEG_INFINITY;
-                for &v in xr {
-                    if v > m {
-                        m = v;
-                    }
-                }
-                let mut s = F::ZERO;
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - m).exp_fast();
-                    s += *o;
-                }
-                let inv = F::ONE / s;
-                for o in yr.iter_mut() {
-                    *o *= inv;
-                }
+    map_rows(x, d, |yr, xr| {
+        let mut m = F::NEG_INFINITY;
+        for &v in xr {
+            if v > m {
+                m = v;
             }
-        });
-    y
+        }
+        let mut s = F::ZERO;
+        for (o, &v) in yr.iter_mut().zip(xr) {
+            *o = (v - m).exp_fast();
+            s += *o;
+        }
+        let inv = F::ONE / s;
+        for o in yr.iter_mut() {
+            *o *= inv;
+        }
+    })
 }
 
 fn softmax_backward<F: Float>(y: &[F], g: &[F], d: usize) -> Vec<F> {

@@ -15,4 +15,7 @@ pub mod tensor;
 pub mod wav;
 
 pub use rng::Rng;
-pub use tensor::{bits, cuda_or_skip, max_abs_diff, max_abs_diff_slices};
+pub use tensor::{
+    TensorExt, bits, central_differences, central_differences_of, cuda_or_skip, max_abs_diff,
+    max_abs_diff_slices,
+};

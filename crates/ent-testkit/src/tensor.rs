@@ -49,3 +49,43 @@ pub fn cuda_or_skip() -> Option<Device> {
         }
     }
 }
+
+/// Shorthands on tensors for tests.
+pub trait TensorExt {
+    /// The sum of the absolute values, as f32.
+    fn abs_sum(&self) -> f32;
+}
+
+impl TensorExt for Tensor {
+    fn abs_sum(&self) -> f32 {
+        self.abs()
+            .and_then(|a| a.sum_all())
+            .and_then(|s| s.to_dtype(DType::F32))
+            .and_then(|s| s.to_scalar::<f32>())
+            .expect("the sum of a tensor's absolute values")
+    }
+}
+
+/// Central differences of `f` at `x`, element by element: `(f(x + eps e_i) - f(x - eps e_i))
+/// / (2 eps)`.
+pub fn central_differences(x: &[f64], eps: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let (mut p, mut m) = (x.to_vec(), x.to_vec());
+            p[i] += eps;
+            m[i] -= eps;
+            (f(&p) - f(&m)) / (2.0 * eps)
+        })
+        .collect()
+}
+
+/// [`central_differences`] at the f64 tensor `x`, in its row-major order.
+pub fn central_differences_of(x: &Tensor, eps: f64, mut f: impl FnMut(&Tensor) -> f64) -> Vec<f64> {
+    let base = x
+        .flatten_all()
+        .and_then(|v| v.to_vec1::<f64>())
+        .expect("an f64 tensor");
+    central_differences(&base, eps, |v| {
+        f(&Tensor::from_vec(v.to_vec(), x.shape(), x.device()).expect("same shape"))
+    })
+}

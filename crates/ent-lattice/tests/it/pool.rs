@@ -250,12 +250,8 @@ fn finite_differences_f64() {
             Some(&mut g),
         )
         .unwrap();
-        let h = 1e-6;
-        for i in 0..n {
-            let (mut zp, mut zm) = (z.clone(), z.clone());
-            zp[i] += h;
-            zm[i] -= h;
-            let fd = (loss(&zp) - loss(&zm)) / (2.0 * h);
+        let fds = ent_testkit::central_differences(&z, 1e-6, |z| loss(z));
+        for (i, &fd) in fds.iter().enumerate() {
             assert!(
                 (fd - g[i]).abs() < 1e-7,
                 "{mode:?} [{i}]: fd {fd} vs {}",

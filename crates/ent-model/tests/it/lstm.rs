@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::rnn::{Direction, LSTMConfig, RNN};
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::lstm::{Lstm, lstm_recurrence};
+use ent_testkit::{TensorExt, central_differences_of};
 
 const B: usize = 3;
 const T: usize = 7;
@@ -111,13 +112,7 @@ fn padded_frames_are_zero_and_get_no_gradient() {
         if name == "output" || name == "dx" {
             for (b, &len) in LENS.iter().enumerate() {
                 let pad = a.get(b).unwrap().narrow(0, len, T - len).unwrap();
-                let m = pad
-                    .abs()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let m = pad.abs_sum();
                 assert_eq!(
                     m, 0.0,
                     "{name} of utterance {b} is not zero past its length"
@@ -155,27 +150,14 @@ fn recurrence_gradient_matches_finite_differences() {
                 .unwrap()
                 .to_vec1::<f64>()
                 .unwrap();
-            let base = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let eps = 1e-6;
-            for i in 0..base.len() {
-                let mut p = base.clone();
-                p[i] += eps;
-                let mut m = base.clone();
-                m[i] -= eps;
-                let shape = var.as_tensor().shape().clone();
-                let tp = Tensor::from_vec(p, shape.clone(), &dev).unwrap();
-                let tm = Tensor::from_vec(m, shape, &dev).unwrap();
-                let (fp, fm) = if is_w {
-                    (f(gx.as_tensor(), &tp), f(gx.as_tensor(), &tm))
+            let fds = central_differences_of(var.as_tensor(), 1e-6, |t| {
+                if is_w {
+                    f(gx.as_tensor(), t)
                 } else {
-                    (f(&tp, w.as_tensor()), f(&tm, w.as_tensor()))
-                };
-                let fd = (fp - fm) / (2.0 * eps);
+                    f(t, w.as_tensor())
+                }
+            });
+            for (i, &fd) in fds.iter().enumerate() {
                 // Central differences in f64 with eps 1e-6: truncation ~eps^2, rounding ~1e-16/eps.
                 assert!(
                     (fd - g[i]).abs() < 1e-8 * (1.0 + fd.abs()),

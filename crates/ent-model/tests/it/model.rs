@@ -7,6 +7,7 @@ use ent_model::{
     AsrLattice, AuxConfig, FbankEncoder, Features, FrontEnd, HeadConfig, LossConfig, Mode, Model,
     ModelConfig, Targets, Variant,
 };
+use ent_testkit::TensorExt;
 
 fn count(vm: &VarMap) -> usize {
     vm.all_vars().iter().map(|v| v.elem_count()).sum()
@@ -216,13 +217,7 @@ fn every_trainable_parameter_gets_a_gradient() {
             let g = grads
                 .get(var)
                 .unwrap_or_else(|| panic!("{name}: {pname} has no gradient"));
-            let norm = g
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let norm = g.abs_sum();
             assert!(
                 norm > 0.0 && norm.is_finite(),
                 "{name}: gradient of {pname} is {norm}"

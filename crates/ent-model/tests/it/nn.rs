@@ -5,6 +5,7 @@ use crate::max_diff;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::nn::{LayerNorm, ScalarMix, masked_mean, softmax};
+use ent_testkit::{TensorExt, central_differences_of};
 
 #[test]
 fn layer_norm_matches_candle_nn_and_has_gradients() {
@@ -66,16 +67,8 @@ fn layer_norm_gradient_matches_finite_differences() {
         .unwrap()
         .to_vec1::<f64>()
         .unwrap();
-    let base = x0.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let eps = 1e-6;
-    for i in 0..base.len() {
-        let mut p = base.clone();
-        p[i] += eps;
-        let mut m = base.clone();
-        m[i] -= eps;
-        let fd = (f(&Tensor::from_vec(p, (3, 5), &dev).unwrap())
-            - f(&Tensor::from_vec(m, (3, 5), &dev).unwrap()))
-            / (2.0 * eps);
+    let fds = central_differences_of(&x0, 1e-6, f);
+    for (i, &fd) in fds.iter().enumerate() {
         assert!(
             (fd - g[i]).abs() < 1e-7,
             "[{i}] analytic {} vs finite difference {fd}",
@@ -106,15 +99,7 @@ fn scalar_mix_starts_as_the_mean_and_learns() {
     assert!(max_diff(&y, &mean) < 1e-6);
     let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, v) in vm.data().lock().unwrap().iter() {
-        let g = grads
-            .get(v)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let g = grads.get(v).unwrap().abs_sum();
         assert!(g > 0.0, "{name} has no gradient");
     }
 }

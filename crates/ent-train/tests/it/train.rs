@@ -1,5 +1,6 @@
 //! The training loop: exact resumption, atomic checkpoints, non-finite losses, the optimiser.
 
+use ent_testkit::TensorExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -119,6 +120,16 @@ fn tiny_backbone_config(fixture: std::path::PathBuf) -> TrainConfig {
         backbone: Some(fixture),
         ..tiny_config()
     }
+}
+
+/// A trainer on the CPU over copies of `train` and `valid`.
+fn cpu_trainer(
+    cfg: TrainConfig,
+    train: &[ent_train::data::PreparedUtt],
+    valid: &[ent_train::data::PreparedUtt],
+    out: &Path,
+) -> Trainer {
+    Trainer::new(cfg, train.to_vec(), valid.to_vec(), out, &Device::Cpu).unwrap()
 }
 
 fn prepared(dir: &Path, n: usize) -> Vec<ent_train::data::PreparedUtt> {
@@ -344,16 +355,7 @@ fn joined_examples_are_their_parts_in_a_row() {
         .get(0)
         .unwrap()
         .narrow(0, both.lens[0], expected.len() - both.lens[0]);
-    assert_eq!(
-        pad.unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap(),
-        0.0
-    );
+    assert_eq!(pad.unwrap().abs_sum(), 0.0);
 
     let out = TempDir::new("join-out");
     let plain = Trainer::new(cfg.clone(), train.clone(), vec![], &out.0, &dev).unwrap();
@@ -473,16 +475,9 @@ fn a_write_failing_mid_run_loses_nothing() {
         ..tiny_config()
     };
     let straight = TempDir::new("faults-straight");
-    Trainer::new(
-        cfg.clone(),
-        train.clone(),
-        valid.clone(),
-        &straight.0,
-        &Device::Cpu,
-    )
-    .unwrap()
-    .run()
-    .unwrap();
+    cpu_trainer(cfg.clone(), &train, &valid, &straight.0)
+        .run()
+        .unwrap();
     let want = folder(&straight.0);
     let writes = want[ent_train::METRICS]
         .iter()
@@ -494,15 +489,7 @@ fn a_write_failing_mid_run_loses_nothing() {
         let fault = [Fault::DiskFull, Fault::ReadOnly][k % 2];
         let out = TempDir::new("faults-run");
         let guard = fail_writes(&out.0, k, fault);
-        let r = Trainer::new(
-            cfg.clone(),
-            train.clone(),
-            valid.clone(),
-            &out.0,
-            &Device::Cpu,
-        )
-        .unwrap()
-        .run();
+        let r = cpu_trainer(cfg.clone(), &train, &valid, &out.0).run();
         let hit = guard.struck();
         drop(guard);
         if hit == 0 {
@@ -532,14 +519,7 @@ fn a_write_failing_mid_run_loses_nothing() {
             serde_json::from_str::<serde_json::Value>(line)
                 .unwrap_or_else(|e| panic!("write {k}: a partial metrics line {line:?}: {e}"));
         }
-        let mut resumed = Trainer::new(
-            cfg.clone(),
-            train.clone(),
-            valid.clone(),
-            &out.0,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let mut resumed = cpu_trainer(cfg.clone(), &train, &valid, &out.0);
         if files.contains_key(LAST) {
             let last = Checkpoint::load(&out.0.join(LAST), &Device::Cpu).unwrap();
             assert!(last.meta.state.is_some());
@@ -820,24 +800,10 @@ fn trains_on_a_pretrained_backbone() {
         ..tiny_backbone_config(fixture.clone())
     };
     let before = {
-        let t = Trainer::new(
-            cfg.clone(),
-            train.clone(),
-            valid.clone(),
-            &out.0,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let t = cpu_trainer(cfg.clone(), &train, &valid, &out.0);
         weights(&t)
     };
-    let mut t = Trainer::new(
-        cfg.clone(),
-        train.clone(),
-        valid.clone(),
-        &out.0,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut t = cpu_trainer(cfg.clone(), &train, &valid, &out.0);
     let summary = t.run().unwrap();
     assert!(summary.steps >= 2);
     let scores = summary.last_valid.unwrap();
@@ -855,14 +821,7 @@ fn trains_on_a_pretrained_backbone() {
         backbone_dtype: ent_train::BackboneDType::Bf16,
         ..cfg.clone()
     };
-    let mut h = Trainer::new(
-        half_cfg,
-        train.clone(),
-        valid.clone(),
-        &half_out.0,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut h = cpu_trainer(half_cfg, &train, &valid, &half_out.0);
     h.run().unwrap();
     let half = weights(&h);
     let mix = |w: &BTreeMap<String, Vec<f32>>| w["mix.weights"].clone();
