@@ -21,12 +21,7 @@ impl Shape {
         class_letter: char,
     ) -> Self {
         Shape {
-            dims: LatticeDims {
-                batch,
-                frames,
-                targets,
-                classes,
-            },
+            dims: LatticeDims::new(batch, frames, targets, classes),
             class_letter,
         }
     }

@@ -38,7 +38,7 @@ pub struct LatticeBatch<'a, E, I = u32> {
 
 impl<'a, E, I: Copy> LatticeBatch<'a, E, I> {
     /// The batch of these slices, in the order of the fields.
-    pub fn new(
+    pub const fn new(
         logits: &'a [E],
         dims: LatticeDims,
         targets: &'a [I],

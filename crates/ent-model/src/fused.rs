@@ -156,20 +156,7 @@ fn backward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, V
                     Mat::strided(w, j, 1),
                     Threads::One,
                 );
-                for (a, &zk) in da.iter_mut().zip(z.iter()) {
-                    *a *= F::ONE - zk * zk;
-                }
-                for ti in 0..rows {
-                    let der = &mut deb[(t0 + ti) * j..(t0 + ti + 1) * j];
-                    for u in 0..u1 {
-                        let ar = &da[(ti * u1 + u) * j..(ti * u1 + u + 1) * j];
-                        let dpr = &mut dpb[u * j..(u + 1) * j];
-                        for ((x, y), &a) in der.iter_mut().zip(dpr.iter_mut()).zip(ar) {
-                            *x += a;
-                            *y += a;
-                        }
-                    }
-                }
+                tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
                 // dw[n, k] += sum_r g[r, n] z[r, k]
                 matmul(
                     (c, j, r),
@@ -407,20 +394,7 @@ impl FusedJointGather {
                         Mat::strided(wb, j + 1, 1),
                         Threads::One,
                     );
-                    for (a, &zk) in da.iter_mut().zip(z.iter()) {
-                        *a *= F::ONE - zk * zk;
-                    }
-                    for ti in 0..rows {
-                        let der = &mut deb[(t0 + ti) * j..(t0 + ti + 1) * j];
-                        for u in 0..u1 {
-                            let ar = &da[(ti * u1 + u) * j..(ti * u1 + u + 1) * j];
-                            let dpr = &mut dpb[u * j..(u + 1) * j];
-                            for ((x, y), &a) in der.iter_mut().zip(dpr.iter_mut()).zip(ar) {
-                                *x += a;
-                                *y += a;
-                            }
-                        }
-                    }
+                    tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
                     // dw[n, k] += sum_r dl[r, n] z[r, k]; db[n] += sum_r dl[r, n]
                     matmul(
                         (c, j, r),
@@ -489,5 +463,33 @@ impl CpuOp for FusedJointGather {
         let (e, p, wb) = (a.input(0)?, a.input(1)?, a.input(2)?);
         let (de, dp, dwb) = self.gather_backward(d, &e, &p, &wb, &a.output()?, &a.grad()?);
         Ok(vec![Some(de), Some(dp), Some(dwb)])
+    }
+}
+
+/// The backward pass through `tanh` of a block of the joint: `da` (the hidden layer's
+/// gradient `dl W`, `[frames x (U+1), J]`) times `1 - z^2`, then summed into the encoder rows
+/// of those `frames` in `deb` and the predictor rows in `dpb` (`a = e[t] + p[u]` feeds both).
+fn tanh_back_scatter<F: Float>(
+    da: &mut [F],
+    z: &[F],
+    deb: &mut [F],
+    dpb: &mut [F],
+    frames: std::ops::Range<usize>,
+    u1: usize,
+    j: usize,
+) {
+    for (a, &zk) in da.iter_mut().zip(z.iter()) {
+        *a *= F::ONE - zk * zk;
+    }
+    for (ti, t) in frames.enumerate() {
+        let der = &mut deb[t * j..(t + 1) * j];
+        for u in 0..u1 {
+            let ar = &da[(ti * u1 + u) * j..(ti * u1 + u + 1) * j];
+            let dpr = &mut dpb[u * j..(u + 1) * j];
+            for ((x, y), &a) in der.iter_mut().zip(dpr.iter_mut()).zip(ar) {
+                *x += a;
+                *y += a;
+            }
+        }
     }
 }

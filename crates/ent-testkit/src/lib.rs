@@ -16,6 +16,6 @@ pub mod wav;
 
 pub use rng::Rng;
 pub use tensor::{
-    TensorExt, bits, central_differences, central_differences_of, cuda_or_skip, max_abs_diff,
-    max_abs_diff_slices,
+    TensorExt, assert_gradient, bits, central_differences, central_differences_of, cuda_or_skip,
+    max_abs_diff, max_abs_diff_slices,
 };

@@ -89,3 +89,15 @@ pub fn central_differences_of(x: &Tensor, eps: f64, mut f: impl FnMut(&Tensor) -
         f(&Tensor::from_vec(v.to_vec(), x.shape(), x.device()).expect("same shape"))
     })
 }
+
+/// Panics unless every analytic gradient element is within `tol` of its finite difference,
+/// naming `what` and the element.
+pub fn assert_gradient(analytic: &[f64], finite: &[f64], tol: f64, what: &str) {
+    assert_eq!(analytic.len(), finite.len(), "{what}: lengths");
+    for (i, (&g, &fd)) in analytic.iter().zip(finite).enumerate() {
+        assert!(
+            (fd - g).abs() < tol,
+            "{what} [{i}]: analytic {g} vs finite difference {fd}"
+        );
+    }
+}

@@ -28,6 +28,16 @@ pub struct LatticeDims {
 }
 
 impl LatticeDims {
+    /// The sizes `[B][T][U+1][classes]` of `(B, T, U, classes)`.
+    pub const fn new(batch: usize, frames: usize, targets: usize, classes: usize) -> Self {
+        LatticeDims {
+            batch,
+            frames,
+            targets,
+            classes,
+        }
+    }
+
     /// `U + 1`, the number of predictor positions.
     pub fn positions(&self) -> usize {
         self.targets + 1

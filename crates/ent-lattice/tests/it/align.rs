@@ -71,12 +71,7 @@ fn path_follows_the_confident_nodes() {
     }
     set(1, 0, 1, 10.0); // ... but label 1 at (1, 0)
     set(1, 1, 2, 10.0); // and label 2 at (1, 1)
-    let dims = LatticeDims {
-        batch: 1,
-        frames: t_n,
-        targets: 2,
-        classes: v,
-    };
+    let dims = LatticeDims::new(1, t_n, 2, v);
     let got =
         cpu::rnnt_best_path(LatticeBatch::new(&z, dims, &[1u32, 2], &[3u32], &[2u32]), 0).unwrap();
     assert_eq!(got[0].blank_positions, vec![0, 2, 2]);

@@ -6,12 +6,7 @@ use ent_lattice::{
     lattice_max_pool_loss, lattice_max_pool_loss_with_grad, rnnt_loss, rnnt_loss_with_grad,
 };
 
-const DIMS: LatticeDims = LatticeDims {
-    batch: 3,
-    frames: 6,
-    targets: 4,
-    classes: 7,
-};
+const DIMS: LatticeDims = LatticeDims::new(3, 6, 4, 7);
 
 struct Batch {
     logits: Vec<f32>,

@@ -112,7 +112,7 @@ impl Runner for OnCuda {
     fn pool<E: Elem>(&self, c: &PoolCase, logits: &[E]) -> Res<PoolOut> {
         let (l, dev) = (&c.lattice, &self.0);
         let (z, ll, tl) = lattice_tensors(l, logits, c.misalign, dev)?;
-        let labels = u32s(&c.labels, &[l.dims.batch], dev)?;
+        let labels = u32s(&c.targets, &[l.dims.batch], dev)?;
         let loss = lattice_max_pool_loss(z.as_tensor(), &labels, &ll, &tl, &c.cfg).map_err(err)?;
         let [costs, grad, grad_costs] = backward::<E>(&loss, &z, &c.grad_costs, dev)?;
         Ok(PoolOut {
@@ -304,12 +304,7 @@ fn more_than_2_pow_31_logits() {
         .unwrap();
     drop(grad);
     let mut want_grad = vec![0f32; utt.len()];
-    let one = LatticeDims {
-        batch: 1,
-        frames: t,
-        targets: u,
-        classes: v,
-    };
+    let one = LatticeDims::new(1, t, u, v);
     let want = cpu::rnnt_loss(
         LatticeBatch::new(&utt, one, &targets[u..], &[t as u32], &[u as u32]),
         &cfg,

@@ -50,7 +50,7 @@ impl Runner for Emulated {
     fn pool<E: Elem>(&self, c: &PoolCase, logits: &[E]) -> Result<PoolOut, String> {
         let l = &c.lattice;
         let run = emulated::lattice_max_pool_loss(
-            l.batch(logits, &c.labels),
+            l.batch(logits, &c.targets),
             &c.cfg,
             Some(&c.grad_costs),
             &options(c.misalign),
@@ -105,12 +105,7 @@ proptest! {
 /// utterance, and a vocabulary whose rows take the 16-byte load path.
 #[test]
 fn rnnt_long_targets() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 4,
-        targets: 300,
-        classes: 8,
-    };
+    let dims = LatticeDims::new(2, 4, 300, 8);
     let mut rng = Rng::new(7);
     let mut lattice = Lattice::draw(dims, &mut rng);
     lattice.logit_lens = vec![4, 3];
@@ -142,16 +137,11 @@ fn rnnt_long_targets() {
 /// The most classes the pooling kernel holds (64); one more is an error naming the limit.
 #[test]
 fn pooling_class_limit() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 3,
-        targets: 2,
-        classes: launch::MAX_POOL_CLASSES,
-    };
+    let dims = LatticeDims::new(2, 3, 2, launch::MAX_POOL_CLASSES);
     let mut rng = Rng::new(11);
     let case = PoolCase {
         lattice: Lattice::draw(dims, &mut rng),
-        labels: vec![5, 63],
+        targets: vec![5, 63],
         cfg: LatticePoolConfig {
             neutral: 40,
             reduction: Reduction::None,

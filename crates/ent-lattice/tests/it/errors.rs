@@ -249,12 +249,7 @@ fn pooling() {
 
 #[test]
 fn slice_buffers() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 2, 1, 3);
     let e = cpu::rnnt_loss(
         LatticeBatch::new(&[0.0f32; 11], dims, &[1u32], &[2u32], &[1u32]),
         &RnntLossConfig::default(),

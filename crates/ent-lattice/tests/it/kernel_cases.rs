@@ -200,26 +200,27 @@ impl Lattice {
 
 pub fn shape(max_classes: usize) -> impl Strategy<Value = LatticeDims> {
     (1usize..=3, 1usize..=6, 0usize..=4, 2usize..=max_classes).prop_map(
-        |(batch, frames, targets, classes)| LatticeDims {
-            batch,
-            frames,
-            targets,
-            classes,
-        },
+        |(batch, frames, targets, classes)| LatticeDims::new(batch, frames, targets, classes),
     )
 }
 
-/// An RNN-T problem with its configuration and incoming gradients.
+/// A lattice problem with its loss configuration `C` and incoming gradients.
 #[derive(Clone, Debug)]
-pub struct RnntCase {
+pub struct Case<C> {
     pub lattice: Lattice,
+    /// RNN-T targets `[B][U]`, or pooling labels `[B]`.
     pub targets: Vec<u32>,
-    pub cfg: RnntLossConfig,
+    pub cfg: C,
     pub grad_costs: Vec<f64>,
     pub dt: KernelDType,
     /// Place the logits one element off 16-byte alignment.
     pub misalign: bool,
 }
+
+/// An RNN-T problem.
+pub type RnntCase = Case<RnntLossConfig>;
+/// A pooling problem.
+pub type PoolCase = Case<LatticePoolConfig>;
 
 pub fn rnnt_case() -> impl Strategy<Value = RnntCase> {
     (shape(40), dtype(), any::<bool>(), any::<u64>()).prop_map(|(dims, dt, misalign, seed)| {
@@ -419,17 +420,6 @@ impl RnntCase {
     }
 }
 
-/// A pooling problem.
-#[derive(Clone, Debug)]
-pub struct PoolCase {
-    pub lattice: Lattice,
-    pub labels: Vec<u32>,
-    pub cfg: LatticePoolConfig,
-    pub grad_costs: Vec<f64>,
-    pub dt: KernelDType,
-    pub misalign: bool,
-}
-
 pub fn pool_case() -> impl Strategy<Value = PoolCase> {
     (
         shape(8),
@@ -464,7 +454,7 @@ pub fn pool_case() -> impl Strategy<Value = PoolCase> {
             let grad_costs = (0..dims.batch).map(|_| rng.uniform(-2.0, 2.0)).collect();
             PoolCase {
                 lattice,
-                labels,
+                targets: labels,
                 cfg,
                 grad_costs,
                 dt,
@@ -489,7 +479,7 @@ impl PoolCase {
         let mut want_grad = vec![E::Acc::default(); logits.len()];
         let (lens, tlens) = (&l.logit_lens, &l.target_lens);
         let want = cpu::lattice_max_pool_loss(
-            LatticeBatch::new(&logits, l.dims, &self.labels, lens, tlens),
+            LatticeBatch::new(&logits, l.dims, &self.targets, lens, tlens),
             &self.cfg,
             Some(&mut want_grad),
         )

@@ -66,12 +66,7 @@ pub fn peer_cases() -> Vec<PeerCase> {
             let clamp = case["clamp"].as_f64().unwrap();
             PeerCase {
                 name: case["name"].as_str().unwrap().to_string(),
-                dims: LatticeDims {
-                    batch: d[0] as usize,
-                    frames: d[1] as usize,
-                    targets: d[2] as usize,
-                    classes: d[3] as usize,
-                },
+                dims: LatticeDims::new(d[0] as usize, d[1] as usize, d[2] as usize, d[3] as usize),
                 cfg: RnntLossConfig {
                     blank: case["blank"].as_u64().unwrap() as usize,
                     reduction: Reduction::None,

@@ -30,15 +30,7 @@ fn lattice() -> (Vec<f32>, LatticeDims) {
         0.0, 0.0, 0.0, 0.0,   0.0, 2.0, 0.0, 0.0,
         0.0, 0.0, 0.0, 3.0,   0.0, 1.0, 0.0, 1.0,
     ];
-    (
-        z,
-        LatticeDims {
-            batch: 1,
-            frames: 2,
-            targets: 1,
-            classes: 4,
-        },
-    )
+    (z, LatticeDims::new(1, 2, 1, 4))
 }
 
 fn run(z: &[f32], dims: LatticeDims, label: u32, cfg: &LatticePoolConfig) -> (f64, Vec<f32>) {
@@ -125,12 +117,7 @@ fn full_modes_average_over_the_selected_row_or_column() {
 /// A probability below the clamp costs -ln(clamp) and sends no gradient.
 #[test]
 fn clamp_stops_the_gradient() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 1,
-        targets: 0,
-        classes: 4,
-    };
+    let dims = LatticeDims::new(1, 1, 0, 4);
     let z = [0.0f32, -40.0, 0.0, 0.0]; // p(angry) ~ e^-40 / 3 < 1e-8
     let (c, g) = run(&z, dims, 1, &cfg(PoolMode::One, NeutralTerm::Off));
     assert!((c + (1e-8f32 as f64).ln()).abs() < 1e-9, "{c}");
@@ -140,12 +127,7 @@ fn clamp_stops_the_gradient() {
 /// Ties go to the first node in (t, u) order.
 #[test]
 fn ties_pick_the_first_node() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 3,
-        targets: 1,
-        classes: 4,
-    };
+    let dims = LatticeDims::new(1, 3, 1, 4);
     let (c, g) = run(
         &[0.0f32; 24],
         dims,
@@ -216,12 +198,7 @@ proptest! {
 /// perturbation (distinct random logits): agreement to 1e-7.
 #[test]
 fn finite_differences_f64() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 3,
-        targets: 2,
-        classes: 4,
-    };
+    let dims = LatticeDims::new(2, 3, 2, 4);
     let n = dims.numel().unwrap();
     // Pseudo-random values (a sine hash): no two rows are shifts of each other, so no ties.
     let z: Vec<f64> = (0..n)
@@ -251,12 +228,6 @@ fn finite_differences_f64() {
         )
         .unwrap();
         let fds = ent_testkit::central_differences(&z, 1e-6, |z| loss(z));
-        for (i, &fd) in fds.iter().enumerate() {
-            assert!(
-                (fd - g[i]).abs() < 1e-7,
-                "{mode:?} [{i}]: fd {fd} vs {}",
-                g[i]
-            );
-        }
+        ent_testkit::assert_gradient(&g, &fds, 1e-7, &format!("{mode:?}"));
     }
 }

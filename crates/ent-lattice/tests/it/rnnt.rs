@@ -260,12 +260,7 @@ fn close(a: &[f32], b: &[f64], tol: f64) {
 #[test]
 fn single_frame_empty_target() {
     let z = [1.0f32, 2.0, 3.0];
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 1,
-        targets: 0,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 1, 0, 3);
     let (c, g) = single(&z, dims, &[], &RnntLossConfig::default());
     let e = std::f64::consts::E;
     let want = (e + e * e + e * e * e).ln() - 1.0;
@@ -283,12 +278,7 @@ fn single_frame_empty_target() {
 /// (1,0) [1/6, 1/6-1/2, 1/6], (1,1) [1/3-1, 1/3, 1/3].
 #[test]
 fn two_paths_uniform() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 2, 1, 3);
     let (c, g) = single(&[0.0; 12], dims, &[1], &RnntLossConfig::default());
     assert!((c + (2.0f64 / 27.0).ln()).abs() < 1e-6);
     let (s, t, h) = (1.0 / 6.0, 1.0 / 3.0, 0.5);
@@ -305,12 +295,7 @@ fn two_paths_uniform() {
 /// used (posterior 1/2), so with lambda = 1 the row is p * (2 * 1/2) - e_1 * (2 * 1/2).
 #[test]
 fn fastemit_scales_label_gradient_only() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 2, 1, 3);
     let cfg = RnntLossConfig {
         fastemit_lambda: 1.0,
         ..Default::default()
@@ -326,12 +311,7 @@ fn fastemit_scales_label_gradient_only() {
 /// Gradient clamp: every element of the unreduced gradient is clamped to [-c, c].
 #[test]
 fn gradient_clamp() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 2, 1, 3);
     let cfg = RnntLossConfig {
         clamp: Some(0.25),
         ..Default::default()
@@ -348,12 +328,7 @@ fn gradient_clamp() {
 /// Mean divides by B, Sum does not; costs are returned unreduced either way.
 #[test]
 fn reductions_scale_the_gradient() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(2, 2, 1, 3);
     let logits: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
     let run = |reduction| {
         let mut g = vec![0.0f32; 24];
@@ -384,12 +359,7 @@ fn reductions_scale_the_gradient() {
 /// the loss itself to about h^2 * |d3L| + eps |L| / h ~ 1e-10; 1e-7 leaves a wide margin.
 #[test]
 fn finite_differences_f64() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 4,
-        targets: 3,
-        classes: 5,
-    };
+    let dims = LatticeDims::new(2, 4, 3, 5);
     let n = dims.numel().unwrap();
     let logits: Vec<f64> = (0..n)
         .map(|i| ((i * 7919 % 1000) as f64 / 250.0) - 2.0)
@@ -424,25 +394,14 @@ fn finite_differences_f64() {
         )
         .unwrap();
         let fds = ent_testkit::central_differences(&logits, 1e-5, |z| loss(z));
-        for (i, &fd) in fds.iter().enumerate() {
-            assert!(
-                (fd - grad[i]).abs() < 1e-7,
-                "blank {blank} [{i}]: fd {fd} vs {}",
-                grad[i]
-            );
-        }
+        ent_testkit::assert_gradient(&grad, &fds, 1e-7, &format!("blank {blank}"));
     }
 }
 
 /// f64 logits against the brute-force reference: agreement to rounding.
 #[test]
 fn f64_matches_brute_force_tightly() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 5,
-        targets: 4,
-        classes: 7,
-    };
+    let dims = LatticeDims::new(1, 5, 4, 7);
     let n = dims.numel().unwrap();
     let logits: Vec<f64> = (0..n)
         .map(|i| ((i * 104729 % 977) as f64 / 100.0) - 5.0)
@@ -474,12 +433,7 @@ fn f64_matches_brute_force_tightly() {
 /// Here the blank is impossible at the exit node, so no alignment can end.
 #[test]
 fn unreachable_target() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(1, 2, 1, 3);
     let mut z = vec![0.0f32; 12];
     z[9] = f32::NEG_INFINITY; // (t=1, u=1, blank)
     let (c, g) = single(&z, dims, &[1], &RnntLossConfig::default());
@@ -495,12 +449,7 @@ fn unreachable_target() {
 /// NaN in a valid cell gives a NaN cost and gradient for that utterance only.
 #[test]
 fn nan_logit_poisons_only_its_utterance() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 2,
-        targets: 1,
-        classes: 3,
-    };
+    let dims = LatticeDims::new(2, 2, 1, 3);
     let mut z = vec![0.0f32; 24];
     z[4] = f32::NAN; // utterance 0
     let mut g = vec![0.0f32; 24];
@@ -520,12 +469,7 @@ fn nan_logit_poisons_only_its_utterance() {
 /// logits holding the same values.
 #[test]
 fn half_inputs_compute_in_f32() {
-    let dims = LatticeDims {
-        batch: 1,
-        frames: 3,
-        targets: 2,
-        classes: 5,
-    };
+    let dims = LatticeDims::new(1, 3, 2, 5);
     let z32: Vec<f32> = (0..45)
         .map(|i| half::f16::from_f32((i as f32 * 0.71).cos() * 3.0).to_f32())
         .collect();
@@ -555,20 +499,10 @@ fn half_inputs_compute_in_f32() {
 /// (The full-size run is `huge_batch_past_2_pow_31`, ignored by default for its 17 GB.)
 #[test]
 fn sizes_past_2_pow_31_are_representable() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 1100,
-        targets: 1000,
-        classes: 1000,
-    };
+    let dims = LatticeDims::new(2, 1100, 1000, 1000);
     assert_eq!(dims.numel().unwrap(), 2 * 1100 * 1001 * 1000);
     assert!(dims.numel().unwrap() > 1 << 31);
-    let overflow = LatticeDims {
-        batch: usize::MAX / 2,
-        frames: 3,
-        targets: 0,
-        classes: 1,
-    };
+    let overflow = LatticeDims::new(usize::MAX / 2, 3, 0, 1);
     assert!(overflow.numel().is_err());
 }
 
@@ -578,12 +512,7 @@ fn sizes_past_2_pow_31_are_representable() {
 #[test]
 #[ignore = "allocates about 17 GB"]
 fn huge_batch_past_2_pow_31() {
-    let dims = LatticeDims {
-        batch: 2,
-        frames: 1100,
-        targets: 1000,
-        classes: 1000,
-    };
+    let dims = LatticeDims::new(2, 1100, 1000, 1000);
     let n = dims.numel().unwrap();
     // Utterance 1 is a copy of utterance 0 (same logits and targets): equal costs.
     let per = n / 2;

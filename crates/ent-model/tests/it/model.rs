@@ -412,6 +412,19 @@ fn config_round_trips_through_json_with_paper_defaults() {
 /// Random ASR and emotion logits of 3 utterances (7, 5 and 3 frames; 4, 2 and 3 tokens) as a
 /// model output, with the best alignment of each and the emotion logits on the host: the
 /// inputs of the tests of losses read on the alignment's nodes.
+/// A batch's transcripts and utterance emotions.
+struct Labels {
+    tokens: Tensor,
+    token_lens: [usize; 3],
+    emotions: [u32; 3],
+}
+
+impl Labels {
+    fn targets(&self) -> Targets<'_> {
+        Targets::new(&self.tokens, &self.token_lens, &self.emotions)
+    }
+}
+
 struct AlignCase {
     mcfg: ModelConfig,
     model: Model,
@@ -419,9 +432,7 @@ struct AlignCase {
     dims: (usize, usize, usize, usize),
     emo: Var,
     out: ent_model::Output,
-    tokens: Tensor,
-    token_lens: [usize; 3],
-    emotions: [u32; 3],
+    labels: Labels,
     paths: Vec<ent_lattice::Alignment>,
     /// The emotion logits `[B][T][U+1][K]`.
     z: Vec<Vec<Vec<Vec<f32>>>>,
@@ -467,9 +478,11 @@ fn align_case(seed: u64) -> AlignCase {
         dims: (b, t, u, k),
         emo,
         out,
-        tokens,
-        token_lens,
-        emotions,
+        labels: Labels {
+            tokens,
+            token_lens,
+            emotions,
+        },
         paths,
         z,
     }
@@ -494,13 +507,11 @@ fn alignment_pooling_reads_only_the_best_path() {
         dims: (b, t, u, _),
         emo,
         out,
-        tokens,
-        token_lens,
-        emotions,
+        labels,
         paths,
         z,
     } = align_case(11);
-    let targets = Targets::new(&tokens, &token_lens, &emotions);
+    let targets = labels.targets();
     let cfg = LossConfig {
         pool_nodes: ent_model::PoolNodes::Alignment,
         ..Default::default()
@@ -511,7 +522,7 @@ fn alignment_pooling_reads_only_the_best_path() {
     let mut on_path = vec![vec![vec![false; u + 1]; t]; b];
     for (i, p) in paths.iter().enumerate() {
         assert_eq!(p.blank_positions.len(), out.frame_lens[i]);
-        assert_eq!(*p.blank_positions.last().unwrap(), token_lens[i]);
+        assert_eq!(*p.blank_positions.last().unwrap(), labels.token_lens[i]);
         let probs: Vec<Vec<f64>> = p
             .blank_positions
             .iter()
@@ -523,7 +534,7 @@ fn alignment_pooling_reads_only_the_best_path() {
             .collect();
         let best = probs
             .iter()
-            .map(|p| p[emotions[i] as usize])
+            .map(|p| p[labels.emotions[i] as usize])
             .fold(0.0, f64::max);
         let least_neutral = probs.iter().map(|p| p[mcfg.neutral]).fold(1.0, f64::min);
         want += -best.max(1e-8).ln() - least_neutral.max(1e-8).ln();
@@ -563,9 +574,7 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         dims: (b, t, u, k),
         emo,
         out,
-        tokens,
-        token_lens,
-        emotions,
+        labels,
         paths,
         z,
     } = align_case(12);
@@ -574,7 +583,7 @@ fn frame_loss_is_the_cross_entropy_on_the_best_path() {
         None,
         Some(vec![2u32, 1, 2]),
     ];
-    let targets = Targets::new(&tokens, &token_lens, &emotions).with_frame_emotions(&frames);
+    let targets = labels.targets().with_frame_emotions(&frames);
     let cfg = LossConfig {
         frame: 0.7,
         ..Default::default()
@@ -657,9 +666,7 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
     let AlignCase {
         model,
         mut out,
-        tokens,
-        token_lens,
-        emotions,
+        labels,
         ..
     } = align_case(13);
     let AsrLattice::Logits(logits) = &out.asr else {
@@ -667,7 +674,7 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
     };
     let asr = Var::from_tensor(logits).unwrap();
     out.asr = AsrLattice::Logits(asr.as_tensor().clone());
-    let targets = Targets::new(&tokens, &token_lens, &emotions);
+    let targets = labels.targets();
     let u32s = |v: &[usize]| {
         let v: Vec<u32> = v.iter().map(|&x| x as u32).collect();
         Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).unwrap()
@@ -698,9 +705,9 @@ fn fastemit_weight_reaches_the_rnnt_loss() {
     let (v1, g1) = grad_of(0.5);
     let reference = ent_lattice::rnnt_loss(
         asr.as_tensor(),
-        &tokens,
+        &labels.tokens,
         &u32s(&out.frame_lens),
-        &u32s(&token_lens),
+        &u32s(&labels.token_lens),
         &ent_lattice::RnntLossConfig {
             fastemit_lambda: 0.5,
             ..Default::default()
@@ -828,14 +835,9 @@ fn linear_softmax_pooling_matches_its_definition() {
 
     // Through the model: the lattice term is the batch mean over the whole lattice.
     let AlignCase {
-        model,
-        out,
-        tokens,
-        token_lens,
-        emotions,
-        ..
+        model, out, labels, ..
     } = align_case(14);
-    let targets = Targets::new(&tokens, &token_lens, &emotions);
+    let targets = labels.targets();
     let cfg = LossConfig {
         pool_function: ent_model::PoolFunction::LinearSoftmax,
         ..Default::default()
@@ -843,9 +845,9 @@ fn linear_softmax_pooling_matches_its_definition() {
     let l = model.loss(&out, &targets, &cfg).unwrap();
     let direct = ent_model::linear_softmax_pool_loss(
         &out.emotion_logits,
-        &emotions,
+        &labels.emotions,
         &out.frame_lens,
-        &token_lens,
+        &labels.token_lens,
         3,
     )
     .unwrap()
@@ -960,14 +962,8 @@ fn attention_pooling_matches_its_definition() {
     };
     let (_, model) = build(&with);
     let (_, plain) = build(&mcfg);
-    let AlignCase {
-        out,
-        tokens,
-        token_lens,
-        emotions,
-        ..
-    } = align_case(15);
-    let targets = Targets::new(&tokens, &token_lens, &emotions);
+    let AlignCase { out, labels, .. } = align_case(15);
+    let targets = labels.targets();
     let cfg = LossConfig {
         pool_function: ent_model::PoolFunction::Attention,
         ..Default::default()

@@ -5,7 +5,7 @@ use crate::max_diff;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ent_model::nn::{LayerNorm, ScalarMix, masked_mean, softmax};
-use ent_testkit::{TensorExt, central_differences_of};
+use ent_testkit::{TensorExt, assert_gradient, central_differences_of};
 
 #[test]
 fn layer_norm_matches_candle_nn_and_has_gradients() {
@@ -68,13 +68,7 @@ fn layer_norm_gradient_matches_finite_differences() {
         .to_vec1::<f64>()
         .unwrap();
     let fds = central_differences_of(&x0, 1e-6, f);
-    for (i, &fd) in fds.iter().enumerate() {
-        assert!(
-            (fd - g[i]).abs() < 1e-7,
-            "[{i}] analytic {} vs finite difference {fd}",
-            g[i]
-        );
-    }
+    assert_gradient(&g, &fds, 1e-7, "layer norm input");
 }
 
 #[test]

@@ -29,20 +29,22 @@ pub(super) fn known_class_color(name: &str) -> Option<RGBColor> {
 
 /// Colours for classes whose names are not known, in order, skipping the
 /// ones already taken by known names in the same label set.
-pub(super) const PALETTE: [RGBColor; 12] = [
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(188, 189, 34),
-    RGBColor(0, 90, 70),
-    RGBColor(120, 40, 90),
-    RGBColor(90, 90, 200),
-    RGBColor(200, 120, 80),
-    RGBColor(60, 60, 60),
-];
+pub(super) const PALETTE: [RGBColor; 12] = rgb([
+    0x2ca02c, 0x9467bd, 0xff7f0e, 0x17becf, 0x8c564b, 0xe377c2, 0xbcbd22, 0x005a46, 0x78285a,
+    0x5a5ac8, 0xc87850, 0x3c3c3c,
+]);
+
+/// `0xRRGGBB` values as colours.
+const fn rgb<const N: usize>(hex: [u32; N]) -> [RGBColor; N] {
+    let mut out = [RGBColor(0, 0, 0); N];
+    let mut i = 0;
+    while i < N {
+        let v = hex[i];
+        out[i] = RGBColor((v >> 16) as u8, (v >> 8) as u8, v as u8);
+        i += 1;
+    }
+    out
+}
 
 /// One colour per class: fixed for known names (case-insensitive), from
 /// [`PALETTE`] otherwise (darker and lighter shades of it past its end).
