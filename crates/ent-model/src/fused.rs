@@ -120,65 +120,43 @@ fn forward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F]) -> Vec<F> {
 /// Gradients `(de, dp, dw)` for the incoming gradient `g` `[B, T, U+1, C]`.
 fn backward<F: Float>(d: Dims, e: &[F], p: &[F], w: &[F], g: &[F]) -> (Vec<F>, Vec<F>, Vec<F>) {
     let Dims { t, u1, j, c, .. } = d;
-    let mut de = vec![F::ZERO; d.b * t * j];
-    let mut dp = vec![F::ZERO; d.b * u1 * j];
-    if de.is_empty() || dp.is_empty() {
-        return (de, dp, vec![F::ZERO; c * j]);
-    }
-    // One task per utterance: its blocks in order, its own share of dw.
-    let parts: Vec<Vec<F>> = de
-        .par_chunks_mut(t * j)
-        .zip(dp.par_chunks_mut(u1 * j))
-        .enumerate()
-        .map(|(b, (deb, dpb))| {
-            let (eb, pb) = (
-                &e[b * t * j..(b + 1) * t * j],
-                &p[b * u1 * j..(b + 1) * u1 * j],
+    per_utterance(d, e, p, c * j, |b, eb, pb, deb, dpb| {
+        let gb = &g[b * t * u1 * c..(b + 1) * t * u1 * c];
+        let mut dw = vec![F::ZERO; c * j];
+        let mut z = vec![F::ZERO; T_CHUNK * u1 * j];
+        let mut da = vec![F::ZERO; T_CHUNK * u1 * j];
+        let mut t0 = 0;
+        while t0 < t {
+            let rows = T_CHUNK.min(t - t0);
+            let r = rows * u1;
+            let (z, da) = (&mut z[..r * j], &mut da[..r * j]);
+            let gc = &gb[t0 * u1 * c..(t0 + rows) * u1 * c];
+            hidden(d, eb, pb, t0, rows, z);
+            // da[r, k] = sum_n g[r, n] w[n, k], then times 1 - z^2.
+            matmul(
+                (r, j, c),
+                da,
+                j,
+                false,
+                Mat::strided(gc, c, 1),
+                Mat::strided(w, j, 1),
+                Threads::One,
             );
-            let gb = &g[b * t * u1 * c..(b + 1) * t * u1 * c];
-            let mut dw = vec![F::ZERO; c * j];
-            let mut z = vec![F::ZERO; T_CHUNK * u1 * j];
-            let mut da = vec![F::ZERO; T_CHUNK * u1 * j];
-            let mut t0 = 0;
-            while t0 < t {
-                let rows = T_CHUNK.min(t - t0);
-                let r = rows * u1;
-                let (z, da) = (&mut z[..r * j], &mut da[..r * j]);
-                let gc = &gb[t0 * u1 * c..(t0 + rows) * u1 * c];
-                hidden(d, eb, pb, t0, rows, z);
-                // da[r, k] = sum_n g[r, n] w[n, k], then times 1 - z^2.
-                matmul(
-                    (r, j, c),
-                    da,
-                    j,
-                    false,
-                    Mat::strided(gc, c, 1),
-                    Mat::strided(w, j, 1),
-                    Threads::One,
-                );
-                tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
-                // dw[n, k] += sum_r g[r, n] z[r, k]
-                matmul(
-                    (c, j, r),
-                    &mut dw,
-                    j,
-                    true,
-                    Mat::strided(gc, 1, c),
-                    Mat::strided(z, j, 1),
-                    Threads::One,
-                );
-                t0 += rows;
-            }
-            dw
-        })
-        .collect();
-    let mut dw = vec![F::ZERO; c * j];
-    for part in &parts {
-        for (x, &y) in dw.iter_mut().zip(part) {
-            *x += y;
+            tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
+            // dw[n, k] += sum_r g[r, n] z[r, k]
+            matmul(
+                (c, j, r),
+                &mut dw,
+                j,
+                true,
+                Mat::strided(gc, 1, c),
+                Mat::strided(z, j, 1),
+                Threads::One,
+            );
+            t0 += rows;
         }
-    }
-    (de, dp, dw)
+        dw
+    })
 }
 
 impl CpuOp for FusedJoint {
@@ -341,87 +319,65 @@ impl FusedJointGather {
         g: &[F],
     ) -> (Vec<F>, Vec<F>, Vec<F>) {
         let Dims { t, u1, j, c, .. } = d;
-        let mut de = vec![F::ZERO; d.b * t * j];
-        let mut dp = vec![F::ZERO; d.b * u1 * j];
-        if de.is_empty() || dp.is_empty() {
-            return (de, dp, vec![F::ZERO; c * (j + 1)]);
-        }
-        // One task per utterance: its blocks in order, its own share of dwb.
-        let parts: Vec<Vec<F>> = de
-            .par_chunks_mut(t * j)
-            .zip(dp.par_chunks_mut(u1 * j))
-            .enumerate()
-            .map(|(b, (deb, dpb))| {
-                let (eb, pb) = (
-                    &e[b * t * j..(b + 1) * t * j],
-                    &p[b * u1 * j..(b + 1) * u1 * j],
-                );
-                let labels = &self.labels[b * u1..(b + 1) * u1];
-                let node0 = b * t * u1;
-                let mut dwb = vec![F::ZERO; c * (j + 1)];
-                let mut z = vec![F::ZERO; T_CHUNK * u1 * j];
-                let mut da = vec![F::ZERO; T_CHUNK * u1 * j];
-                let mut l = vec![F::ZERO; T_CHUNK * u1 * c];
-                let mut t0 = 0;
-                while t0 < t {
-                    let rows = T_CHUNK.min(t - t0);
-                    let r = rows * u1;
-                    let (z, da, l) = (&mut z[..r * j], &mut da[..r * j], &mut l[..r * c]);
-                    Self::block_logits(d, eb, pb, wb, t0, rows, z, l);
-                    // l becomes dl: the gradient of the block's logits.
-                    for (ri, lr) in l.chunks_exact_mut(c).enumerate() {
-                        let node = node0 + t0 * u1 + ri;
-                        let (gn, lse) = (&g[node * 3..node * 3 + 3], res[node * 3]);
-                        for x in lr.iter_mut() {
-                            *x = gn[0] * (*x - lse).exp_fast();
-                        }
-                        if let Some(k) = self.blank {
-                            lr[k] += gn[1];
-                        }
-                        let y = labels[ri % u1];
-                        if y != NO_LABEL {
-                            lr[y as usize] += gn[2];
-                        }
+        per_utterance(d, e, p, c * (j + 1), |b, eb, pb, deb, dpb| {
+            let labels = &self.labels[b * u1..(b + 1) * u1];
+            let node0 = b * t * u1;
+            let mut dwb = vec![F::ZERO; c * (j + 1)];
+            let mut z = vec![F::ZERO; T_CHUNK * u1 * j];
+            let mut da = vec![F::ZERO; T_CHUNK * u1 * j];
+            let mut l = vec![F::ZERO; T_CHUNK * u1 * c];
+            let mut t0 = 0;
+            while t0 < t {
+                let rows = T_CHUNK.min(t - t0);
+                let r = rows * u1;
+                let (z, da, l) = (&mut z[..r * j], &mut da[..r * j], &mut l[..r * c]);
+                Self::block_logits(d, eb, pb, wb, t0, rows, z, l);
+                // l becomes dl: the gradient of the block's logits.
+                for (ri, lr) in l.chunks_exact_mut(c).enumerate() {
+                    let node = node0 + t0 * u1 + ri;
+                    let (gn, lse) = (&g[node * 3..node * 3 + 3], res[node * 3]);
+                    for x in lr.iter_mut() {
+                        *x = gn[0] * (*x - lse).exp_fast();
                     }
-                    let dl = &*l;
-                    // da[r, k] = sum_n dl[r, n] w[n, k], then times 1 - z^2.
-                    matmul(
-                        (r, j, c),
-                        da,
-                        j,
-                        false,
-                        Mat::strided(dl, c, 1),
-                        Mat::strided(wb, j + 1, 1),
-                        Threads::One,
-                    );
-                    tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
-                    // dw[n, k] += sum_r dl[r, n] z[r, k]; db[n] += sum_r dl[r, n]
-                    matmul(
-                        (c, j, r),
-                        &mut dwb,
-                        j + 1,
-                        true,
-                        Mat::strided(dl, 1, c),
-                        Mat::strided(z, j, 1),
-                        Threads::One,
-                    );
-                    for row in dl.chunks_exact(c) {
-                        for (n, &x) in row.iter().enumerate() {
-                            dwb[n * (j + 1) + j] += x;
-                        }
+                    if let Some(k) = self.blank {
+                        lr[k] += gn[1];
                     }
-                    t0 += rows;
+                    let y = labels[ri % u1];
+                    if y != NO_LABEL {
+                        lr[y as usize] += gn[2];
+                    }
                 }
-                dwb
-            })
-            .collect();
-        let mut dwb = vec![F::ZERO; c * (j + 1)];
-        for part in &parts {
-            for (x, &y) in dwb.iter_mut().zip(part) {
-                *x += y;
+                let dl = &*l;
+                // da[r, k] = sum_n dl[r, n] w[n, k], then times 1 - z^2.
+                matmul(
+                    (r, j, c),
+                    da,
+                    j,
+                    false,
+                    Mat::strided(dl, c, 1),
+                    Mat::strided(wb, j + 1, 1),
+                    Threads::One,
+                );
+                tanh_back_scatter(da, z, deb, dpb, t0..t0 + rows, u1, j);
+                // dw[n, k] += sum_r dl[r, n] z[r, k]; db[n] += sum_r dl[r, n]
+                matmul(
+                    (c, j, r),
+                    &mut dwb,
+                    j + 1,
+                    true,
+                    Mat::strided(dl, 1, c),
+                    Mat::strided(z, j, 1),
+                    Threads::One,
+                );
+                for row in dl.chunks_exact(c) {
+                    for (n, &x) in row.iter().enumerate() {
+                        dwb[n * (j + 1) + j] += x;
+                    }
+                }
+                t0 += rows;
             }
-        }
-        (de, dp, dwb)
+            dwb
+        })
     }
 }
 
@@ -466,6 +422,41 @@ impl CpuOp for FusedJointGather {
     }
 }
 
+/// A backward pass over the batch, one task per utterance: `f(b, e_b, p_b, de_b, dp_b)` runs
+/// utterance `b`'s blocks in order, adds into its rows of `de` and `dp`, and returns its share
+/// of the weights' gradient (`dw_len` values); the shares are summed in utterance order, so the
+/// result does not depend on the threads. Returns `(de, dp, dw)`.
+fn per_utterance<F: Float>(
+    d: Dims,
+    e: &[F],
+    p: &[F],
+    dw_len: usize,
+    f: impl Fn(usize, &[F], &[F], &mut [F], &mut [F]) -> Vec<F> + Sync,
+) -> (Vec<F>, Vec<F>, Vec<F>) {
+    let Dims { t, u1, j, .. } = d;
+    let mut de = vec![F::ZERO; d.b * t * j];
+    let mut dp = vec![F::ZERO; d.b * u1 * j];
+    let mut dw = vec![F::ZERO; dw_len];
+    if de.is_empty() || dp.is_empty() {
+        return (de, dp, dw);
+    }
+    let parts: Vec<Vec<F>> = de
+        .par_chunks_mut(t * j)
+        .zip(dp.par_chunks_mut(u1 * j))
+        .enumerate()
+        .map(|(b, (deb, dpb))| {
+            let eb = &e[b * t * j..(b + 1) * t * j];
+            let pb = &p[b * u1 * j..(b + 1) * u1 * j];
+            f(b, eb, pb, deb, dpb)
+        })
+        .collect();
+    for part in &parts {
+        for (x, &y) in dw.iter_mut().zip(part) {
+            *x += y;
+        }
+    }
+    (de, dp, dw)
+}
 /// The backward pass through `tanh` of a block of the joint: `da` (the hidden layer's
 /// gradient `dl W`, `[frames x (U+1), J]`) times `1 - z^2`, then summed into the encoder rows
 /// of those `frames` in `deb` and the predictor rows in `dpb` (`a = e[t] + p[u]` feeds both).

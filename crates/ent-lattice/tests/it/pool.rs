@@ -35,14 +35,9 @@ fn lattice() -> (Vec<f32>, LatticeDims) {
 
 fn run(z: &[f32], dims: LatticeDims, label: u32, cfg: &LatticePoolConfig) -> (f64, Vec<f32>) {
     let mut g = vec![f32::NAN; z.len()];
+    let (frames, targets) = ([dims.frames as u32], [dims.targets as u32]);
     let c = cpu::lattice_max_pool_loss(
-        LatticeBatch::new(
-            z,
-            dims,
-            &[label],
-            &[dims.frames as u32],
-            &[dims.targets as u32],
-        ),
+        LatticeBatch::new(z, dims, &[label], &frames, &targets),
         cfg,
         Some(&mut g),
     )

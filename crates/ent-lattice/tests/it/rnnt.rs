@@ -233,14 +233,9 @@ fn single(
     cfg: &RnntLossConfig,
 ) -> (f64, Vec<f32>) {
     let mut g = vec![0.0; logits.len()];
+    let lens = ([dims.frames as u32], [dims.targets as u32]);
     let c = cpu::rnnt_loss(
-        LatticeBatch::new(
-            logits,
-            dims,
-            targets,
-            &[dims.frames as u32],
-            &[dims.targets as u32],
-        ),
+        LatticeBatch::new(logits, dims, targets, &lens.0, &lens.1),
         cfg,
         Some(&mut g),
     )

@@ -267,15 +267,7 @@ fn batching_does_not_change_an_utterance() {
     for (name, cfg) in variants() {
         let (_, model) = build(&cfg);
         let b = batch(&cfg, 3);
-        let full = model
-            .forward(
-                features(&cfg, &b.feats),
-                &b.lens,
-                &b.tokens,
-                &b.token_lens,
-                &mut Mode::eval(),
-            )
-            .unwrap();
+        let full = forward_eval(&model, &cfg, &b);
         let i = 1;
         let (t_axis, t) = match cfg.front_end {
             FrontEnd::Backbone { .. } => (2, b.lens[i]),
@@ -337,46 +329,21 @@ fn wrong_inputs_are_errors() {
     let (_, cfg) = variants().remove(0);
     let (_, model) = build(&cfg);
     let b = batch(&cfg, 4);
-    let e = model
-        .forward(
-            Features::Fbank(&b.feats),
-            &b.lens,
-            &b.tokens,
-            &b.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap_err();
+    let error = |features: Features, lens: &[usize]| {
+        let out = model.forward(features, lens, &b.tokens, &b.token_lens, &mut Mode::eval());
+        out.unwrap_err().to_string()
+    };
+    let e = error(Features::Fbank(&b.feats), &b.lens);
+    assert!(e.contains("reads backbone hidden states"), "{e}");
+    let e = error(Features::Hidden(&b.feats), &[6, 9, 5]);
     assert!(
-        e.to_string().contains("reads backbone hidden states"),
-        "{e}"
-    );
-    let e = model
-        .forward(
-            Features::Hidden(&b.feats),
-            &[6, 9, 5],
-            &b.tokens,
-            &b.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("frame lengths[1] = 9 exceeds the padded length 6"),
+        e.contains("frame lengths[1] = 9 exceeds the padded length 6"),
         "{e}"
     );
     let wrong = Tensor::zeros((2, 3, 6, 8), DType::F32, &Device::Cpu).unwrap();
-    let e = model
-        .forward(
-            Features::Hidden(&wrong),
-            &b.lens,
-            &b.tokens,
-            &b.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap_err();
+    let e = error(Features::Hidden(&wrong), &b.lens);
     assert!(
-        e.to_string()
-            .contains("hidden states has shape [2, 3, 6, 8], expected [3, B, T, 8]"),
+        e.contains("hidden states has shape [2, 3, 6, 8], expected [3, B, T, 8]"),
         "{e}"
     );
     let bad = ModelConfig {
@@ -981,15 +948,7 @@ fn attention_pooling_matches_its_definition() {
     // Through the forward pass: the layer's `[B, T, K]` logits, and its weights get gradient.
     let (vm, model) = build(&with);
     let bt = batch(&with, 1);
-    let out = model
-        .forward(
-            features(&with, &bt.feats),
-            &bt.lens,
-            &bt.tokens,
-            &bt.token_lens,
-            &mut Mode::eval(),
-        )
-        .unwrap();
+    let out = forward_eval(&model, &with, &bt);
     let att = out.pool_attention.as_ref().expect("attention logits");
     let (bb, tt, _, _) = out.emotion_logits.dims4().unwrap();
     assert_eq!(att.dims(), [bb, tt, with.num_emotions]);
